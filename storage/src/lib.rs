@@ -1,0 +1,67 @@
+//! hindsight-storage: an event-time versioned LSM storage engine.
+//!
+//! Every write is a new *version* of an entity, ordered by (entity key ascending,
+//! event time descending, commit sequence descending). Nothing is overwritten in
+//! place: the engine answers "the newest version of each entity with event time
+//! <= T, as known at sequence S" for point lookups and Arrow scans, and keeps every
+//! version for history scans and time travel.
+//!
+//! The crate has no SQL, no network and no async runtime in its API. See
+//! ARCHITECTURE.md for how a write and a read flow through the modules, and FORMAT.md
+//! for every byte layout on disk.
+//!
+//! ```no_run
+//! use hindsight_storage::*;
+//! # fn main() -> Result<()> {
+//! let db = Db::open("/tmp/example", Options::default())?;
+//! let table = db.create_table(TableDef::new(
+//!     "driver_stats",
+//!     vec![
+//!         ColumnDef::new("driver_id", DataType::Scalar(ScalarType::Int64)).not_null(),
+//!         ColumnDef::new("event_ts", DataType::Scalar(ScalarType::TimestampTz)).not_null(),
+//!         ColumnDef::new("conv_rate", DataType::Scalar(ScalarType::Float64)),
+//!     ],
+//!     vec![0],
+//!     Some(1),
+//!     TableOptions::default(),
+//! ))?;
+//! let mut batch = WriteBatch::new();
+//! batch.put(&table, &[Value::Int64(7), Value::Timestamp(1_700_000_000_000_000), Value::Float64(0.5)])?;
+//! db.write(batch)?;
+//! let latest = db.get(&table, &[Value::Int64(7)], &ReadAt::latest(db.now_micros()))?;
+//! # let _ = latest;
+//! # Ok(()) }
+//! ```
+
+mod arrowutil;
+mod batch;
+mod catalog;
+mod codec;
+mod compaction;
+mod db;
+mod error;
+mod fsutil;
+mod keycodec;
+mod manifest;
+mod memtable;
+mod merge;
+mod rowcodec;
+mod scan;
+mod sst;
+mod types;
+mod version;
+mod versions;
+mod view;
+mod wal;
+
+pub use batch::WriteBatch;
+pub use catalog::{Catalog, CatalogOp};
+pub use db::{Clock, CommitInfo, Db, LevelStats, Options, Snapshot, Stats, SyncPolicy, fmt_micros};
+pub use error::{Error, Result};
+pub use keycodec::{encode_key, encode_key_prefix, prefix_successor};
+pub use merge::KeyRange;
+pub use scan::{DELETED_COLUMN, SEQ_COLUMN, SYSTEM_TIME_COLUMN, ScanIter, ScanMode, ScanOptions};
+pub use types::{
+    ColumnDef, ColumnRole, DataType, ScalarType, TableDef, TableId, TableOptions, Value,
+};
+pub use view::{Projection, ReadAt, Row, SystemAt};

@@ -1,0 +1,530 @@
+//! Scans to Arrow record batches: latest-per-key snapshots and version history.
+//!
+//! A scan merges the table's memtables, level-0 files and levels (see `merge`),
+//! selects rows, and materializes only the selected rows of the projected columns.
+//! Output is streamed in batches of about `batch_rows` rows, in internal order
+//! (entity key ascending, event time descending, sequence descending); memory stays
+//! bounded by one block per source plus one output batch.
+//!
+//! Selection rules:
+//! - `Latest` (current state, `as_of`): per key, the first row in internal order with
+//!   event time <= T and sequence <= S; the key is omitted if that row is a tombstone
+//!   or older than the TTL floor. Nothing older than the first visible row matters.
+//! - `History`: every row with event time in [from, to] and sequence <= S.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, Int64Array, RecordBatch, TimestampMicrosecondArray,
+    UInt32Array, UInt64Array,
+};
+use arrow_schema::{Field, Schema, SchemaRef};
+
+use crate::error::{Error, Result};
+use crate::keycodec::decode_key_columns;
+use crate::merge::{BlockPrune, FileSource, KeyRange, MemSource, Merger, Source, SrcChunk};
+use crate::types::{ColumnRole, DataType, ScalarType, TableDef};
+use crate::version::NUM_LEVELS;
+use crate::versions::Versions;
+use crate::view::{ReadAt, View};
+
+/// Name of the commit-time column added by [`ScanOptions::with_system_time`].
+pub const SYSTEM_TIME_COLUMN: &str = "_system_time";
+/// Name of the tombstone flag column added by [`ScanOptions::include_tombstones`].
+pub const DELETED_COLUMN: &str = "_deleted";
+/// Name of the sequence column added by [`ScanOptions::with_seq`].
+pub const SEQ_COLUMN: &str = "_seq";
+
+/// What a scan returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanMode {
+    /// Each entity's newest visible version (current state or `as_of`).
+    Latest,
+    /// Every version with event time in `[from, to]` (inclusive).
+    History { from: i64, to: i64 },
+}
+
+/// Options of a scan.
+#[derive(Clone, Debug)]
+pub struct ScanOptions {
+    pub mode: ScanMode,
+    /// Event-time bound and TTL reference (used by `Latest`), and system time (both).
+    pub at: ReadAt,
+    pub key_range: KeyRange,
+    /// Column indices to return; `None`: every column.
+    pub projection: Option<Vec<usize>>,
+    /// Add `_system_time`: the commit time of each version.
+    pub with_system_time: bool,
+    /// `History` only: also return tombstones, flagged in a `_deleted` column.
+    pub include_tombstones: bool,
+    /// Add `_seq`: the commit sequence of each version.
+    pub with_seq: bool,
+    /// Target rows per output batch.
+    pub batch_rows: usize,
+}
+
+impl ScanOptions {
+    /// Current state of every entity at `now`.
+    pub fn latest(at: ReadAt) -> Self {
+        ScanOptions {
+            mode: ScanMode::Latest,
+            at,
+            key_range: KeyRange::all(),
+            projection: None,
+            with_system_time: false,
+            include_tombstones: false,
+            with_seq: false,
+            batch_rows: 8192,
+        }
+    }
+
+    /// Every version with event time in `[from, to]`.
+    pub fn history(from: i64, to: i64) -> Self {
+        ScanOptions {
+            mode: ScanMode::History { from, to },
+            ..ScanOptions::latest(ReadAt::latest(0).without_ttl())
+        }
+    }
+}
+
+/// One output column.
+#[derive(Clone, Copy, Debug)]
+enum OutCol {
+    Key(usize),
+    EventTime(bool),
+    Feature(usize, DataType),
+    SystemTime,
+    Deleted,
+    Seq,
+}
+
+/// Selected rows of a run of chunks.
+#[derive(Default)]
+pub(crate) struct Selection {
+    chunks: Vec<Arc<SrcChunk>>,
+    rows: Vec<(usize, usize)>,
+}
+
+impl Selection {
+    #[inline]
+    pub(crate) fn push(&mut self, chunk: &Arc<SrcChunk>, row: usize) {
+        let idx = match self.chunks.last() {
+            Some(c) if Arc::ptr_eq(c, chunk) => self.chunks.len() - 1,
+            _ => {
+                self.chunks.push(chunk.clone());
+                self.chunks.len() - 1
+            }
+        };
+        self.rows.push((idx, row));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn take(&mut self) -> Selection {
+        std::mem::take(self)
+    }
+
+    /// Gather one column across the selected rows.
+    fn gather(&self, arrays: &[ArrayRef]) -> Result<ArrayRef> {
+        if let ([only], Some(_)) = (arrays, self.chunks.first()) {
+            let idx = UInt32Array::from_iter_values(self.rows.iter().map(|&(_, r)| r as u32));
+            return arrow_select::take::take(only.as_ref(), &idx, None).map_err(arrow_err);
+        }
+        let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+        arrow_select::interleave::interleave(&refs, &self.rows).map_err(arrow_err)
+    }
+
+    fn keys(&self) -> Result<BinaryArray> {
+        let arrays: Vec<ArrayRef> = self
+            .chunks
+            .iter()
+            .map(|c| Arc::new(c.keys.clone()) as ArrayRef)
+            .collect();
+        let a = self.gather(&arrays)?;
+        a.as_any()
+            .downcast_ref::<BinaryArray>()
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument("keys are not binary".into()))
+    }
+
+    fn features(&self, f: usize, ty: DataType) -> Result<ArrayRef> {
+        let arrays = self
+            .chunks
+            .iter()
+            .map(|c| c.feature(f, ty))
+            .collect::<Result<Vec<_>>>()?;
+        self.gather(&arrays)
+    }
+
+    fn map<T>(&self, f: impl Fn(&SrcChunk, usize) -> T) -> Vec<T> {
+        self.rows
+            .iter()
+            .filter_map(|&(c, r)| self.chunks.get(c).map(|ch| f(ch, r)))
+            .collect()
+    }
+
+    fn system_times(&self) -> Result<Vec<i64>> {
+        self.rows
+            .iter()
+            .map(|&(c, r)| match self.chunks.get(c) {
+                Some(ch) => ch.commit_time(ch.seq.value(r)),
+                None => Ok(0),
+            })
+            .collect()
+    }
+
+    /// All internal columns and every feature, as [`Versions`] (compaction output).
+    pub(crate) fn to_versions(&self, feature_types: &[DataType]) -> Result<Versions> {
+        Ok(Versions {
+            keys: self.keys()?,
+            et: Int64Array::from(self.map(|c, r| c.et.value(r))),
+            seq: UInt64Array::from(self.map(|c, r| c.seq.value(r))),
+            tomb: BooleanArray::from(self.map(|c, r| c.tomb.value(r))),
+            features: feature_types
+                .iter()
+                .enumerate()
+                .map(|(f, &ty)| self.features(f, ty))
+                .collect::<Result<Vec<_>>>()?,
+        })
+    }
+}
+
+pub(crate) fn arrow_err(e: arrow_schema::ArrowError) -> Error {
+    Error::InvalidArgument(format!("arrow: {e}"))
+}
+
+/// Row selection state of a scan.
+enum Selector {
+    Latest {
+        et_max: i64,
+        seq_max: u64,
+        floor: i64,
+        key: Vec<u8>,
+        have_key: bool,
+        resolved: bool,
+    },
+    History {
+        from: i64,
+        to: i64,
+        seq_max: u64,
+        tombstones: bool,
+    },
+}
+
+impl Selector {
+    fn process(
+        &mut self,
+        chunk: &Arc<SrcChunk>,
+        rows: std::ops::Range<usize>,
+        out: &mut Selection,
+    ) {
+        match self {
+            Selector::Latest {
+                et_max,
+                seq_max,
+                floor,
+                key,
+                have_key,
+                resolved,
+            } => {
+                for i in rows {
+                    let k = chunk.keys.value(i);
+                    if *have_key && k == key.as_slice() {
+                        if *resolved {
+                            continue;
+                        }
+                    } else {
+                        key.clear();
+                        key.extend_from_slice(k);
+                        *have_key = true;
+                        *resolved = false;
+                    }
+                    let et = chunk.et.value(i);
+                    if et > *et_max || chunk.seq.value(i) > *seq_max {
+                        continue;
+                    }
+                    *resolved = true;
+                    if chunk.tomb.value(i) || et < *floor {
+                        continue;
+                    }
+                    out.push(chunk, i);
+                }
+            }
+            Selector::History {
+                from,
+                to,
+                seq_max,
+                tombstones,
+            } => {
+                for i in rows {
+                    let et = chunk.et.value(i);
+                    if et < *from || et > *to || chunk.seq.value(i) > *seq_max {
+                        continue;
+                    }
+                    if !*tombstones && chunk.tomb.value(i) {
+                        continue;
+                    }
+                    out.push(chunk, i);
+                }
+            }
+        }
+    }
+}
+
+/// A streaming scan; yields Arrow record batches.
+pub struct ScanIter {
+    merger: Merger,
+    selector: Selector,
+    selection: Selection,
+    cols: Vec<OutCol>,
+    schema: SchemaRef,
+    key_types: Vec<ScalarType>,
+    batch_rows: usize,
+    done: bool,
+}
+
+impl ScanIter {
+    /// The schema of every batch.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn materialize(&mut self) -> Result<RecordBatch> {
+        let sel = self.selection.take();
+        let need_keys = self.cols.iter().any(|c| matches!(c, OutCol::Key(_)));
+        let key_cols = if need_keys {
+            decode_key_columns(&sel.keys()?, &self.key_types)
+                .map_err(|e| Error::corruption("<key>", e.offset as u64, e.detail))?
+        } else {
+            Vec::new()
+        };
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.cols.len());
+        for c in &self.cols {
+            arrays.push(match *c {
+                OutCol::Key(p) => key_cols
+                    .get(p)
+                    .cloned()
+                    .ok_or_else(|| Error::InvalidArgument("key column missing".into()))?,
+                OutCol::EventTime(tz) => ts_array(sel.map(|c, r| c.et.value(r)), tz),
+                OutCol::Feature(f, ty) => sel.features(f, ty)?,
+                OutCol::SystemTime => ts_array(sel.system_times()?, true),
+                OutCol::Deleted => Arc::new(BooleanArray::from(sel.map(|c, r| c.tomb.value(r)))),
+                OutCol::Seq => Arc::new(UInt64Array::from(sel.map(|c, r| c.seq.value(r)))),
+            });
+        }
+        RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            arrays,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(sel.len())),
+        )
+        .map_err(arrow_err)
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        while !self.done {
+            if self.selection.len() >= self.batch_rows {
+                return self.materialize().map(Some);
+            }
+            match self.merger.next_run()? {
+                Some(run) => self
+                    .selector
+                    .process(&run.chunk, run.rows, &mut self.selection),
+                None => self.done = true,
+            }
+        }
+        if self.selection.len() > 0 {
+            return self.materialize().map(Some);
+        }
+        Ok(None)
+    }
+}
+
+impl Iterator for ScanIter {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_batch() {
+            Ok(b) => b.map(Ok),
+            Err(e) => {
+                self.done = true;
+                self.selection = Selection::default();
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+fn ts_array(v: Vec<i64>, tz: bool) -> ArrayRef {
+    let a = TimestampMicrosecondArray::from(v);
+    Arc::new(if tz { a.with_timezone("+00:00") } else { a })
+}
+
+/// The sources of one table in a view, restricted to a key range and pruned.
+pub(crate) fn table_sources(
+    view: &View,
+    table: &TableDef,
+    range: &KeyRange,
+    prune: BlockPrune,
+    project: &[bool],
+) -> Vec<Box<dyn Source>> {
+    let feature_types = table.feature_types();
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    for m in view.memtables() {
+        if let Some(tm) = m.table(table.id)
+            && !tm.is_empty()
+        {
+            sources.push(Box::new(MemSource::new(
+                m.clone(),
+                tm,
+                range,
+                feature_types.clone(),
+                project.to_vec(),
+                4096,
+            )));
+        }
+    }
+    if let Some(files) = view.version.table(table.id) {
+        for f in files.level(0) {
+            sources.push(Box::new(FileSource::new(
+                vec![f.clone()],
+                range.clone(),
+                prune,
+                feature_types.len(),
+            )));
+        }
+        for level in 1..NUM_LEVELS {
+            let fs = files.level(level);
+            if !fs.is_empty() {
+                sources.push(Box::new(FileSource::new(
+                    fs.to_vec(),
+                    range.clone(),
+                    prune,
+                    feature_types.len(),
+                )));
+            }
+        }
+    }
+    sources
+}
+
+/// Start a scan of `table` in `view` at sequence `seq`.
+pub(crate) fn scan(
+    view: &View,
+    table: &TableDef,
+    opts: &ScanOptions,
+    seq: u64,
+) -> Result<ScanIter> {
+    let roles = table.roles();
+    let columns: Vec<usize> = match &opts.projection {
+        Some(p) => p.clone(),
+        None => (0..table.columns.len()).collect(),
+    };
+    let mut cols = Vec::new();
+    let mut fields = Vec::new();
+    let feature_types = table.feature_types();
+    let mut project = vec![false; feature_types.len()];
+    for &c in &columns {
+        let (Some(col), Some(role)) = (table.columns.get(c), roles.get(c)) else {
+            return Err(Error::InvalidArgument(format!(
+                "column index {c} out of range"
+            )));
+        };
+        fields.push(Field::new(
+            &col.name,
+            col.data_type.arrow_type(),
+            col.nullable,
+        ));
+        cols.push(match *role {
+            ColumnRole::Key(p) => OutCol::Key(p),
+            ColumnRole::EventTime => {
+                OutCol::EventTime(col.data_type == DataType::Scalar(ScalarType::TimestampTz))
+            }
+            ColumnRole::Feature(f) => {
+                if let Some(p) = project.get_mut(f) {
+                    *p = true;
+                }
+                OutCol::Feature(f, col.data_type)
+            }
+        });
+    }
+    if table.event_time.is_none() && opts.projection.is_none() {
+        // Tables without an event-time column still expose it through history scans
+        // via `_system_time`; nothing to add here.
+    }
+    if opts.with_system_time {
+        fields.push(Field::new(
+            SYSTEM_TIME_COLUMN,
+            ScalarType::TimestampTz.arrow_type(),
+            false,
+        ));
+        cols.push(OutCol::SystemTime);
+    }
+    let tombstones = opts.include_tombstones && matches!(opts.mode, ScanMode::History { .. });
+    if tombstones {
+        fields.push(Field::new(
+            DELETED_COLUMN,
+            arrow_schema::DataType::Boolean,
+            false,
+        ));
+        cols.push(OutCol::Deleted);
+    }
+    if opts.with_seq {
+        fields.push(Field::new(
+            SEQ_COLUMN,
+            arrow_schema::DataType::UInt64,
+            false,
+        ));
+        cols.push(OutCol::Seq);
+    }
+    let (selector, prune) = match opts.mode {
+        ScanMode::Latest => {
+            let et_max = opts.at.et_max();
+            let floor = opts.at.floor(table);
+            (
+                Selector::Latest {
+                    et_max,
+                    seq_max: seq,
+                    floor,
+                    key: Vec::new(),
+                    have_key: false,
+                    resolved: false,
+                },
+                BlockPrune {
+                    et_min: floor,
+                    et_max,
+                    seq_max: seq,
+                },
+            )
+        }
+        ScanMode::History { from, to } => (
+            Selector::History {
+                from,
+                to,
+                seq_max: seq,
+                tombstones,
+            },
+            BlockPrune {
+                et_min: from,
+                et_max: to,
+                seq_max: seq,
+            },
+        ),
+    };
+    let sources = if opts.key_range.is_empty() {
+        Vec::new()
+    } else {
+        table_sources(view, table, &opts.key_range, prune, &project)
+    };
+    Ok(ScanIter {
+        merger: Merger::new(sources),
+        selector,
+        selection: Selection::default(),
+        cols,
+        schema: Arc::new(Schema::new(fields)),
+        key_types: table.key_types(),
+        batch_rows: opts.batch_rows.max(1),
+        done: false,
+    })
+}

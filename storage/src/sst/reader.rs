@@ -1,0 +1,409 @@
+//! Reads SST files through a read-only memory map.
+//!
+//! Opening a file checks the footer, and the checksums of the bloom filter, block
+//! index and metadata sections. Each data block's checksum is verified the first
+//! time the block is read (then remembered in a per-block flag), so warm point
+//! lookups do not re-hash blocks. Every offset taken from the file is bounds-checked.
+
+use std::cmp::Ordering;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+
+use memmap2::Mmap;
+
+use super::bloom::Bloom;
+use super::encoding::{Chunk, KeyProbe};
+use super::{
+    BlockHandle, COL_ET, COL_KEY, COL_SEQ, COL_TOMB, FOOTER_LEN, Footer, INTERNAL_COLUMNS,
+    MAX_BLOCK_ROWS, SST_MAGIC, SstMeta, decode_commit_times, decode_index, internal_type,
+};
+use crate::codec::{Reader, le_u32_at};
+use crate::error::{DecodeError, Error, Result};
+use crate::types::DataType;
+
+/// An open, validated SST file.
+pub(crate) struct SstReader {
+    path: PathBuf,
+    map: Mmap,
+    pub(crate) meta: SstMeta,
+    pub(crate) index: Vec<BlockHandle>,
+    bloom: (usize, usize),
+    commit_times_at: (usize, usize),
+    commit_times: OnceLock<Vec<(u64, i64)>>,
+    verified: Vec<AtomicBool>,
+    pub(crate) bloom_checks: AtomicU64,
+    pub(crate) bloom_negatives: AtomicU64,
+}
+
+impl std::fmt::Debug for SstReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SstReader")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// A located row: the block and the row within it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RowRef {
+    pub block: usize,
+    pub row: usize,
+}
+
+/// The best version of one key found in a file by a point lookup.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FileHit {
+    pub et: i64,
+    pub seq: u64,
+    pub tomb: bool,
+    pub at: RowRef,
+}
+
+impl SstReader {
+    /// Map and validate `path`.
+    #[allow(unsafe_code)]
+    pub(crate) fn open(path: &Path) -> Result<SstReader> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: SST files are immutable once written: the engine never writes to a
+        // file after `finish`, and deletes (never truncates) obsolete files. A mapping
+        // of a deleted file stays valid until unmapped. Modification by another
+        // process is outside the engine's contract (documented in ARCHITECTURE.md).
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let corrupt = |offset: u64, detail: String| Error::corruption(path, offset, detail);
+        let len = map.len();
+        if len < SST_MAGIC.len() + FOOTER_LEN {
+            return Err(corrupt(
+                0,
+                format!("file of {len} bytes is too short to be an SST"),
+            ));
+        }
+        if map.get(..SST_MAGIC.len()) != Some(&SST_MAGIC[..]) {
+            return Err(corrupt(0, "bad magic number: not a Hindsight SST".into()));
+        }
+        let footer_at = len - FOOTER_LEN;
+        let footer = Footer::decode(map.get(footer_at..).unwrap_or_default())
+            .map_err(|e| e.at(path, footer_at as u64))?;
+        let section = |(off, l): (u64, u64), what: &str| -> Result<(usize, usize)> {
+            let (o, n) = (usize::try_from(off).ok(), usize::try_from(l).ok());
+            let (Some(o), Some(n)) = (o, n) else {
+                return Err(corrupt(
+                    footer_at as u64,
+                    format!("{what} section out of range"),
+                ));
+            };
+            let end = o.checked_add(n).and_then(|e| e.checked_add(4));
+            if o < SST_MAGIC.len() || end.is_none_or(|e| e > footer_at) {
+                return Err(corrupt(
+                    footer_at as u64,
+                    format!("{what} section out of range"),
+                ));
+            }
+            let bytes = map.get(o..o + n).unwrap_or_default();
+            let stored = le_u32_at(&map, o + n).unwrap_or(0);
+            if crc32fast::hash(bytes) != stored {
+                return Err(corrupt(o as u64, format!("{what} checksum mismatch")));
+            }
+            Ok((o, n))
+        };
+        let bloom = section(footer.bloom, "bloom filter")?;
+        let index_at = section(footer.index, "block index")?;
+        let meta_at = section(footer.meta, "metadata")?;
+        let slice = |(o, n): (usize, usize)| map.get(o..o + n).unwrap_or_default();
+        Bloom::parse(slice(bloom)).map_err(|e| e.at(path, bloom.0 as u64))?;
+        let index = decode_index(slice(index_at)).map_err(|e| e.at(path, index_at.0 as u64))?;
+        let (meta, times) =
+            SstMeta::decode(slice(meta_at)).map_err(|e| e.at(path, meta_at.0 as u64))?;
+        let times_at = (times.as_ptr() as usize - map.as_ptr() as usize, times.len());
+        for (i, b) in index.iter().enumerate() {
+            let end = b
+                .offset
+                .checked_add(u64::from(b.len))
+                .and_then(|e| e.checked_add(4));
+            if b.offset < SST_MAGIC.len() as u64 || end.is_none_or(|e| e > bloom.0 as u64) {
+                return Err(corrupt(
+                    index_at.0 as u64,
+                    format!("block {i} lies outside the data area"),
+                ));
+            }
+            if b.rows == 0 || b.rows as usize > MAX_BLOCK_ROWS {
+                return Err(corrupt(
+                    index_at.0 as u64,
+                    format!("block {i} has {} rows", b.rows),
+                ));
+            }
+        }
+        let rows: u64 = index.iter().map(|b| u64::from(b.rows)).sum();
+        if rows != meta.rows || index.is_empty() {
+            return Err(corrupt(
+                meta_at.0 as u64,
+                format!("metadata says {} rows, block index holds {rows}", meta.rows),
+            ));
+        }
+        let verified = (0..index.len()).map(|_| AtomicBool::new(false)).collect();
+        Ok(SstReader {
+            path: path.to_path_buf(),
+            map,
+            meta,
+            index,
+            bloom,
+            commit_times_at: times_at,
+            commit_times: OnceLock::new(),
+            verified,
+            bloom_checks: AtomicU64::new(0),
+            bloom_negatives: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// False only if no version of the entity with this key hash is in the file.
+    #[inline]
+    pub(crate) fn may_contain(&self, hash: u64) -> bool {
+        self.bloom_checks.fetch_add(1, AtomicOrdering::Relaxed);
+        let bytes = self.map.get(self.bloom.0..self.bloom.0 + self.bloom.1);
+        let hit = bytes
+            .and_then(|b| Bloom::parse(b).ok())
+            .is_none_or(|bloom| bloom.may_contain(hash));
+        if !hit {
+            self.bloom_negatives.fetch_add(1, AtomicOrdering::Relaxed);
+        }
+        hit
+    }
+
+    /// Sorted (sequence, commit time) pairs of every sequence in the file.
+    pub(crate) fn commit_times(&self) -> Result<&[(u64, i64)]> {
+        if let Some(t) = self.commit_times.get() {
+            return Ok(t);
+        }
+        let (o, n) = self.commit_times_at;
+        let parsed = decode_commit_times(self.map.get(o..o + n).unwrap_or_default())
+            .map_err(|e| e.at(&self.path, o as u64))?;
+        Ok(self.commit_times.get_or_init(|| parsed))
+    }
+
+    /// Commit time of sequence `seq` in this file.
+    pub(crate) fn commit_time(&self, seq: u64) -> Result<i64> {
+        let t = self.commit_times()?;
+        match t.binary_search_by_key(&seq, |&(s, _)| s) {
+            Ok(i) => Ok(t.get(i).map_or(0, |&(_, time)| time)),
+            Err(_) => Err(Error::corruption(
+                &self.path,
+                self.commit_times_at.0 as u64,
+                format!("sequence {seq} has no commit time"),
+            )),
+        }
+    }
+
+    /// The largest sequence in the file committed at or before `micros`.
+    pub(crate) fn last_seq_at_or_before(&self, micros: i64) -> Result<Option<u64>> {
+        let t = self.commit_times()?;
+        let n = t.partition_point(|&(_, time)| time <= micros);
+        Ok(n.checked_sub(1).and_then(|i| t.get(i)).map(|&(s, _)| s))
+    }
+
+    /// Parse block `b`, verifying its checksum on first use.
+    pub(crate) fn block(&self, b: usize) -> Result<BlockView<'_>> {
+        let h = self
+            .index
+            .get(b)
+            .ok_or_else(|| Error::InvalidArgument(format!("block {b} out of range")))?;
+        let (o, n) = (h.offset as usize, h.len as usize);
+        let bytes = self.map.get(o..o + n).unwrap_or_default();
+        let flag = self.verified.get(b);
+        if !flag.is_some_and(|f| f.load(AtomicOrdering::Acquire)) {
+            let stored = le_u32_at(&self.map, o + n).unwrap_or(0);
+            if crc32fast::hash(bytes) != stored {
+                return Err(Error::corruption(
+                    &self.path,
+                    o as u64,
+                    format!("block {b} checksum mismatch"),
+                ));
+            }
+            if let Some(f) = flag {
+                f.store(true, AtomicOrdering::Release);
+            }
+        }
+        BlockView::parse(bytes, h.rows as usize, &self.meta.feature_types)
+            .map_err(|e| e.at(&self.path, o as u64))
+    }
+
+    /// Wrap a decode error of block `b` with this file's name.
+    pub(crate) fn block_error(&self, b: usize, e: DecodeError) -> Error {
+        let base = self.index.get(b).map_or(0, |h| h.offset);
+        e.at(&self.path, base)
+    }
+
+    /// Point lookup: the first version of `key` (in internal order) with event time
+    /// `<= et_max` and sequence `<= seq_max`, if the file has one.
+    pub(crate) fn find(&self, key: &[u8], et_max: i64, seq_max: u64) -> Result<Option<FileHit>> {
+        let probe = KeyProbe::new(key);
+        let mut b = self.index.partition_point(|h| h.last_key.as_slice() < key);
+        while let Some(h) = self.index.get(b) {
+            let key_continues = h.last_key.as_slice() == key;
+            let may_have = h.min_et <= et_max && h.min_seq <= seq_max;
+            if may_have {
+                let view = self.block(b)?;
+                let hit = view
+                    .find(&probe, et_max, seq_max)
+                    .map_err(|e| self.block_error(b, e))?;
+                match hit {
+                    Found::Row(row, et, seq, tomb) => {
+                        return Ok(Some(FileHit {
+                            et,
+                            seq,
+                            tomb,
+                            at: RowRef { block: b, row },
+                        }));
+                    }
+                    Found::NotHere => return Ok(None),
+                    Found::MaybeNextBlock => {}
+                }
+            }
+            if !key_continues {
+                return Ok(None);
+            }
+            b += 1;
+        }
+        Ok(None)
+    }
+
+    /// The first block that may hold `key` or a later key.
+    pub(crate) fn seek_block(&self, key: &[u8]) -> usize {
+        self.index.partition_point(|h| h.last_key.as_slice() < key)
+    }
+}
+
+/// Outcome of a lookup inside one block.
+enum Found {
+    Row(usize, i64, u64, bool),
+    /// The key's versions end in this block without a visible one.
+    NotHere,
+    /// The block ends while still on the key: look in the next block.
+    MaybeNextBlock,
+}
+
+/// A parsed data block: its row count and the byte range of each column.
+pub(crate) struct BlockView<'a> {
+    pub(crate) rows: usize,
+    cols: Vec<&'a [u8]>,
+    feature_types: &'a [DataType],
+}
+
+impl<'a> BlockView<'a> {
+    fn parse(
+        bytes: &'a [u8],
+        rows: usize,
+        feature_types: &'a [DataType],
+    ) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let n = r.u32("block row count")? as usize;
+        if n != rows {
+            return Err(r.err(format!("block says {n} rows, index says {rows}")));
+        }
+        let ncols = usize::from(r.u16("block column count")?);
+        if ncols != INTERNAL_COLUMNS + feature_types.len() {
+            return Err(r.err(format!(
+                "block has {ncols} columns, file declares {}",
+                INTERNAL_COLUMNS + feature_types.len()
+            )));
+        }
+        let mut ends = Vec::with_capacity(ncols);
+        for _ in 0..ncols {
+            ends.push(r.u32("column end")? as usize);
+        }
+        let data_at = r.offset();
+        let data = bytes.get(data_at..).unwrap_or_default();
+        let mut cols = Vec::with_capacity(ncols);
+        let mut start = 0usize;
+        for (c, &end) in ends.iter().enumerate() {
+            let col = data.get(start..end).ok_or_else(|| {
+                DecodeError::new(data_at, format!("column {c} bounds {start}..{end} invalid"))
+            })?;
+            cols.push(col);
+            start = end;
+        }
+        if start != data.len() {
+            return Err(DecodeError::new(
+                data_at + start,
+                "trailing bytes after last column",
+            ));
+        }
+        Ok(BlockView {
+            rows,
+            cols,
+            feature_types,
+        })
+    }
+
+    /// Parse column `c` (internal columns first, then features).
+    pub(crate) fn chunk(&self, c: usize) -> Result<Chunk<'a>, DecodeError> {
+        let ty = if c < INTERNAL_COLUMNS {
+            internal_type(c)
+        } else {
+            *self
+                .feature_types
+                .get(c - INTERNAL_COLUMNS)
+                .ok_or_else(|| DecodeError::new(0, format!("no column {c}")))?
+        };
+        let bytes = self
+            .cols
+            .get(c)
+            .ok_or_else(|| DecodeError::new(0, format!("no column {c}")))?;
+        let mut r = Reader::new(bytes);
+        let chunk = Chunk::parse(&mut r, self.rows, ty)?;
+        if !r.is_empty() {
+            return Err(r.err(format!("trailing bytes in column {c}")));
+        }
+        Ok(chunk)
+    }
+
+    /// Feature `f` of this block, or `None` if the file predates that feature.
+    pub(crate) fn feature(&self, f: usize) -> Result<Option<(Chunk<'a>, DataType)>, DecodeError> {
+        match self.feature_types.get(f) {
+            None => Ok(None),
+            Some(&ty) => Ok(Some((self.chunk(INTERNAL_COLUMNS + f)?, ty))),
+        }
+    }
+
+    fn find(&self, probe: &KeyProbe<'_>, et_max: i64, seq_max: u64) -> Result<Found, DecodeError> {
+        let keys = self.chunk(COL_KEY)?;
+        let ets = self.chunk(COL_ET)?;
+        // First row not before (key, et_max) in internal order.
+        let (mut lo, mut hi) = (0usize, self.rows);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let before = match keys.cmp_key(mid, probe)? {
+                Ordering::Less => true,
+                Ordering::Equal => ets.int(mid) > et_max,
+                Ordering::Greater => false,
+            };
+            if before {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == self.rows {
+            // Every row is before the probe: the key may continue in the next block.
+            return Ok(Found::MaybeNextBlock);
+        }
+        let seqs = self.chunk(COL_SEQ)?;
+        let tombs = self.chunk(COL_TOMB)?;
+        let mut i = lo;
+        while i < self.rows {
+            if keys.cmp_key(i, probe)? != Ordering::Equal {
+                return Ok(Found::NotHere);
+            }
+            let seq = seqs.int(i) as u64;
+            if seq <= seq_max {
+                return Ok(Found::Row(i, ets.int(i), seq, tombs.bool(i)));
+            }
+            i += 1;
+        }
+        Ok(Found::MaybeNextBlock)
+    }
+}

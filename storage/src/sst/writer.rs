@@ -1,0 +1,296 @@
+//! Writes one SST file from versions arriving in internal order.
+//!
+//! Invariants: rows must arrive in internal order (checked: an out-of-order row is an
+//! error, never a silently unsorted file); the file is fsynced by `finish` before its
+//! metadata is returned, so callers may name it in the manifest right away.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::bloom::{BloomBuilder, key_hash};
+use super::encoding::{encode_column, encode_ints, encode_keys};
+use super::{
+    BlockHandle, FOOTER_LEN, Footer, INTERNAL_COLUMNS, MAX_BLOCK_ROWS, SST_MAGIC, SstMeta,
+    encode_index,
+};
+use crate::codec::Put;
+use crate::error::{Error, Result};
+use crate::types::{DataType, TableId};
+use crate::versions::Versions;
+
+/// Block sizing and filter settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriterOptions {
+    /// Most rows per block.
+    pub block_rows: usize,
+    /// Target uncompressed bytes per block.
+    pub block_bytes: usize,
+    pub bloom_bits_per_key: usize,
+}
+
+/// Streaming SST writer.
+pub(crate) struct SstWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    offset: u64,
+    opts: WriterOptions,
+    meta: SstMeta,
+    index: Vec<BlockHandle>,
+    bloom: BloomBuilder,
+    seqs: HashSet<u64>,
+    last: Option<(Vec<u8>, i64, u64)>,
+    buf: Vec<u8>,
+}
+
+impl SstWriter {
+    /// Create the file (it must not exist).
+    pub(crate) fn create(
+        path: &Path,
+        table: TableId,
+        feature_types: Vec<DataType>,
+        opts: WriterOptions,
+    ) -> Result<Self> {
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&SST_MAGIC).map_err(|e| Error::io(path, e))?;
+        Ok(SstWriter {
+            path: path.to_path_buf(),
+            out,
+            offset: SST_MAGIC.len() as u64,
+            opts,
+            meta: SstMeta {
+                table,
+                feature_types,
+                rows: 0,
+                tombstones: 0,
+                distinct_keys: 0,
+                min_et: i64::MAX,
+                max_et: i64::MIN,
+                min_seq: u64::MAX,
+                max_seq: 0,
+                min_key: Vec::new(),
+                max_key: Vec::new(),
+            },
+            index: Vec::new(),
+            bloom: BloomBuilder::new(opts.bloom_bits_per_key),
+            seqs: HashSet::new(),
+            last: None,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Bytes written so far (blocks only).
+    pub(crate) fn written(&self) -> u64 {
+        self.offset
+    }
+
+    /// Rows added so far.
+    pub(crate) fn rows(&self) -> u64 {
+        self.meta.rows
+    }
+
+    /// The entity key of the last row added.
+    pub(crate) fn last_key(&self) -> Option<&[u8]> {
+        self.last.as_ref().map(|(k, _, _)| k.as_slice())
+    }
+
+    /// Append versions; they must follow every row added before, in internal order.
+    pub(crate) fn add(&mut self, v: &Versions) -> Result<()> {
+        if v.is_empty() {
+            return Ok(());
+        }
+        if v.features.len() != self.meta.feature_types.len() {
+            return Err(Error::InvalidArgument(format!(
+                "SST writer expects {} features, got {}",
+                self.meta.feature_types.len(),
+                v.features.len()
+            )));
+        }
+        self.check_order_and_track(v)?;
+        let per_block = (self.opts.block_bytes / v.bytes_per_row())
+            .max(16)
+            .min(self.opts.block_rows)
+            .clamp(1, MAX_BLOCK_ROWS);
+        let mut start = 0;
+        while start < v.len() {
+            let len = per_block.min(v.len() - start);
+            self.write_block(&v.slice(start, len))?;
+            start += len;
+        }
+        Ok(())
+    }
+
+    fn check_order_and_track(&mut self, v: &Versions) -> Result<()> {
+        for i in 0..v.len() {
+            let key = v.keys.value(i);
+            let (et, seq) = (v.et.value(i), v.seq.value(i));
+            let new_key = match &self.last {
+                None => true,
+                Some((lk, let_, lseq)) => {
+                    let ord = lk
+                        .as_slice()
+                        .cmp(key)
+                        .then(et.cmp(let_))
+                        .then(seq.cmp(lseq));
+                    if ord != std::cmp::Ordering::Less {
+                        return Err(Error::InvalidArgument(format!(
+                            "SST rows out of order writing {} (row {i})",
+                            self.path.display()
+                        )));
+                    }
+                    lk.as_slice() != key
+                }
+            };
+            if new_key {
+                self.bloom.add_hash(key_hash(key));
+                self.meta.distinct_keys += 1;
+                if self.meta.rows == 0 && i == 0 {
+                    self.meta.min_key = key.to_vec();
+                }
+                self.last = Some((key.to_vec(), et, seq));
+            } else if let Some(last) = &mut self.last {
+                last.1 = et;
+                last.2 = seq;
+            }
+            self.seqs.insert(seq);
+        }
+        Ok(())
+    }
+
+    fn write_block(&mut self, v: &Versions) -> Result<()> {
+        let n = v.len();
+        let mut body = std::mem::take(&mut self.buf);
+        body.clear();
+        let ncols = INTERNAL_COLUMNS + v.features.len();
+        body.put_u32(n as u32);
+        body.put_u16(ncols as u16);
+        let dir_at = body.len();
+        body.resize(dir_at + 4 * ncols, 0);
+        let data_at = body.len();
+        let mut ends = Vec::with_capacity(ncols);
+
+        encode_keys(&mut body, &v.keys);
+        ends.push(body.len() - data_at);
+        let ets: Vec<i64> = v.et.values().to_vec();
+        body.put_u8(0);
+        encode_ints(&mut body, &ets, 8);
+        ends.push(body.len() - data_at);
+        let seqs: Vec<i64> = v.seq.values().iter().map(|&s| s as i64).collect();
+        body.put_u8(0);
+        encode_ints(&mut body, &seqs, 8);
+        ends.push(body.len() - data_at);
+        encode_column(&mut body, &v.tomb, super::internal_type(super::COL_TOMB));
+        ends.push(body.len() - data_at);
+        for (f, ty) in v.features.iter().zip(&self.meta.feature_types) {
+            encode_column(&mut body, f.as_ref(), *ty);
+            ends.push(body.len() - data_at);
+        }
+        for (c, end) in ends.iter().enumerate() {
+            let at = dir_at + 4 * c;
+            body[at..at + 4].copy_from_slice(&(*end as u32).to_le_bytes());
+        }
+
+        let crc = crc32fast::hash(&body);
+        let len = u32::try_from(body.len()).map_err(|_| {
+            Error::InvalidArgument(format!("block of {} bytes is too large", body.len()))
+        })?;
+        let (min_et, max_et) = (
+            ets.iter().copied().min().unwrap_or(0),
+            ets.iter().copied().max().unwrap_or(0),
+        );
+        let (min_seq, max_seq) = (
+            v.seq.values().iter().copied().min().unwrap_or(0),
+            v.seq.values().iter().copied().max().unwrap_or(0),
+        );
+        let tombstones = v.tomb.true_count() as u64;
+        self.index.push(BlockHandle {
+            offset: self.offset,
+            len,
+            rows: n as u32,
+            min_et,
+            max_et,
+            min_seq,
+            max_seq,
+            last_key: v.keys.value(n - 1).to_vec(),
+        });
+        self.write(&body)?;
+        self.write(&crc.to_le_bytes())?;
+        let m = &mut self.meta;
+        m.rows += n as u64;
+        m.tombstones += tombstones;
+        m.min_et = m.min_et.min(min_et);
+        m.max_et = m.max_et.max(max_et);
+        m.min_seq = m.min_seq.min(min_seq);
+        m.max_seq = m.max_seq.max(max_seq);
+        m.max_key = v.keys.value(n - 1).to_vec();
+        self.buf = body;
+        Ok(())
+    }
+
+    fn write(&mut self, b: &[u8]) -> Result<()> {
+        self.out
+            .write_all(b)
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.offset += b.len() as u64;
+        Ok(())
+    }
+
+    fn write_section(&mut self, bytes: &[u8]) -> Result<(u64, u64)> {
+        let at = self.offset;
+        self.write(bytes)?;
+        self.write(&crc32fast::hash(bytes).to_le_bytes())?;
+        Ok((at, bytes.len() as u64))
+    }
+
+    /// Write the trailing sections and footer, fsync, and return the metadata and the
+    /// file size. `commit_time` maps each sequence in the file to its commit time.
+    pub(crate) fn finish(
+        mut self,
+        commit_time: &dyn Fn(u64) -> Option<i64>,
+    ) -> Result<(SstMeta, u64)> {
+        if self.meta.rows == 0 {
+            return Err(Error::InvalidArgument(
+                "refusing to write an empty SST".into(),
+            ));
+        }
+        let mut seqs: Vec<u64> = self.seqs.drain().collect();
+        seqs.sort_unstable();
+        let mut times = Vec::with_capacity(seqs.len());
+        for s in seqs {
+            let t = commit_time(s).ok_or_else(|| {
+                Error::InvalidArgument(format!("no commit time known for sequence {s}"))
+            })?;
+            times.push((s, t));
+        }
+        let bloom = std::mem::replace(&mut self.bloom, BloomBuilder::new(1)).finish();
+        let bloom = self.write_section(&bloom)?;
+        let index = encode_index(&self.index);
+        let index = self.write_section(&index)?;
+        let mut meta_bytes = Vec::new();
+        self.meta.encode(&times, &mut meta_bytes);
+        let meta = self.write_section(&meta_bytes)?;
+        let footer = Footer { index, bloom, meta }.encode();
+        debug_assert_eq!(footer.len(), FOOTER_LEN);
+        self.write(&footer)?;
+        let path = self.path.clone();
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io(&path, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&path, e))?;
+        Ok((self.meta, self.offset))
+    }
+
+    /// Give up on the file and delete it.
+    pub(crate) fn abandon(self) {
+        let path = self.path.clone();
+        drop(self);
+        let _ = std::fs::remove_file(path);
+    }
+}

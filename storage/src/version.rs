@@ -1,0 +1,157 @@
+//! A version: the immutable set of live SST files, per table and level.
+//!
+//! Level 0 holds flushed memtables, possibly overlapping, newest first. Levels 1 and
+//! up each hold non-overlapping files sorted by key, and a key's versions never span
+//! two files of one level. Versions are replaced, never mutated: readers hold an
+//! `Arc<Version>` and keep seeing the same files (which stay readable through their
+//! mmaps even after deletion) for as long as they hold it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::manifest::{FileMeta, VersionEdit};
+use crate::sst::SstReader;
+use crate::types::TableId;
+
+/// Number of levels (0..NUM_LEVELS).
+pub(crate) const NUM_LEVELS: usize = 7;
+
+/// An open SST with its manifest record.
+#[derive(Debug)]
+pub(crate) struct SstFile {
+    pub meta: FileMeta,
+    pub reader: SstReader,
+}
+
+impl SstFile {
+    /// True if the file's key range intersects [`lo`, `hi`] (`None`: unbounded).
+    pub(crate) fn overlaps(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> bool {
+        lo.is_none_or(|lo| self.meta.max_key.as_slice() >= lo)
+            && hi.is_none_or(|hi| self.meta.min_key.as_slice() <= hi)
+    }
+}
+
+/// The files of one table.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TableFiles {
+    pub levels: Vec<Vec<Arc<SstFile>>>,
+}
+
+impl TableFiles {
+    fn normalize(&mut self) {
+        self.levels.resize_with(NUM_LEVELS, Vec::new);
+        if let Some(l0) = self.levels.get_mut(0) {
+            l0.sort_by(|a, b| {
+                b.meta
+                    .max_seq
+                    .cmp(&a.meta.max_seq)
+                    .then(b.meta.number.cmp(&a.meta.number))
+            });
+        }
+        for l in self.levels.iter_mut().skip(1) {
+            l.sort_by(|a, b| a.meta.min_key.cmp(&b.meta.min_key));
+        }
+    }
+
+    /// Files of `level` (empty if none).
+    pub(crate) fn level(&self, level: usize) -> &[Arc<SstFile>] {
+        self.levels
+            .get(level)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Total bytes in `level`.
+    pub(crate) fn level_bytes(&self, level: usize) -> u64 {
+        self.level(level).iter().map(|f| f.meta.size).sum()
+    }
+
+    /// The file of a sorted level (>= 1) whose key range holds `key`.
+    pub(crate) fn file_for_key(&self, level: usize, key: &[u8]) -> Option<&Arc<SstFile>> {
+        let files = self.level(level);
+        let i = files.partition_point(|f| f.meta.max_key.as_slice() < key);
+        files.get(i).filter(|f| f.meta.min_key.as_slice() <= key)
+    }
+
+    /// Files of `level` whose key range intersects [`lo`, `hi`].
+    pub(crate) fn overlapping(
+        &self,
+        level: usize,
+        lo: Option<&[u8]>,
+        hi: Option<&[u8]>,
+    ) -> Vec<Arc<SstFile>> {
+        self.level(level)
+            .iter()
+            .filter(|f| f.overlaps(lo, hi))
+            .cloned()
+            .collect()
+    }
+
+    /// Every file, level by level.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<SstFile>> {
+        self.levels.iter().flatten()
+    }
+
+    /// The deepest non-empty level (0 if none).
+    pub(crate) fn deepest_level(&self) -> usize {
+        (0..self.levels.len())
+            .rev()
+            .find(|&l| !self.level(l).is_empty())
+            .unwrap_or(0)
+    }
+}
+
+/// The live files of every table.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Version {
+    pub tables: HashMap<TableId, Arc<TableFiles>>,
+}
+
+impl Version {
+    /// Files of `table`.
+    pub(crate) fn table(&self, table: TableId) -> Option<&Arc<TableFiles>> {
+        self.tables.get(&table)
+    }
+
+    /// Every live file.
+    pub(crate) fn all_files(&self) -> impl Iterator<Item = &Arc<SstFile>> {
+        self.tables.values().flat_map(|t| t.all())
+    }
+
+    /// A new version with `edit` applied; `opened` supplies the added files.
+    pub(crate) fn apply(&self, edit: &VersionEdit, opened: &[Arc<SstFile>]) -> Version {
+        let mut tables = self.tables.clone();
+        let mut touched: HashMap<TableId, TableFiles> = HashMap::new();
+        fn entry<'a>(
+            touched: &'a mut HashMap<TableId, TableFiles>,
+            tables: &HashMap<TableId, Arc<TableFiles>>,
+            t: TableId,
+        ) -> &'a mut TableFiles {
+            let tf = touched
+                .entry(t)
+                .or_insert_with(|| tables.get(&t).map(|f| (**f).clone()).unwrap_or_default());
+            tf.levels.resize_with(NUM_LEVELS, Vec::new);
+            tf
+        }
+        for (t, n) in &edit.deleted {
+            for l in &mut entry(&mut touched, &tables, *t).levels {
+                l.retain(|f| f.meta.number != *n);
+            }
+        }
+        for f in opened {
+            let tf = entry(&mut touched, &tables, f.meta.table);
+            if let Some(l) = tf.levels.get_mut(f.meta.level as usize) {
+                l.push(f.clone());
+            }
+        }
+        for (t, mut tf) in touched {
+            tf.normalize();
+            if tf.all().next().is_none() {
+                tables.remove(&t);
+            } else {
+                tables.insert(t, Arc::new(tf));
+            }
+        }
+        Version { tables }
+    }
+}

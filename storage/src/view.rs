@@ -1,0 +1,326 @@
+//! Consistent read views and point lookups.
+//!
+//! A [`View`] pins one memtable generation, one [`Version`] of the SST files and one
+//! catalog. Together with a sequence number it answers "the newest version of key K
+//! with event time <= T known at sequence S".
+//!
+//! Lookup invariant: late data can sit in a newer source than the newest version, so
+//! the lookup never stops at the first source that has the key. It visits memtables,
+//! then level-0 files newest first, then one file per deeper level, and skips a
+//! source only when its bloom filter rules the key out or its time and sequence
+//! ranges show it cannot hold a better candidate than the best found so far.
+
+use std::sync::Arc;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::keycodec::decode_key;
+use crate::memtable::{MemEntry, MemTable};
+use crate::rowcodec;
+use crate::sst::RowRef;
+use crate::sst::bloom::key_hash;
+use crate::types::{ColumnRole, DataType, ScalarType, TableDef, TableId, Value};
+use crate::version::{NUM_LEVELS, SstFile, Version};
+
+/// Which system time (database knowledge) a read sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemAt {
+    /// Everything committed when the snapshot was taken.
+    Current,
+    /// Batches with sequence <= this.
+    Seq(u64),
+    /// Batches committed at or before this time (microseconds since the epoch).
+    Micros(i64),
+}
+
+/// The point in both time axes a read is answered at, and its TTL reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadAt {
+    /// Newest event time considered (inclusive); `None`: no bound (latest).
+    pub event_time: Option<i64>,
+    pub system: SystemAt,
+    /// TTL reference time: versions with event time < reference - ttl are not
+    /// candidates. `None` disables the table's TTL for this read.
+    pub ttl_reference: Option<i64>,
+}
+
+impl ReadAt {
+    /// Current state: the latest version, TTL applied relative to `now`.
+    pub fn latest(now_micros: i64) -> Self {
+        ReadAt {
+            event_time: None,
+            system: SystemAt::Current,
+            ttl_reference: Some(now_micros),
+        }
+    }
+
+    /// Event-time snapshot at `t`, TTL applied relative to `t`.
+    pub fn as_of(t: i64) -> Self {
+        ReadAt {
+            event_time: Some(t),
+            system: SystemAt::Current,
+            ttl_reference: Some(t),
+        }
+    }
+
+    /// The same read as the database knew it at `system`.
+    pub fn known_at(mut self, system: SystemAt) -> Self {
+        self.system = system;
+        self
+    }
+
+    /// The same read ignoring the table's TTL.
+    pub fn without_ttl(mut self) -> Self {
+        self.ttl_reference = None;
+        self
+    }
+
+    /// Oldest event time a candidate may have under `table`'s TTL.
+    pub(crate) fn floor(&self, table: &TableDef) -> i64 {
+        match (self.ttl_reference, table.options.ttl_micros) {
+            (Some(r), Some(ttl)) => r.saturating_sub(ttl),
+            _ => i64::MIN,
+        }
+    }
+
+    pub(crate) fn et_max(&self) -> i64 {
+        self.event_time.unwrap_or(i64::MAX)
+    }
+}
+
+/// A version returned by a point lookup.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// Values of the projected columns, in projection order.
+    pub values: Vec<Value>,
+    pub event_time: i64,
+    pub seq: u64,
+}
+
+/// Columns to return, resolved once against a table definition.
+#[derive(Clone, Debug)]
+pub struct Projection {
+    cols: Vec<ColumnRole>,
+    feature_types: Vec<DataType>,
+    key_types: Vec<ScalarType>,
+    need_key: bool,
+}
+
+impl Projection {
+    /// Project `columns` (indices into the table's columns); `None`: all columns.
+    pub fn new(table: &TableDef, columns: Option<&[usize]>) -> Result<Projection> {
+        let roles = table.roles();
+        let cols = match columns {
+            None => roles.clone(),
+            Some(cs) => cs
+                .iter()
+                .map(|&c| {
+                    roles.get(c).copied().ok_or_else(|| {
+                        Error::InvalidArgument(format!("column index {c} out of range"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        Ok(Projection {
+            need_key: cols.iter().any(|r| matches!(r, ColumnRole::Key(_))),
+            cols,
+            feature_types: table.feature_types(),
+            key_types: table.key_types(),
+        })
+    }
+
+    /// Roles of the projected columns.
+    pub fn roles(&self) -> &[ColumnRole] {
+        &self.cols
+    }
+}
+
+/// A pinned set of memtables, files and catalog.
+pub(crate) struct View {
+    pub mem: Arc<MemTable>,
+    /// Sealed memtables waiting for flush, newest first.
+    pub imm: Vec<Arc<MemTable>>,
+    pub version: Arc<Version>,
+    pub catalog: Arc<Catalog>,
+}
+
+/// Where a lookup found its candidate.
+pub(crate) enum HitSource<'a> {
+    Mem(MemEntry),
+    File(&'a Arc<SstFile>, RowRef),
+}
+
+/// The best candidate version of a key.
+pub(crate) struct Hit<'a> {
+    pub et: i64,
+    pub seq: u64,
+    pub tomb: bool,
+    pub src: HitSource<'a>,
+}
+
+impl View {
+    /// Memtables, newest first.
+    pub(crate) fn memtables(&self) -> impl Iterator<Item = &Arc<MemTable>> {
+        std::iter::once(&self.mem).chain(self.imm.iter())
+    }
+
+    /// The newest version of `key` with event time <= `et_max` and sequence <=
+    /// `seq_max`, across all sources (tombstones included).
+    pub(crate) fn find(
+        &self,
+        table: TableId,
+        key: &[u8],
+        et_max: i64,
+        seq_max: u64,
+    ) -> Result<Option<Hit<'_>>> {
+        let mut best: Option<Hit<'_>> = None;
+        let beats = |et: i64, seq: u64, best: &Option<Hit<'_>>| {
+            best.as_ref().is_none_or(|b| (et, seq) > (b.et, b.seq))
+        };
+        for m in self.memtables() {
+            let Some(tm) = m.table(table) else { continue };
+            use std::sync::atomic::Ordering::Relaxed;
+            if tm.min_et.load(Relaxed) > et_max
+                || best
+                    .as_ref()
+                    .is_some_and(|b| tm.max_et.load(Relaxed) < b.et)
+            {
+                continue;
+            }
+            if let Some(e) = tm.find(key, et_max, seq_max)
+                && beats(e.et, e.seq, &best)
+            {
+                best = Some(Hit {
+                    et: e.et,
+                    seq: e.seq,
+                    tomb: e.tomb,
+                    src: HitSource::Mem(e),
+                });
+            }
+        }
+        let Some(files) = self.version.table(table) else {
+            return Ok(best);
+        };
+        let hash = key_hash(key);
+        for f in files.level(0) {
+            self.search_file(f, key, hash, et_max, seq_max, &mut best)?;
+        }
+        for level in 1..NUM_LEVELS {
+            if let Some(f) = files.file_for_key(level, key) {
+                self.search_file(f, key, hash, et_max, seq_max, &mut best)?;
+            }
+        }
+        Ok(best)
+    }
+
+    fn search_file<'a>(
+        &'a self,
+        f: &'a Arc<SstFile>,
+        key: &[u8],
+        hash: u64,
+        et_max: i64,
+        seq_max: u64,
+        best: &mut Option<Hit<'a>>,
+    ) -> Result<()> {
+        let m = &f.meta;
+        if key < m.min_key.as_slice() || key > m.max_key.as_slice() {
+            return Ok(());
+        }
+        if m.min_et > et_max || m.min_seq > seq_max {
+            return Ok(());
+        }
+        if let Some(b) = best.as_ref()
+            && (m.max_et, m.max_seq) < (b.et, b.seq)
+        {
+            return Ok(());
+        }
+        if !f.reader.may_contain(hash) {
+            return Ok(());
+        }
+        if let Some(h) = f.reader.find(key, et_max, seq_max)?
+            && best.as_ref().is_none_or(|b| (h.et, h.seq) > (b.et, b.seq))
+        {
+            *best = Some(Hit {
+                et: h.et,
+                seq: h.seq,
+                tomb: h.tomb,
+                src: HitSource::File(f, h.at),
+            });
+        }
+        Ok(())
+    }
+
+    /// Point lookup with visibility, tombstones and TTL applied.
+    pub(crate) fn get(
+        &self,
+        table: &TableDef,
+        key: &[u8],
+        at: &ReadAt,
+        seq: u64,
+        proj: &Projection,
+    ) -> Result<Option<Row>> {
+        let Some(hit) = self.find(table.id, key, at.et_max(), seq)? else {
+            return Ok(None);
+        };
+        if hit.tomb || hit.et < at.floor(table) {
+            return Ok(None);
+        }
+        materialize(key, &hit, proj).map(Some)
+    }
+}
+
+/// Decode the projected columns of a hit.
+fn materialize(key: &[u8], hit: &Hit<'_>, proj: &Projection) -> Result<Row> {
+    let key_values = if proj.need_key {
+        decode_key(key, &proj.key_types)
+            .map_err(|e| Error::corruption("<key>", e.offset as u64, e.detail))?
+    } else {
+        Vec::new()
+    };
+    let mut values = Vec::with_capacity(proj.cols.len());
+    match &hit.src {
+        HitSource::Mem(e) => {
+            let feats = rowcodec::decode_values(e.row(), &proj.feature_types)
+                .map_err(|d| Error::corruption("<memtable>", d.offset as u64, d.detail))?;
+            for r in &proj.cols {
+                values.push(pick(r, &key_values, hit.et, |f| {
+                    Ok(feats.get(f).cloned().unwrap_or(Value::Null))
+                })?);
+            }
+        }
+        HitSource::File(f, at) => {
+            let block = f.reader.block(at.block)?;
+            for r in &proj.cols {
+                values.push(pick(r, &key_values, hit.et, |fi| {
+                    match block
+                        .feature(fi)
+                        .map_err(|e| f.reader.block_error(at.block, e))?
+                    {
+                        None => Ok(Value::Null),
+                        Some((chunk, ty)) => chunk
+                            .value(at.row, ty)
+                            .map_err(|e| f.reader.block_error(at.block, e)),
+                    }
+                })?);
+            }
+        }
+    }
+    Ok(Row {
+        values,
+        event_time: hit.et,
+        seq: hit.seq,
+    })
+}
+
+fn pick(
+    role: &ColumnRole,
+    key_values: &[Value],
+    et: i64,
+    feature: impl FnOnce(usize) -> Result<Value>,
+) -> Result<Value> {
+    match *role {
+        ColumnRole::Key(p) => Ok(key_values.get(p).cloned().unwrap_or(Value::Null)),
+        ColumnRole::EventTime => Ok(Value::Timestamp(et)),
+        ColumnRole::Feature(f) => feature(f),
+    }
+}
