@@ -125,21 +125,25 @@ pub(crate) fn pick(files: &TableFiles, cfg: &LevelConfig, cursor: &mut [Vec<u8>]
     })
 }
 
-/// A job merging every file of a table into one run at the deepest level.
-pub(crate) fn full(files: &TableFiles) -> Option<Job> {
+/// A job merging every file of a table into one sorted run, placed at the shallowest
+/// level whose target holds it (and no shallower than the deepest level in use), so
+/// that the result is not immediately over its level's target. A table already in
+/// one run at that level is left alone unless `gc` (it has a retention to enforce).
+pub(crate) fn full(files: &TableFiles, cfg: &LevelConfig, gc: bool) -> Option<Job> {
     let all: Vec<Arc<SstFile>> = files.all().cloned().collect();
     if all.is_empty() {
         return None;
     }
-    let deepest = files.deepest_level().max(1);
-    let single_run_already = files.level(0).is_empty()
-        && (1..NUM_LEVELS)
-            .filter(|&l| !files.level(l).is_empty())
-            .count()
-            == 1
-        && files.level(deepest).len() == 1;
-    if single_run_already {
-        return None;
+    let bytes: u64 = all.iter().map(|f| f.meta.size).sum();
+    let fits = (1..NUM_LEVELS)
+        .find(|&l| cfg.target_bytes(l) >= bytes)
+        .unwrap_or(NUM_LEVELS - 1);
+    let output_level = files.deepest_level().max(fits);
+    let in_use: Vec<usize> = (0..NUM_LEVELS)
+        .filter(|&l| !files.level(l).is_empty())
+        .collect();
+    if in_use == [output_level] && !gc {
+        return None; // already one sorted run in place
     }
     let mut inputs: Vec<Vec<Arc<SstFile>>> =
         files.level(0).iter().map(|f| vec![f.clone()]).collect();
@@ -150,7 +154,7 @@ pub(crate) fn full(files: &TableFiles) -> Option<Job> {
     }
     Some(Job {
         inputs,
-        output_level: deepest,
+        output_level,
         bottommost: true,
         score: 0.0,
     })

@@ -506,7 +506,11 @@ impl Db {
         let view = self.inner.view.load_full();
         for table in view.catalog.tables() {
             if let Some(files) = view.version.table(table.id)
-                && let Some(job) = compaction::full(files)
+                && let Some(job) = compaction::full(
+                    files,
+                    &self.inner.opts.level_config(),
+                    table.options.retention_micros.is_some(),
+                )
             {
                 self.inner.run_job(table, &job)?;
             }
@@ -1597,9 +1601,19 @@ fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     let mut last_seq = state.last_seq;
     let mut last_micros = state.last_micros;
     let mut replayed = 0u64;
+    // A torn tail is tolerated in the newest segment that holds frames: segments after
+    // it that hold only a header (created just before a crash) carry no batches.
+    let holds_frames: Vec<bool> = segments
+        .iter()
+        .map(|n| {
+            std::fs::metadata(dir.join(segment_name(*n)))
+                .map(|m| m.len() > wal::WAL_HEADER_LEN as u64)
+                .unwrap_or(true)
+        })
+        .collect();
     for (i, &n) in segments.iter().enumerate() {
         let path = dir.join(segment_name(n));
-        let is_last = i + 1 == segments.len();
+        let is_last = !holds_frames.iter().skip(i + 1).any(|&f| f);
         wal::replay_log(&path, WAL_MAGIC, is_last, |payload, offset| {
             let decoded = batch::decode(payload).map_err(|e| e.at(&path, offset))?;
             if replayed == 0 && decoded.seq <= state.last_seq {

@@ -1,8 +1,13 @@
-//! The memtable: recent versions in a lock-free skiplist per table.
+//! The memtable: recent versions in a B-tree per table.
 //!
 //! Entries do not own their bytes: each points into the WAL payload of its batch,
 //! shared by `Arc`, so applying a batch costs one allocation for the payload plus
-//! one skiplist node per row. Readers never block writers.
+//! one B-tree slot per row. Each entry carries the first 8 key bytes inline, so most
+//! comparisons never leave the tree node. A B-tree was chosen over a lock-free
+//! skiplist after profiling ingest: a skiplist insert into a 64 MiB memtable walks
+//! ~20 randomly placed nodes (a cache miss each), a B-tree ~6 dense nodes, which
+//! made inserts several times cheaper. The writer takes the table's write lock for
+//! at most `INSERT_CHUNK` rows at a time, so a reader waits microseconds at most.
 //!
 //! Invariants: entries are ordered by (entity key ascending, event time descending,
 //! sequence descending); a second put of the same (key, event time) in one batch
@@ -17,7 +22,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering as AtomicOrd
 use std::sync::{Arc, RwLock};
 
 use arrow_array::builder::{BinaryBuilder, BooleanBuilder, Int64Builder, UInt64Builder};
-use crossbeam_skiplist::SkipSet;
+use std::collections::BTreeSet;
 
 use crate::arrowutil::ColumnBuilder;
 use crate::batch::{DecodedBatch, OpKind};
@@ -30,6 +35,9 @@ use crate::versions::Versions;
 /// One version in the memtable, pointing into its batch's payload.
 #[derive(Clone, Debug)]
 pub(crate) struct MemEntry {
+    /// The first 8 key bytes, big-endian, zero padded: most comparisons end here
+    /// without touching the payload.
+    prefix: u64,
     payload: Arc<[u8]>,
     key: (u32, u32),
     row: (u32, u32),
@@ -57,6 +65,7 @@ impl MemEntry {
     pub(crate) fn probe(key: &[u8], et: i64, seq: u64) -> MemEntry {
         let payload: Arc<[u8]> = Arc::from(key);
         MemEntry {
+            prefix: key_prefix(key),
             key: (0, key.len() as u32),
             row: (0, 0),
             payload,
@@ -80,16 +89,39 @@ impl PartialOrd for MemEntry {
 }
 impl Ord for MemEntry {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key()
-            .cmp(other.key())
+        self.prefix
+            .cmp(&other.prefix)
+            .then_with(|| {
+                let (a, b) = (self.key.1 - self.key.0, other.key.1 - other.key.0);
+                if a <= 8 && b <= 8 {
+                    a.cmp(&b) // equal prefixes: the shorter key sorts first
+                } else {
+                    self.key().cmp(other.key())
+                }
+            })
             .then(other.et.cmp(&self.et))
             .then(other.seq.cmp(&self.seq))
     }
 }
 
+/// The first 8 bytes of a key as a big-endian integer, zero padded.
+#[inline]
+fn key_prefix(key: &[u8]) -> u64 {
+    match key.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+        Some(b) => u64::from_be_bytes(b),
+        None => key
+            .iter()
+            .enumerate()
+            .fold(0u64, |acc, (i, &b)| acc | (u64::from(b) << (56 - 8 * i))),
+    }
+}
+
+/// Rows inserted per acquisition of a table's write lock.
+const INSERT_CHUNK: usize = 32;
+
 /// The versions of one table in a memtable.
 pub(crate) struct TableMem {
-    set: SkipSet<MemEntry>,
+    set: RwLock<BTreeSet<MemEntry>>,
     pub min_et: AtomicI64,
     pub max_et: AtomicI64,
     pub rows: AtomicU64,
@@ -98,7 +130,7 @@ pub(crate) struct TableMem {
 impl TableMem {
     fn new() -> Self {
         TableMem {
-            set: SkipSet::new(),
+            set: RwLock::new(BTreeSet::new()),
             min_et: AtomicI64::new(i64::MAX),
             max_et: AtomicI64::new(i64::MIN),
             rows: AtomicU64::new(0),
@@ -108,8 +140,8 @@ impl TableMem {
     /// First entry of `key` with event time <= `et_max` and sequence <= `seq_max`.
     pub(crate) fn find(&self, key: &[u8], et_max: i64, seq_max: u64) -> Option<MemEntry> {
         let probe = MemEntry::probe(key, et_max, u64::MAX);
-        for e in self.set.range((Bound::Included(probe), Bound::Unbounded)) {
-            let e = e.value();
+        let set = self.set.read().unwrap_or_else(|e| e.into_inner());
+        for e in set.range((Bound::Included(probe), Bound::Unbounded)) {
             if e.key() != key {
                 return None;
             }
@@ -128,8 +160,8 @@ impl TableMem {
         limit: usize,
     ) -> Vec<MemEntry> {
         let mut out = Vec::with_capacity(limit.min(4096));
-        for e in self.set.range((lower.clone(), Bound::Unbounded)) {
-            let e = e.value();
+        let set = self.set.read().unwrap_or_else(|e| e.into_inner());
+        for e in set.range((lower.clone(), Bound::Unbounded)) {
             if end.is_some_and(|end| e.key() >= end) || out.len() >= limit {
                 break;
             }
@@ -139,7 +171,21 @@ impl TableMem {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.set.is_empty()
+        self.set.read().map(|s| s.is_empty()).unwrap_or(true)
+    }
+
+    /// Insert entries, later ones replacing equal earlier ones.
+    fn insert(&self, entries: Vec<MemEntry>) {
+        let mut it = entries.into_iter().peekable();
+        while it.peek().is_some() {
+            let mut set = self.set.write().unwrap_or_else(|e| e.into_inner());
+            for e in it.by_ref().take(INSERT_CHUNK) {
+                self.min_et.fetch_min(e.et, AtomicOrdering::Relaxed);
+                self.max_et.fetch_max(e.et, AtomicOrdering::Relaxed);
+                self.rows.fetch_add(1, AtomicOrdering::Relaxed);
+                set.replace(e);
+            }
+        }
     }
 }
 
@@ -197,20 +243,14 @@ impl MemTable {
         if let Ok(mut c) = self.commits.write() {
             c.push((batch.seq, batch.commit_micros));
         }
-        let mut cache: Option<(TableId, Arc<TableMem>)> = None;
+        // Group by table (batches usually write one table), then insert in order.
+        let mut groups: Vec<(TableId, Vec<MemEntry>)> = Vec::new();
         for op in &batch.ops {
             if catalog.table_by_id(op.table).is_none() {
                 continue;
             }
-            let tm = match &cache {
-                Some((id, tm)) if *id == op.table => tm.clone(),
-                _ => {
-                    let tm = self.table_or_create(op.table);
-                    cache = Some((op.table, tm.clone()));
-                    tm
-                }
-            };
             let entry = MemEntry {
+                prefix: key_prefix(payload.get(op.key.clone()).unwrap_or_default()),
                 payload: payload.clone(),
                 key: (op.key.start as u32, op.key.end as u32),
                 row: (op.row.start as u32, op.row.end as u32),
@@ -218,12 +258,15 @@ impl MemTable {
                 seq: batch.seq,
                 tomb: op.kind == OpKind::Delete,
             };
-            tm.min_et.fetch_min(op.et, AtomicOrdering::Relaxed);
-            tm.max_et.fetch_max(op.et, AtomicOrdering::Relaxed);
-            tm.rows.fetch_add(1, AtomicOrdering::Relaxed);
-            tm.set.insert(entry);
+            match groups.iter_mut().find(|(t, _)| *t == op.table) {
+                Some((_, v)) => v.push(entry),
+                None => groups.push((op.table, vec![entry])),
+            }
         }
-        // Payload bytes plus skiplist node overhead per op.
+        for (table, entries) in groups {
+            self.table_or_create(table).insert(entries);
+        }
+        // Payload bytes plus per-entry tree overhead.
         self.bytes.fetch_add(
             payload.len() + batch.ops.len() * 96,
             AtomicOrdering::Relaxed,
@@ -319,5 +362,38 @@ impl std::fmt::Debug for MemTable {
             .field("wal_number", &self.wal_number)
             .field("bytes", &self.approximate_bytes())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &[u8], et: i64, seq: u64) -> MemEntry {
+        MemEntry::probe(key, et, seq)
+    }
+
+    #[test]
+    fn entries_order_like_their_key_bytes_then_newest_first() {
+        let keys: [&[u8]; 7] = [b"", b"\0", b"a", b"a\0", b"ab", b"abcdefgh", b"abcdefgh\0"];
+        for w in keys.windows(2) {
+            assert!(
+                entry(w[0], 0, 0) < entry(w[1], 0, 0),
+                "{:?} < {:?}",
+                w[0],
+                w[1]
+            );
+        }
+        assert!(
+            entry(b"k", 9, 1) < entry(b"k", 5, 9),
+            "newer event time first"
+        );
+        assert!(
+            entry(b"k", 5, 9) < entry(b"k", 5, 1),
+            "newer sequence first"
+        );
+        let long_a = entry(b"abcdefgh-1", 0, 0);
+        let long_b = entry(b"abcdefgh-2", 0, 0);
+        assert!(long_a < long_b);
     }
 }

@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::keycodec::decode_key;
 use crate::memtable::{MemEntry, MemTable};
 use crate::rowcodec;
-use crate::sst::RowRef;
 use crate::sst::bloom::key_hash;
+use crate::sst::{BlockView, RowRef};
 use crate::types::{ColumnRole, DataType, ScalarType, TableDef, TableId, Value};
 use crate::version::{NUM_LEVELS, SstFile, Version};
 
@@ -147,7 +147,7 @@ pub(crate) struct View {
 /// Where a lookup found its candidate.
 pub(crate) enum HitSource<'a> {
     Mem(MemEntry),
-    File(&'a Arc<SstFile>, RowRef),
+    File(&'a Arc<SstFile>, RowRef, BlockView<'a>),
 }
 
 /// The best candidate version of a key.
@@ -244,7 +244,7 @@ impl View {
                 et: h.et,
                 seq: h.seq,
                 tomb: h.tomb,
-                src: HitSource::File(f, h.at),
+                src: HitSource::File(f, h.at, h.block),
             });
         }
         Ok(())
@@ -288,19 +288,12 @@ fn materialize(key: &[u8], hit: &Hit<'_>, proj: &Projection) -> Result<Row> {
                 })?);
             }
         }
-        HitSource::File(f, at) => {
-            let block = f.reader.block(at.block)?;
+        HitSource::File(f, at, block) => {
             for r in &proj.cols {
                 values.push(pick(r, &key_values, hit.et, |fi| {
-                    match block
-                        .feature(fi)
-                        .map_err(|e| f.reader.block_error(at.block, e))?
-                    {
-                        None => Ok(Value::Null),
-                        Some((chunk, ty)) => chunk
-                            .value(at.row, ty)
-                            .map_err(|e| f.reader.block_error(at.block, e)),
-                    }
+                    block
+                        .feature_value(fi, at.row)
+                        .map_err(|e| f.reader.block_error(at.block, e))
                 })?);
             }
         }

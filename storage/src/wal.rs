@@ -7,10 +7,12 @@
 //! In the WAL there is one frame per write batch; in the manifest one per version edit.
 //! Invariants: a batch is acknowledged only after its frame is written and (under
 //! the default policy) fsynced; frames are appended in sequence order. Recovery
-//! accepts a damaged frame only at the tail of the newest segment, and only if no
-//! intact frame follows it (a torn write of unacknowledged batches): that tail is
-//! truncated. A damaged frame anywhere else is corruption, reported with the segment
-//! file and byte offset, and the engine refuses to open rather than skip data.
+//! accepts a damaged frame only at the tail of the newest log, and only if no intact
+//! frame follows it (a torn write of unacknowledged batches): replay stops there. A
+//! damaged frame anywhere else is corruption, reported with the file and byte
+//! offset, and the engine refuses to open rather than skip data. Replay never
+//! modifies the file: a successful open retires old logs anyway, and a failed one
+//! leaves the evidence in place.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -104,12 +106,12 @@ impl LogWriter {
     }
 }
 
-/// What reading one segment found.
+/// What reading one log found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct SegmentReplay {
     pub frames: u64,
-    /// Set if a torn tail was cut off: the offset the file was truncated to.
-    pub truncated_at: Option<u64>,
+    /// Set if replay stopped at a torn tail: where the intact prefix ends.
+    pub torn_at: Option<u64>,
 }
 
 /// Why a frame at some offset could not be used.
@@ -156,8 +158,8 @@ fn intact_frame_after(buf: &[u8], pos: usize) -> bool {
 }
 
 /// Read the log `path` (header `magic`), calling `apply(payload, offset)` for every
-/// intact frame in order. `is_last` marks the newest log, whose torn tail may be
-/// truncated.
+/// intact frame in order. `is_last` marks the newest log, whose torn tail ends
+/// replay instead of being an error.
 pub(crate) fn replay_log(
     path: &Path,
     magic: [u8; 8],
@@ -169,8 +171,7 @@ pub(crate) fn replay_log(
     if buf.len() < WAL_HEADER_LEN {
         if is_last {
             // Created but its header never became durable: nothing was acknowledged.
-            truncate_to(path, 0)?;
-            out.truncated_at = Some(0);
+            out.torn_at = Some(0);
             return Ok(out);
         }
         return Err(Error::corruption(path, 0, "log shorter than its header"));
@@ -202,22 +203,12 @@ pub(crate) fn replay_log(
                         format!("{why}; intact data follows, refusing to skip it"),
                     ));
                 }
-                truncate_to(path, pos as u64)?;
-                out.truncated_at = Some(pos as u64);
+                out.torn_at = Some(pos as u64);
                 return Ok(out);
             }
         }
     }
     Ok(out)
-}
-
-fn truncate_to(path: &Path, len: u64) -> Result<()> {
-    let f = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    f.set_len(len).map_err(|e| Error::io(path, e))?;
-    f.sync_all().map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]
@@ -250,11 +241,11 @@ mod tests {
         let p = write_segment(d.path(), &[b"one", b"two", b""]);
         let (got, r) = collect(&p, true).unwrap();
         assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec(), vec![]]);
-        assert_eq!(r.truncated_at, None);
+        assert_eq!(r.torn_at, None);
     }
 
     #[test]
-    fn torn_tail_of_the_last_segment_is_truncated() {
+    fn torn_tail_of_the_last_segment_ends_replay_without_touching_the_file() {
         let d = tempfile::tempdir().unwrap();
         let p = write_segment(d.path(), &[b"one", b"two-two-two"]);
         let len = std::fs::metadata(&p).unwrap().len();
@@ -262,10 +253,11 @@ mod tests {
         f.set_len(len - 3).unwrap();
         let (got, r) = collect(&p, true).unwrap();
         assert_eq!(got, vec![b"one".to_vec()]);
-        assert!(r.truncated_at.is_some());
+        assert!(r.torn_at.is_some());
         assert_eq!(
             std::fs::metadata(&p).unwrap().len(),
-            r.truncated_at.unwrap()
+            len - 3,
+            "file untouched"
         );
     }
 
@@ -287,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn damage_in_an_older_segment_is_never_truncated() {
+    fn damage_in_an_older_segment_is_corruption() {
         let d = tempfile::tempdir().unwrap();
         let p = write_segment(d.path(), &[b"only"]);
         let len = std::fs::metadata(&p).unwrap().len();

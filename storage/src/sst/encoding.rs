@@ -67,22 +67,22 @@ fn put_for(out: &mut Vec<u8>, values: &[i64]) {
     if width == 0 {
         return;
     }
-    let start = out.len();
     let n_bytes = (values.len() * width as usize).div_ceil(8);
-    out.resize(start + n_bytes + PACK_PAD, 0);
-    let packed = &mut out[start..];
-    let mut bit = 0usize;
+    out.reserve(n_bytes + PACK_PAD);
+    // Values go into a 128-bit accumulator, flushed 8 bytes at a time (LSB first).
+    let mut acc: u128 = 0;
+    let mut bits = 0u32;
     for &v in values {
-        let delta = v.wrapping_sub(min) as u64;
-        let byte = bit >> 3;
-        let shift = bit & 7;
-        // width <= 56 and shift <= 7: the value spans at most 8 bytes.
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&packed[byte..byte + 8]);
-        let w = u64::from_le_bytes(word) | (delta << shift);
-        packed[byte..byte + 8].copy_from_slice(&w.to_le_bytes());
-        bit += width as usize;
+        acc |= u128::from(v.wrapping_sub(min) as u64) << bits;
+        bits += width;
+        if bits >= 64 {
+            out.extend_from_slice(&(acc as u64).to_le_bytes());
+            acc >>= 64;
+            bits -= 64;
+        }
     }
+    out.extend_from_slice(&(acc as u64).to_le_bytes()[..bits.div_ceil(8) as usize]);
+    out.extend_from_slice(&[0u8; PACK_PAD]);
 }
 
 /// Size in bytes of a FOR area for `n` values of `width` bits.
@@ -106,19 +106,19 @@ fn for_width(values: &[i64]) -> Option<u32> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ForInts<'a> {
     min: i64,
-    width: u32,
-    mask: u64,
     data: &'a [u8],
-    n: usize,
+    n: u32,
+    width: u8,
 }
 
 impl<'a> ForInts<'a> {
     fn parse(r: &mut Reader<'a>, n: usize) -> DecodeResult<Self> {
         let min = r.i64("FOR base")?;
-        let width = u32::from(r.u8("FOR width")?);
-        if width > MAX_PACK_WIDTH {
+        let width = r.u8("FOR width")?;
+        if u32::from(width) > MAX_PACK_WIDTH {
             return Err(r.err(format!("FOR width {width} exceeds {MAX_PACK_WIDTH}")));
         }
+        let n32 = u32::try_from(n).map_err(|_| r.err("FOR count overflows"))?;
         let data = if width == 0 {
             &[][..]
         } else {
@@ -130,11 +130,23 @@ impl<'a> ForInts<'a> {
         };
         Ok(ForInts {
             min,
-            width,
-            mask: if width == 0 { 0 } else { (1u64 << width) - 1 },
             data,
-            n,
+            n: n32,
+            width,
         })
+    }
+
+    #[inline]
+    fn unpack(&self, i: usize) -> i64 {
+        let bit = i * self.width as usize;
+        let byte = bit >> 3;
+        let word = self
+            .data
+            .get(byte..byte + 8)
+            .and_then(|s| <[u8; 8]>::try_from(s).ok())
+            .map_or(0, u64::from_le_bytes);
+        let mask = (1u64 << self.width) - 1;
+        self.min.wrapping_add(((word >> (bit & 7)) & mask) as i64)
     }
 
     /// Value `i`; rows past the end read as the base value (callers check `i < n`).
@@ -143,43 +155,20 @@ impl<'a> ForInts<'a> {
         if self.width == 0 {
             return self.min;
         }
-        let bit = i * self.width as usize;
-        let byte = bit >> 3;
-        let word = self
-            .data
-            .get(byte..byte + 8)
-            .and_then(|s| <[u8; 8]>::try_from(s).ok())
-            .map_or(0, u64::from_le_bytes);
-        self.min
-            .wrapping_add(((word >> (bit & 7)) & self.mask) as i64)
+        self.unpack(i)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.n
+        self.n as usize
     }
 
     /// All values.
     pub(crate) fn to_vec(self) -> Vec<i64> {
+        let n = self.len();
         if self.width == 0 {
-            return vec![self.min; self.n];
+            return vec![self.min; n];
         }
-        let mut out = Vec::with_capacity(self.n);
-        let w = self.width as usize;
-        let mut bit = 0usize;
-        for _ in 0..self.n {
-            let byte = bit >> 3;
-            let word = self
-                .data
-                .get(byte..byte + 8)
-                .and_then(|s| <[u8; 8]>::try_from(s).ok())
-                .map_or(0, u64::from_le_bytes);
-            out.push(
-                self.min
-                    .wrapping_add(((word >> (bit & 7)) & self.mask) as i64),
-            );
-            bit += w;
-        }
-        out
+        (0..n).map(|i| self.unpack(i)).collect()
     }
 
     /// Offsets view: value `i` as a `usize` no larger than `limit`.
@@ -413,10 +402,13 @@ pub(crate) fn encode_keys(out: &mut Vec<u8>, keys: &BinaryArray) {
 /// A key of at most 8 bytes as a big-endian integer (right-aligned).
 #[inline]
 pub(crate) fn key_as_u64(k: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = k.len().min(8);
-    b[8 - n..].copy_from_slice(&k[..n]);
-    u64::from_be_bytes(b)
+    match <[u8; 8]>::try_from(k) {
+        Ok(b) => u64::from_be_bytes(b),
+        Err(_) => k
+            .iter()
+            .take(8)
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
+    }
 }
 
 fn bitmap_bytes(b: &BooleanBuffer) -> Vec<u8> {
@@ -665,11 +657,6 @@ impl<'a> Chunk<'a> {
             }
             (DataType::Scalar(s), _) => Ok(match s {
                 ScalarType::Bool => Value::Bool(self.bool(i)),
-                ScalarType::Int16 => Value::Int16(self.int(i) as i16),
-                ScalarType::Int32 => Value::Int32(self.int(i) as i32),
-                ScalarType::Date => Value::Date(self.int(i) as i32),
-                ScalarType::Int64 => Value::Int64(self.int(i)),
-                ScalarType::Timestamp | ScalarType::TimestampTz => Value::Timestamp(self.int(i)),
                 ScalarType::Float32 => Value::Float32(f32::from_bits(self.plain_bits(i) as u32)),
                 ScalarType::Float64 => Value::Float64(f64::from_bits(self.plain_bits(i))),
                 ScalarType::Text => Value::Text(
@@ -678,6 +665,12 @@ impl<'a> Chunk<'a> {
                         .to_string(),
                 ),
                 ScalarType::Bytes => Value::Bytes(self.bytes(i)?.to_vec()),
+                ScalarType::Int16
+                | ScalarType::Int32
+                | ScalarType::Int64
+                | ScalarType::Date
+                | ScalarType::Timestamp
+                | ScalarType::TimestampTz => int_value(s, self.int(i)),
             }),
             _ => Err(DecodeError::new(0, "chunk does not match its column type")),
         }
@@ -836,6 +829,57 @@ impl<'a> Chunk<'a> {
     }
 }
 
+/// Row `i` of a chunk of `n` rows of type `ty`, decoded straight from its bytes.
+/// Point lookups use this for feature columns: the common encodings (plain values,
+/// frame-of-reference integers) need a few bounds-checked reads and no `Chunk`.
+pub(crate) fn value_at(bytes: &[u8], n: usize, i: usize, ty: DataType) -> DecodeResult<Value> {
+    if i >= n {
+        return Err(DecodeError::new(0, format!("row {i} past chunk of {n}")));
+    }
+    let mut r = Reader::new(bytes);
+    let flags = r.u8("chunk flags")?;
+    if flags & FLAG_NULLS != 0 {
+        let bitmap = r.bytes(n.div_ceil(8), "null bitmap")?;
+        if bitmap.get(i / 8).is_none_or(|b| b & (1 << (i % 8)) == 0) {
+            return Ok(Value::Null);
+        }
+    }
+    let mut peek = r;
+    let enc = peek.u8("chunk encoding")?;
+    match (enc, ty) {
+        (ENC_PLAIN, DataType::Scalar(s)) if s != ScalarType::Bool => {
+            let w = s
+                .fixed_width()
+                .ok_or_else(|| r.err("plain encoding for a variable-width type"))?;
+            peek.bytes(i * w, "plain values")?;
+            let b = peek.bytes(w, "plain value")?;
+            let bits = plain_int(b, w, 0);
+            Ok(match s {
+                ScalarType::Float32 => Value::Float32(f32::from_bits(bits as u32)),
+                ScalarType::Float64 => Value::Float64(f64::from_bits(bits as u64)),
+                _ => int_value(s, bits),
+            })
+        }
+        (ENC_FOR, DataType::Scalar(s)) if s.is_integer_like() => {
+            Ok(int_value(s, ForInts::parse(&mut peek, n)?.get(i)))
+        }
+        _ => {
+            let mut whole = Reader::new(bytes);
+            Chunk::parse(&mut whole, n, ty)?.value(i, ty)
+        }
+    }
+}
+
+fn int_value(s: ScalarType, v: i64) -> Value {
+    match s {
+        ScalarType::Int16 => Value::Int16(v as i16),
+        ScalarType::Int32 => Value::Int32(v as i32),
+        ScalarType::Date => Value::Date(v as i32),
+        ScalarType::Timestamp | ScalarType::TimestampTz => Value::Timestamp(v),
+        _ => Value::Int64(v),
+    }
+}
+
 /// A key being searched for, with its integer form for packed key chunks.
 pub(crate) struct KeyProbe<'a> {
     pub bytes: &'a [u8],
@@ -863,19 +907,23 @@ fn prim<T: arrow_array::ArrowPrimitiveType>(
     Arc::new(PrimitiveArray::<T>::new(v.into(), nulls))
 }
 
+/// Fixed-width little-endian integer `i` of plain data (0 if out of range).
 #[inline]
 fn plain_int(data: &[u8], width: usize, i: usize) -> i64 {
-    let Some(b) = data.get(i * width..i * width + width) else {
-        return 0;
-    };
+    let at = i * width;
     match width {
-        2 => i16::from_le_bytes([b[0], b[1]]) as i64,
-        4 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64,
-        _ => {
-            let mut a = [0u8; 8];
-            a[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
-            i64::from_le_bytes(a)
-        }
+        2 => data
+            .get(at..at + 2)
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map_or(0, |b| i16::from_le_bytes(b) as i64),
+        4 => data
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, |b| i32::from_le_bytes(b) as i64),
+        _ => data
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, i64::from_le_bytes),
     }
 }
 

@@ -15,7 +15,7 @@ pub(crate) mod encoding;
 mod reader;
 mod writer;
 
-pub(crate) use reader::{RowRef, SstReader};
+pub(crate) use reader::{BlockView, RowRef, SstReader};
 pub(crate) use writer::{SstWriter, WriterOptions};
 
 use crate::codec::{Put, Reader, unzigzag, zigzag};

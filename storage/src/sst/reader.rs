@@ -14,14 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use memmap2::Mmap;
 
 use super::bloom::Bloom;
-use super::encoding::{Chunk, KeyProbe};
+use super::encoding::{Chunk, KeyProbe, value_at};
 use super::{
     BlockHandle, COL_ET, COL_KEY, COL_SEQ, COL_TOMB, FOOTER_LEN, Footer, INTERNAL_COLUMNS,
     MAX_BLOCK_ROWS, SST_MAGIC, SstMeta, decode_commit_times, decode_index, internal_type,
 };
 use crate::codec::{Reader, le_u32_at};
 use crate::error::{DecodeError, Error, Result};
-use crate::types::DataType;
+use crate::types::{DataType, Value};
 
 /// An open, validated SST file.
 pub(crate) struct SstReader {
@@ -52,13 +52,14 @@ pub(crate) struct RowRef {
     pub row: usize,
 }
 
-/// The best version of one key found in a file by a point lookup.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct FileHit {
+/// The best version of one key found in a file by a point lookup, with its parsed
+/// block so the row can be decoded without parsing the block again.
+pub(crate) struct FileHit<'a> {
     pub et: i64,
     pub seq: u64,
     pub tomb: bool,
     pub at: RowRef,
+    pub block: BlockView<'a>,
 }
 
 impl SstReader {
@@ -239,7 +240,12 @@ impl SstReader {
 
     /// Point lookup: the first version of `key` (in internal order) with event time
     /// `<= et_max` and sequence `<= seq_max`, if the file has one.
-    pub(crate) fn find(&self, key: &[u8], et_max: i64, seq_max: u64) -> Result<Option<FileHit>> {
+    pub(crate) fn find(
+        &self,
+        key: &[u8],
+        et_max: i64,
+        seq_max: u64,
+    ) -> Result<Option<FileHit<'_>>> {
         let probe = KeyProbe::new(key);
         let mut b = self.index.partition_point(|h| h.last_key.as_slice() < key);
         while let Some(h) = self.index.get(b) {
@@ -257,6 +263,7 @@ impl SstReader {
                             seq,
                             tomb,
                             at: RowRef { block: b, row },
+                            block: view,
                         }));
                     }
                     Found::NotHere => return Ok(None),
@@ -359,6 +366,17 @@ impl<'a> BlockView<'a> {
             return Err(r.err(format!("trailing bytes in column {c}")));
         }
         Ok(chunk)
+    }
+
+    /// Feature `f` of row `row`, decoded directly (NULL if the file predates it).
+    pub(crate) fn feature_value(&self, f: usize, row: usize) -> Result<Value, DecodeError> {
+        let (Some(&ty), Some(bytes)) = (
+            self.feature_types.get(f),
+            self.cols.get(INTERNAL_COLUMNS + f),
+        ) else {
+            return Ok(Value::Null);
+        };
+        value_at(bytes, self.rows, row, ty)
     }
 
     /// Feature `f` of this block, or `None` if the file predates that feature.
