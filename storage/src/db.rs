@@ -288,6 +288,8 @@ impl std::fmt::Debug for Db {
 #[derive(Clone)]
 pub struct Snapshot {
     view: Arc<View>,
+    /// The same view plus a transaction's uncommitted writes (current-state reads).
+    overlay: Option<Arc<View>>,
     seq: u64,
     now: i64,
 }
@@ -324,6 +326,7 @@ impl Db {
                 imm: Vec::new(),
                 version: Arc::new(recovered.version),
                 catalog: recovered.catalog.clone(),
+                overlay: None,
             }),
             visible_seq: AtomicU64::new(recovered.last_seq),
             queue: Mutex::new(Queue::default()),
@@ -398,6 +401,7 @@ impl Db {
         let view = self.inner.view.load_full();
         Snapshot {
             view,
+            overlay: None,
             seq,
             now: self.inner.opts.clock.now(),
         }
@@ -765,10 +769,8 @@ impl Inner {
             c.apply(op)?;
             w.catalog = Arc::new(c);
             self.install(|v| View {
-                mem: v.mem.clone(),
-                imm: v.imm.clone(),
-                version: v.version.clone(),
                 catalog: w.catalog.clone(),
+                ..v.clone()
             });
             if let CatalogOp::DropTable { id } = op {
                 self.drop_table_files(*id)?;
@@ -800,10 +802,8 @@ impl Inner {
         st.manifest.append(&edit)?;
         let version = cur.version.apply(&edit, &[]);
         self.view.store(Arc::new(View {
-            mem: cur.mem.clone(),
-            imm: cur.imm.clone(),
             version: Arc::new(version),
-            catalog: cur.catalog.clone(),
+            ..(*cur).clone()
         }));
         drop(st);
         for f in doomed {
@@ -892,8 +892,7 @@ impl Inner {
             View {
                 mem,
                 imm,
-                version: v.version.clone(),
-                catalog: v.catalog.clone(),
+                ..v.clone()
             }
         });
         self.state_cv.notify_all();
@@ -955,10 +954,9 @@ impl Inner {
         }
         let version = cur.version.apply(&edit, &keep);
         self.view.store(Arc::new(View {
-            mem: cur.mem.clone(),
             imm,
             version: Arc::new(version),
-            catalog: cur.catalog.clone(),
+            ..(*cur).clone()
         }));
         self.maybe_rotate_manifest(&mut st)?;
         drop(st);
@@ -1195,10 +1193,8 @@ impl Inner {
         }
         let version = cur.version.apply(&edit, &outputs);
         self.view.store(Arc::new(View {
-            mem: cur.mem.clone(),
-            imm: cur.imm.clone(),
             version: Arc::new(version),
-            catalog: cur.catalog.clone(),
+            ..(*cur).clone()
         }));
         self.maybe_rotate_manifest(&mut st)?;
         drop(st);
@@ -1303,6 +1299,57 @@ fn merged_commit_times(job: &Job) -> Result<Vec<(u64, i64)>> {
 }
 
 impl Snapshot {
+    /// This snapshot plus the writes of `batch`, as if committed now on top of it:
+    /// read-your-writes for an open transaction. The overlay is seen by reads of the
+    /// current system time only (time travel never sees uncommitted writes), and it
+    /// wins ties with committed versions of the same (key, event time).
+    pub fn with_overlay(&self, batch: &WriteBatch) -> Result<Snapshot> {
+        if batch.is_empty() {
+            return Ok(Snapshot {
+                overlay: None,
+                ..self.clone()
+            });
+        }
+        let mem = MemTable::new(0, self.seq, self.view.catalog.clone());
+        let mut payload = Vec::with_capacity(batch.approximate_bytes() + 32);
+        batch.encode(crate::view::OVERLAY_SEQ, self.now, &mut payload);
+        let payload: Arc<[u8]> = payload.into();
+        let decoded = batch::decode(&payload)
+            .map_err(|e| Error::corruption("<overlay>", e.offset as u64, e.detail))?;
+        mem.apply(&payload, &decoded, &self.view.catalog);
+        Ok(Snapshot {
+            overlay: Some(Arc::new(View {
+                overlay: Some(Arc::new(mem)),
+                ..(*self.view).clone()
+            })),
+            ..self.clone()
+        })
+    }
+
+    /// The view a read at `system` uses.
+    fn view_at(&self, system: SystemAt) -> &View {
+        match (&self.overlay, system) {
+            (Some(v), SystemAt::Current) => v,
+            _ => &self.view,
+        }
+    }
+
+    /// Number of versions (including tombstones) of `table` in this snapshot's files
+    /// and memtables: an upper bound of what a history scan returns.
+    pub fn version_count(&self, table: TableId) -> u64 {
+        let view = self.view_at(SystemAt::Current);
+        let mem: u64 = view
+            .memtables()
+            .filter_map(|m| m.table(table))
+            .map(|t| t.rows.load(Ordering::Relaxed))
+            .sum();
+        let files: u64 = view
+            .version
+            .table(table)
+            .map_or(0, |f| f.all().map(|f| f.meta.rows).sum());
+        mem + files
+    }
+
     /// The sequence this snapshot reads at.
     pub fn seq(&self) -> u64 {
         self.seq
@@ -1406,7 +1453,7 @@ impl Snapshot {
         proj: &Projection,
     ) -> Result<Option<Row>> {
         let seq = self.resolve(table, at.system)?;
-        self.view.get(table, key, at, seq, proj)
+        self.view_at(at.system).get(table, key, at, seq, proj)
     }
 
     /// Point lookups of many keys; results in the order of `keys`.
@@ -1420,10 +1467,11 @@ impl Snapshot {
         let seq = self.resolve(table, at.system)?;
         let types = table.key_types();
         let names = key_names(table);
+        let view = self.view_at(at.system);
         keys.iter()
             .map(|k| {
                 let enc = crate::keycodec::encode_key(k, &types, &names)?;
-                self.view.get(table, &enc, at, seq, proj)
+                view.get(table, &enc, at, seq, proj)
             })
             .collect()
     }
@@ -1431,7 +1479,7 @@ impl Snapshot {
     /// Stream versions of `table` as Arrow batches.
     pub fn scan(&self, table: &TableDef, opts: &ScanOptions) -> Result<ScanIter> {
         let seq = self.resolve(table, opts.at.system)?;
-        crate::scan::scan(&self.view, table, opts, seq)
+        crate::scan::scan(self.view_at(opts.at.system), table, opts, seq)
     }
 }
 

@@ -26,7 +26,7 @@ use crate::merge::{BlockPrune, FileSource, KeyRange, MemSource, Merger, Source, 
 use crate::types::{ColumnRole, DataType, ScalarType, TableDef};
 use crate::version::NUM_LEVELS;
 use crate::versions::Versions;
-use crate::view::{ReadAt, View};
+use crate::view::{ReadAt, View, visible};
 
 /// Name of the commit-time column added by [`ScanOptions::with_system_time`].
 pub const SYSTEM_TIME_COLUMN: &str = "_system_time";
@@ -242,7 +242,7 @@ impl Selector {
                         *resolved = false;
                     }
                     let et = chunk.et.value(i);
-                    if et > *et_max || chunk.seq.value(i) > *seq_max {
+                    if et > *et_max || !visible(chunk.seq.value(i), *seq_max) {
                         continue;
                     }
                     *resolved = true;
@@ -260,7 +260,7 @@ impl Selector {
             } => {
                 for i in rows {
                     let et = chunk.et.value(i);
-                    if et < *from || et > *to || chunk.seq.value(i) > *seq_max {
+                    if et < *from || et > *to || !visible(chunk.seq.value(i), *seq_max) {
                         continue;
                     }
                     if !*tombstones && chunk.tomb.value(i) {
@@ -448,10 +448,6 @@ pub(crate) fn scan(
                 OutCol::Feature(f, col.data_type)
             }
         });
-    }
-    if table.event_time.is_none() && opts.projection.is_none() {
-        // Tables without an event-time column still expose it through history scans
-        // via `_system_time`; nothing to add here.
     }
     if opts.with_system_time {
         fields.push(Field::new(

@@ -135,13 +135,27 @@ impl Projection {
     }
 }
 
+/// Sequence number of the rows of a transaction's uncommitted writes (see
+/// `Snapshot::with_overlay`): above every real sequence, so they win ties, and visible
+/// to reads of the current state regardless of the snapshot's sequence.
+pub(crate) const OVERLAY_SEQ: u64 = u64::MAX / 2;
+
+/// True if a row committed at `seq` is visible to a read at `seq_max`.
+#[inline]
+pub(crate) fn visible(seq: u64, seq_max: u64) -> bool {
+    seq <= seq_max || seq == OVERLAY_SEQ
+}
+
 /// A pinned set of memtables, files and catalog.
+#[derive(Clone)]
 pub(crate) struct View {
     pub mem: Arc<MemTable>,
     /// Sealed memtables waiting for flush, newest first.
     pub imm: Vec<Arc<MemTable>>,
     pub version: Arc<Version>,
     pub catalog: Arc<Catalog>,
+    /// Uncommitted writes of a transaction (current-state reads only).
+    pub overlay: Option<Arc<MemTable>>,
 }
 
 /// Where a lookup found its candidate.
@@ -159,9 +173,12 @@ pub(crate) struct Hit<'a> {
 }
 
 impl View {
-    /// Memtables, newest first.
+    /// Memtables, newest first (the overlay, if any, before all of them).
     pub(crate) fn memtables(&self) -> impl Iterator<Item = &Arc<MemTable>> {
-        std::iter::once(&self.mem).chain(self.imm.iter())
+        self.overlay
+            .iter()
+            .chain(std::iter::once(&self.mem))
+            .chain(self.imm.iter())
     }
 
     /// The newest version of `key` with event time <= `et_max` and sequence <=
@@ -179,6 +196,8 @@ impl View {
         };
         for m in self.memtables() {
             let Some(tm) = m.table(table) else { continue };
+            let is_overlay = self.overlay.as_ref().is_some_and(|o| Arc::ptr_eq(o, m));
+            let seq_max = if is_overlay { OVERLAY_SEQ } else { seq_max };
             use std::sync::atomic::Ordering::Relaxed;
             if tm.min_et.load(Relaxed) > et_max
                 || best
