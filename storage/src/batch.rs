@@ -295,6 +295,32 @@ impl WriteBatch {
     }
 }
 
+/// The encoded entity key of every row of `batch` (columns in the table's order).
+pub fn encode_batch_keys(table: &TableDef, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+    let roles = table.roles();
+    let mut views: Vec<(usize, ColumnView<'_>)> = Vec::new();
+    for (i, (col, role)) in table.columns.iter().zip(&roles).enumerate() {
+        if let ColumnRole::Key(pos) = role {
+            let array = batch.columns().get(i).ok_or_else(|| {
+                Error::InvalidArgument(format!("batch lacks key column \"{}\"", col.name))
+            })?;
+            views.push((
+                *pos,
+                ColumnView::new(array.as_ref(), col.data_type, &col.name)?,
+            ));
+        }
+    }
+    views.sort_by_key(|(p, _)| *p);
+    let types = table.key_types();
+    let names = key_names(table);
+    (0..batch.num_rows())
+        .map(|r| {
+            let vals: Vec<Value> = views.iter().map(|(_, v)| v.value(r)).collect();
+            encode_key(&vals, &types, &names)
+        })
+        .collect()
+}
+
 fn key_names(table: &TableDef) -> Vec<String> {
     table
         .key

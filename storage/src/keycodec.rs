@@ -260,6 +260,12 @@ pub fn decode_i64(b: [u8; 8]) -> i64 {
     (u64::from_be_bytes(b) ^ (1 << 63)) as i64
 }
 
+/// Decode an encoded key back into its values (key order).
+pub fn decode_key_bytes(key: &[u8], types: &[ScalarType]) -> Result<Vec<Value>> {
+    decode_key(key, types)
+        .map_err(|e| Error::InvalidArgument(format!("bad key bytes: {}", e.detail)))
+}
+
 /// Decode a full key into values (key order).
 pub(crate) fn decode_key(key: &[u8], types: &[ScalarType]) -> DecodeResult<Vec<Value>> {
     let mut c = KeyCursor { buf: key, pos: 0 };

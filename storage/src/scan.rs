@@ -34,6 +34,8 @@ pub const SYSTEM_TIME_COLUMN: &str = "_system_time";
 pub const DELETED_COLUMN: &str = "_deleted";
 /// Name of the sequence column added by [`ScanOptions::with_seq`].
 pub const SEQ_COLUMN: &str = "_seq";
+/// Name of the encoded-key column added by [`ScanOptions::with_key_bytes`].
+pub const KEY_COLUMN: &str = "_key";
 
 /// What a scan returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +61,8 @@ pub struct ScanOptions {
     pub include_tombstones: bool,
     /// Add `_seq`: the commit sequence of each version.
     pub with_seq: bool,
+    /// Add `_key`: the encoded entity key (a log's row id), for writing tombstones.
+    pub with_key_bytes: bool,
     /// Target rows per output batch.
     pub batch_rows: usize,
 }
@@ -74,6 +78,7 @@ impl ScanOptions {
             with_system_time: false,
             include_tombstones: false,
             with_seq: false,
+            with_key_bytes: false,
             batch_rows: 8192,
         }
     }
@@ -96,6 +101,7 @@ enum OutCol {
     SystemTime,
     Deleted,
     Seq,
+    KeyBytes,
 }
 
 /// Selected rows of a run of chunks.
@@ -293,12 +299,17 @@ impl ScanIter {
 
     fn materialize(&mut self) -> Result<RecordBatch> {
         let sel = self.selection.take();
-        let need_keys = self.cols.iter().any(|c| matches!(c, OutCol::Key(_)));
-        let key_cols = if need_keys {
-            decode_key_columns(&sel.keys()?, &self.key_types)
-                .map_err(|e| Error::corruption("<key>", e.offset as u64, e.detail))?
-        } else {
-            Vec::new()
+        let need_keys = self
+            .cols
+            .iter()
+            .any(|c| matches!(c, OutCol::Key(_) | OutCol::KeyBytes));
+        let keys = if need_keys { Some(sel.keys()?) } else { None };
+        let key_cols = match &keys {
+            Some(k) if self.cols.iter().any(|c| matches!(c, OutCol::Key(_))) => {
+                decode_key_columns(k, &self.key_types)
+                    .map_err(|e| Error::corruption("<key>", e.offset as u64, e.detail))?
+            }
+            _ => Vec::new(),
         };
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.cols.len());
         for c in &self.cols {
@@ -312,6 +323,10 @@ impl ScanIter {
                 OutCol::SystemTime => ts_array(sel.system_times()?, true),
                 OutCol::Deleted => Arc::new(BooleanArray::from(sel.map(|c, r| c.tomb.value(r)))),
                 OutCol::Seq => Arc::new(UInt64Array::from(sel.map(|c, r| c.seq.value(r)))),
+                OutCol::KeyBytes => match &keys {
+                    Some(k) => Arc::new(k.clone()),
+                    None => Arc::new(BinaryArray::from_iter_values(std::iter::empty::<&[u8]>())),
+                },
             });
         }
         RecordBatch::try_new_with_options(
@@ -473,6 +488,14 @@ pub(crate) fn scan(
             false,
         ));
         cols.push(OutCol::Seq);
+    }
+    if opts.with_key_bytes {
+        fields.push(Field::new(
+            KEY_COLUMN,
+            arrow_schema::DataType::Binary,
+            false,
+        ));
+        cols.push(OutCol::KeyBytes);
     }
     let (selector, prune) = match opts.mode {
         ScanMode::Latest => {

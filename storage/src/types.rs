@@ -452,6 +452,18 @@ impl TableDef {
         self.columns.iter().position(|c| c.name == name)
     }
 
+    /// The Arrow schema of `columns` (all columns if `None`), as scans return them.
+    pub fn arrow_schema(&self, columns: Option<&[usize]>) -> arrow_schema::Schema {
+        let all: Vec<usize> = (0..self.columns.len()).collect();
+        let cols = columns.unwrap_or(&all);
+        arrow_schema::Schema::new(
+            cols.iter()
+                .filter_map(|&i| self.columns.get(i))
+                .map(|c| Field::new(&c.name, c.data_type.arrow_type(), c.nullable))
+                .collect::<Vec<_>>(),
+        )
+    }
+
     /// True if the table has no entity key (an append-only log).
     pub fn is_log(&self) -> bool {
         self.key.is_empty()

@@ -42,6 +42,9 @@ pub struct ReadAt {
     /// TTL reference time: versions with event time < reference - ttl are not
     /// candidates. `None` disables the table's TTL for this read.
     pub ttl_reference: Option<i64>,
+    /// An extra lower bound on the candidate's event time (an explicit staleness
+    /// bound such as an ASOF JOIN's `s.ts - f.ts <= INTERVAL '1 day'`).
+    pub min_event_time: i64,
 }
 
 impl ReadAt {
@@ -51,6 +54,7 @@ impl ReadAt {
             event_time: None,
             system: SystemAt::Current,
             ttl_reference: Some(now_micros),
+            min_event_time: i64::MIN,
         }
     }
 
@@ -60,6 +64,7 @@ impl ReadAt {
             event_time: Some(t),
             system: SystemAt::Current,
             ttl_reference: Some(t),
+            min_event_time: i64::MIN,
         }
     }
 
@@ -77,10 +82,17 @@ impl ReadAt {
 
     /// Oldest event time a candidate may have under `table`'s TTL.
     pub(crate) fn floor(&self, table: &TableDef) -> i64 {
-        match (self.ttl_reference, table.options.ttl_micros) {
+        let ttl = match (self.ttl_reference, table.options.ttl_micros) {
             (Some(r), Some(ttl)) => r.saturating_sub(ttl),
             _ => i64::MIN,
-        }
+        };
+        ttl.max(self.min_event_time)
+    }
+
+    /// The same read with an extra lower bound on the event time of candidates.
+    pub fn with_min_event_time(mut self, t: i64) -> Self {
+        self.min_event_time = t;
+        self
     }
 
     pub(crate) fn et_max(&self) -> i64 {
@@ -132,6 +144,20 @@ impl Projection {
     /// Roles of the projected columns.
     pub fn roles(&self) -> &[ColumnRole] {
         &self.cols
+    }
+
+    /// Types of the projected columns (`columns` as given to [`Projection::new`]).
+    pub(crate) fn column_types(
+        &self,
+        table: &TableDef,
+        columns: Option<&[usize]>,
+    ) -> Vec<DataType> {
+        let all: Vec<usize> = (0..table.columns.len()).collect();
+        columns
+            .unwrap_or(&all)
+            .iter()
+            .filter_map(|&c| table.columns.get(c).map(|c| c.data_type))
+            .collect()
     }
 }
 

@@ -542,8 +542,28 @@ fn overlay_shows_uncommitted_writes_to_current_reads_only() {
     let t = db.create_table(driver_stats(NO_TTL)).unwrap();
     let c = put(&db, &t, 1, 100, 1.0);
     let mut pending = WriteBatch::new();
-    pending.put(&t, &[Value::Int64(1), Value::Timestamp(100), Value::Float64(9.0), Value::Null]).unwrap();
-    pending.put(&t, &[Value::Int64(2), Value::Timestamp(50), Value::Float64(2.0), Value::Null]).unwrap();
+    pending
+        .put(
+            &t,
+            &[
+                Value::Int64(1),
+                Value::Timestamp(100),
+                Value::Float64(9.0),
+                Value::Null,
+            ],
+        )
+        .unwrap();
+    pending
+        .put(
+            &t,
+            &[
+                Value::Int64(2),
+                Value::Timestamp(50),
+                Value::Float64(2.0),
+                Value::Null,
+            ],
+        )
+        .unwrap();
     let mut del = WriteBatch::new();
     del.delete(&t, &[Value::Int64(3)], None).unwrap();
     pending.extend(&del);
@@ -552,18 +572,41 @@ fn overlay_shows_uncommitted_writes_to_current_reads_only() {
     let tx = snap.with_overlay(&pending).unwrap();
     let proj = Projection::new(&t, None).unwrap();
     let now = ReadAt::latest(clock.now()).without_ttl();
-    let get = |s: &Snapshot, id: i64, at: ReadAt| s.get(&t, &[Value::Int64(id)], &at, &proj).unwrap().map(|r| r.values[2].clone());
-    assert_eq!(get(&tx, 1, now), Some(Value::Float64(9.0)), "own write wins the (key, event time) tie");
+    let get = |s: &Snapshot, id: i64, at: ReadAt| {
+        s.get(&t, &[Value::Int64(id)], &at, &proj)
+            .unwrap()
+            .map(|r| r.values[2].clone())
+    };
+    assert_eq!(
+        get(&tx, 1, now),
+        Some(Value::Float64(9.0)),
+        "own write wins the (key, event time) tie"
+    );
     assert_eq!(get(&tx, 2, now), Some(Value::Float64(2.0)));
-    assert_eq!(get(&tx, 3, now), None, "own tombstone hides the committed row");
-    assert_eq!(get(&snap, 1, now), Some(Value::Float64(1.0)), "base snapshot unchanged");
+    assert_eq!(
+        get(&tx, 3, now),
+        None,
+        "own tombstone hides the committed row"
+    );
+    assert_eq!(
+        get(&snap, 1, now),
+        Some(Value::Float64(1.0)),
+        "base snapshot unchanged"
+    );
     let past = now.known_at(SystemAt::Seq(c.seq));
-    assert_eq!(get(&tx, 2, past), None, "time travel never sees uncommitted writes");
+    assert_eq!(
+        get(&tx, 2, past),
+        None,
+        "time travel never sees uncommitted writes"
+    );
     let scanned = rows(tx.scan(&t, &ScanOptions::latest(now)).unwrap());
     assert_eq!(scanned.len(), 2);
     assert_eq!(scanned[0][2], Value::Float64(9.0));
     // a write committed by someone else after the snapshot stays invisible
     put(&db, &t, 4, 10, 4.0);
     assert_eq!(get(&tx, 4, now), None);
-    assert!(tx.version_count(t.id) >= 5, "an upper bound of the visible versions");
+    assert!(
+        tx.version_count(t.id) >= 5,
+        "an upper bound of the visible versions"
+    );
 }

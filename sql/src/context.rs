@@ -1,0 +1,85 @@
+//! Per-statement state that DataFusion plans read at execution time.
+//!
+//! A session installs one [`StatementContext`] as a DataFusion config extension. Before
+//! each statement runs, the session stores the snapshot it reads (with the open
+//! transaction's overlay), the bound parameter values, and any stashed batches; table
+//! providers and operators read them when the physical plan is created. Invariant: a
+//! statement's scans all use the same snapshot, so a statement sees one consistent
+//! state of the database.
+
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session as DfSession;
+use datafusion::common::ScalarValue;
+use hindsight_storage::Snapshot;
+
+use crate::error::{Result, SqlError};
+
+#[derive(Default)]
+struct Inner {
+    snapshot: Option<Snapshot>,
+    params: Vec<ScalarValue>,
+    stash: Vec<Vec<RecordBatch>>,
+}
+
+/// The state of the statement being planned and executed in a session.
+#[derive(Default)]
+pub struct StatementContext {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for StatementContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatementContext")
+    }
+}
+
+impl StatementContext {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start a statement reading `snapshot` with parameter values `params`.
+    pub(crate) fn begin(&self, snapshot: Snapshot, params: Vec<ScalarValue>) {
+        let mut g = self.lock();
+        g.snapshot = Some(snapshot);
+        g.params = params;
+        g.stash.clear();
+    }
+
+    /// The snapshot of the running statement.
+    pub(crate) fn snapshot(&self) -> Result<Snapshot> {
+        self.lock()
+            .snapshot
+            .clone()
+            .ok_or_else(|| SqlError::internal("no statement is running in this session"))
+    }
+
+    /// Parameter values of the running statement.
+    pub(crate) fn params(&self) -> Vec<ScalarValue> {
+        self.lock().params.clone()
+    }
+
+    /// Stash batches for `__hindsight_stash(n)`; returns `n`.
+    pub(crate) fn stash(&self, batches: Vec<RecordBatch>) -> usize {
+        let mut g = self.lock();
+        g.stash.push(batches);
+        g.stash.len() - 1
+    }
+
+    /// Stashed batches number `n`.
+    pub(crate) fn stashed(&self, n: usize) -> Option<Vec<RecordBatch>> {
+        self.lock().stash.get(n).cloned()
+    }
+}
+
+/// The statement context installed in a DataFusion session.
+pub(crate) fn of(state: &dyn DfSession) -> Result<Arc<StatementContext>> {
+    state
+        .config()
+        .get_extension::<StatementContext>()
+        .ok_or_else(|| {
+            SqlError::internal("this DataFusion session has no Hindsight statement context")
+        })
+}

@@ -1,0 +1,387 @@
+//! CREATE TABLE (also `AS SELECT` and `IF NOT EXISTS`), DROP TABLE, ALTER TABLE.
+//!
+//! ```sql
+//! CREATE TABLE driver_stats (
+//!   driver_id BIGINT NOT NULL, event_ts TIMESTAMPTZ NOT NULL, conv_rate DOUBLE PRECISION,
+//!   PRIMARY KEY (driver_id)
+//! ) WITH (event_time = 'event_ts', ttl = '2 days', retention = '90 days');
+//! ```
+//! Key and event-time columns are NOT NULL implicitly. Column options the engine
+//! cannot honour (DEFAULT, UNIQUE, CHECK, REFERENCES) are errors, never ignored.
+
+use std::sync::Arc;
+
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType as ArrowType;
+use datafusion::arrow::record_batch::RecordBatch;
+use hindsight_storage::{ColumnDef, DataType, ScalarType, TableDef, TableOptions, WriteBatch};
+use sqlparser::ast::{
+    AlterTable, AlterTableOperation, ColumnOption, CreateTable, CreateTableOptions,
+    Expr as SqlExpr, ObjectType, SqlOption, Statement, TableConstraint, Value as SqlValue,
+};
+
+use crate::dml::normalize;
+use crate::error::{ErrorKind, Result, SqlError};
+use crate::session::{Output, Session};
+use crate::types::{parse_interval_micros, storage_type};
+
+const OPTIONS_HINT: &str =
+    "supported options: event_time = '<column>', ttl = '<interval>', retention = '<interval>'";
+
+fn option_text(v: &SqlExpr) -> Option<String> {
+    match v {
+        SqlExpr::Value(v) => match &v.value {
+            SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => Some(s.clone()),
+            SqlValue::Number(n, _) => Some(n.clone()),
+            _ => None,
+        },
+        SqlExpr::Identifier(i) => Some(normalize(i)),
+        _ => None,
+    }
+}
+
+/// Parsed `WITH (...)` options.
+#[derive(Default)]
+struct WithOptions {
+    event_time: Option<String>,
+    ttl: Option<i64>,
+    retention: Option<i64>,
+}
+
+fn parse_options(opts: &[SqlOption]) -> Result<WithOptions> {
+    let mut out = WithOptions::default();
+    for o in opts {
+        let SqlOption::KeyValue { key, value } = o else {
+            return Err(
+                SqlError::syntax(format!("unsupported table option {o}")).with_hint(OPTIONS_HINT)
+            );
+        };
+        let k = normalize(key);
+        let v = option_text(value).ok_or_else(|| {
+            SqlError::syntax(format!("option {k} needs a quoted value")).with_hint(OPTIONS_HINT)
+        })?;
+        match k.as_str() {
+            "event_time" => out.event_time = Some(v.to_ascii_lowercase()),
+            "ttl" => out.ttl = Some(parse_interval_micros(&v)?),
+            "retention" => out.retention = Some(parse_interval_micros(&v)?),
+            other => {
+                return Err(SqlError::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!("unrecognized table option \"{other}\""),
+                )
+                .with_hint(OPTIONS_HINT));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn table_options(ct: &CreateTable) -> Result<WithOptions> {
+    match &ct.table_options {
+        CreateTableOptions::None => Ok(WithOptions::default()),
+        CreateTableOptions::With(opts) => parse_options(opts),
+        other => Err(
+            SqlError::syntax(format!("unsupported table options {other}")).with_hint(OPTIONS_HINT),
+        ),
+    }
+}
+
+/// The storage type for an Arrow type produced by a query (CREATE TABLE AS).
+fn type_of_arrow(t: &ArrowType, column: &str) -> Result<DataType> {
+    let scalar = |t: &ArrowType| -> Option<ScalarType> {
+        Some(match t {
+            ArrowType::Boolean => ScalarType::Bool,
+            ArrowType::Int8 | ArrowType::Int16 | ArrowType::UInt8 => ScalarType::Int16,
+            ArrowType::Int32 | ArrowType::UInt16 => ScalarType::Int32,
+            ArrowType::Int64 | ArrowType::UInt32 | ArrowType::UInt64 => ScalarType::Int64,
+            ArrowType::Float16 | ArrowType::Float32 => ScalarType::Float32,
+            ArrowType::Float64 | ArrowType::Decimal128(..) | ArrowType::Decimal256(..) => {
+                ScalarType::Float64
+            }
+            ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => ScalarType::Text,
+            ArrowType::Binary | ArrowType::LargeBinary | ArrowType::BinaryView => ScalarType::Bytes,
+            ArrowType::Date32 | ArrowType::Date64 => ScalarType::Date,
+            ArrowType::Timestamp(_, None) => ScalarType::Timestamp,
+            ArrowType::Timestamp(_, Some(_)) => ScalarType::TimestampTz,
+            _ => return None,
+        })
+    };
+    match t {
+        ArrowType::List(f) | ArrowType::LargeList(f) | ArrowType::FixedSizeList(f, _) => {
+            scalar(f.data_type()).map(DataType::List)
+        }
+        other => scalar(other).map(DataType::Scalar),
+    }
+    .ok_or_else(|| {
+        SqlError::unsupported(format!(
+            "column \"{column}\" has type {t}, which cannot be stored"
+        ))
+    })
+}
+
+impl Session {
+    pub(crate) async fn create_table(&mut self, ct: CreateTable) -> Result<Output> {
+        let name = ct
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(normalize)
+            .ok_or_else(|| SqlError::syntax("bad table name"))?;
+        if ct.temporary || ct.external || ct.or_replace {
+            return Err(SqlError::unsupported(
+                "TEMPORARY, EXTERNAL and OR REPLACE tables are not supported",
+            ));
+        }
+        if self.engine.db().catalog().table(&name).is_some() {
+            if ct.if_not_exists {
+                return Ok(Output::command("CREATE TABLE"));
+            }
+            return Err(SqlError::new(
+                ErrorKind::DuplicateTable,
+                format!("relation \"{name}\" already exists"),
+            ));
+        }
+        let opts = table_options(&ct)?;
+        let mut columns: Vec<ColumnDef> = Vec::new();
+        let mut key: Vec<usize> = Vec::new();
+        for c in &ct.columns {
+            let cname = normalize(&c.name);
+            let mut col = ColumnDef::new(cname.clone(), storage_type(&c.data_type)?);
+            for o in &c.options {
+                match &o.option {
+                    ColumnOption::NotNull => col.nullable = false,
+                    ColumnOption::Null => {}
+                    ColumnOption::PrimaryKey(_) => key.push(columns.len()),
+                    other => {
+                        return Err(SqlError::unsupported(format!(
+                            "column option {other} is not supported"
+                        ))
+                        .with_hint("Hindsight tables support NOT NULL and PRIMARY KEY"));
+                    }
+                }
+            }
+            columns.push(col);
+        }
+        for tc in &ct.constraints {
+            match tc {
+                TableConstraint::PrimaryKey(pk) => {
+                    if !key.is_empty() {
+                        return Err(SqlError::syntax("multiple primary keys are not allowed"));
+                    }
+                    for ic in &pk.columns {
+                        let SqlExpr::Identifier(i) = &ic.column.expr else {
+                            return Err(SqlError::syntax("PRIMARY KEY lists column names"));
+                        };
+                        let n = normalize(i);
+                        let idx = columns.iter().position(|c| c.name == n).ok_or_else(|| {
+                            SqlError::new(
+                                ErrorKind::UndefinedColumn,
+                                format!("column \"{n}\" named in key does not exist"),
+                            )
+                        })?;
+                        key.push(idx);
+                    }
+                }
+                other => {
+                    return Err(SqlError::unsupported(format!(
+                        "constraint {other} is not supported"
+                    ))
+                    .with_hint("Hindsight tables support a PRIMARY KEY (the entity key)"));
+                }
+            }
+        }
+        // CREATE TABLE ... AS SELECT: columns from the query when none are given.
+        let mut rows: Vec<RecordBatch> = Vec::new();
+        if let Some(query) = &ct.query {
+            self.begin_statement(vec![])?;
+            let plan = self.plan(Statement::Query(query.clone())).await?;
+            let schema = plan.schema().as_arrow().clone();
+            if columns.is_empty() {
+                for f in schema.fields() {
+                    columns.push(ColumnDef::new(
+                        f.name().clone(),
+                        type_of_arrow(f.data_type(), f.name())?,
+                    ));
+                }
+            } else if columns.len() != schema.fields().len() {
+                return Err(SqlError::syntax(
+                    "CREATE TABLE AS: the query returns a different number of columns",
+                ));
+            }
+            rows = self.collect_plan(&plan).await?;
+        }
+        let event_time = match &opts.event_time {
+            Some(et) => Some(columns.iter().position(|c| c.name == *et).ok_or_else(|| {
+                SqlError::new(
+                    ErrorKind::UndefinedColumn,
+                    format!("event_time column \"{et}\" does not exist"),
+                )
+            })?),
+            None => None,
+        };
+        for &k in key.iter().chain(event_time.iter()) {
+            if let Some(c) = columns.get_mut(k) {
+                c.nullable = false;
+            }
+        }
+        let def = TableDef::new(
+            name,
+            columns,
+            key,
+            event_time,
+            TableOptions {
+                ttl_micros: opts.ttl,
+                retention_micros: opts.retention,
+            },
+        );
+        let def = self.engine.db().create_table(def)?;
+        if ct.query.is_some() {
+            let schema = Arc::new(def.arrow_schema(None));
+            let mut wb = WriteBatch::new();
+            let mut n = 0u64;
+            for b in rows {
+                let cols = b
+                    .columns()
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(c, f)| cast(c, f.data_type()))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let b = RecordBatch::try_new_with_options(
+                    Arc::new(schema.as_ref().clone()),
+                    cols,
+                    &datafusion::arrow::array::RecordBatchOptions::new()
+                        .with_row_count(Some(b.num_rows())),
+                )
+                .or_else(|_| {
+                    // NOT NULL columns from a nullable query: let put_arrow report NULLs.
+                    let relaxed = datafusion::arrow::datatypes::Schema::new(
+                        schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.as_ref().clone().with_nullable(true))
+                            .collect::<Vec<_>>(),
+                    );
+                    let cols = b
+                        .columns()
+                        .iter()
+                        .zip(schema.fields())
+                        .map(|(c, f)| cast(c, f.data_type()))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    RecordBatch::try_new(Arc::new(relaxed), cols)
+                })?;
+                wb.put_arrow(&def, &b)?;
+                n += b.num_rows() as u64;
+            }
+            self.write(wb)?;
+            return Ok(Output::count("SELECT", n));
+        }
+        Ok(Output::command("CREATE TABLE"))
+    }
+
+    pub(crate) fn drop(&mut self, stmt: Statement) -> Result<Output> {
+        let Statement::Drop {
+            object_type,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } = stmt
+        else {
+            return Err(SqlError::internal("not a DROP"));
+        };
+        if object_type != ObjectType::Table {
+            return Err(SqlError::unsupported(format!(
+                "DROP {object_type} is not supported"
+            )));
+        }
+        let _ = cascade;
+        for n in &names {
+            let name =
+                n.0.last()
+                    .and_then(|p| p.as_ident())
+                    .map(normalize)
+                    .unwrap_or_default();
+            match self.engine.db().drop_table(&name) {
+                Ok(()) => {}
+                Err(hindsight_storage::Error::NoSuchTable(_)) if if_exists => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Output::command("DROP TABLE"))
+    }
+
+    pub(crate) fn alter_table(&mut self, at: AlterTable) -> Result<Output> {
+        let name = at
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(normalize)
+            .unwrap_or_default();
+        let def = match self.engine.db().table(&name) {
+            Ok(d) => d,
+            Err(hindsight_storage::Error::NoSuchTable(_)) if at.if_exists => {
+                return Ok(Output::command("ALTER TABLE"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for op in at.operations {
+            match op {
+                AlterTableOperation::AddColumn {
+                    if_not_exists,
+                    column_def,
+                    ..
+                } => {
+                    let cname = normalize(&column_def.name);
+                    if def.column_index(&cname).is_some() && if_not_exists {
+                        continue;
+                    }
+                    let mut col = ColumnDef::new(cname, storage_type(&column_def.data_type)?);
+                    for o in &column_def.options {
+                        match &o.option {
+                            ColumnOption::Null => {}
+                            ColumnOption::NotNull => col.nullable = false,
+                            other => {
+                                return Err(SqlError::unsupported(format!(
+                                    "column option {other} is not supported"
+                                )));
+                            }
+                        }
+                    }
+                    if !col.nullable {
+                        return Err(SqlError::unsupported(format!(
+                            "column \"{}\" added to an existing table must be nullable: older versions have no value",
+                            col.name
+                        )));
+                    }
+                    self.engine.db().add_column(&name, col)?;
+                }
+                AlterTableOperation::SetOptionsParens { options } => {
+                    let parsed = parse_options(&options)?;
+                    if parsed.event_time.is_some() {
+                        return Err(SqlError::unsupported(
+                            "the event-time column cannot be changed",
+                        ));
+                    }
+                    let current = self.engine.db().table(&name)?;
+                    let mut o = current.options.clone();
+                    if parsed.ttl.is_some() {
+                        o.ttl_micros = parsed.ttl;
+                    }
+                    if parsed.retention.is_some() {
+                        o.retention_micros = parsed.retention;
+                    }
+                    self.engine.db().set_table_options(&name, o)?;
+                }
+                other => {
+                    return Err(SqlError::unsupported(format!(
+                        "ALTER TABLE {other} is not supported"
+                    ))
+                    .with_hint("supported: ADD COLUMN, SET (ttl = '...', retention = '...')"));
+                }
+            }
+        }
+        Ok(Output::command("ALTER TABLE"))
+    }
+}

@@ -1,0 +1,286 @@
+//! The SQL layer's error: a kind (what went wrong, in terms a client can act on),
+//! a message, and an optional hint naming the supported spelling.
+//!
+//! Invariant: every error leaving this crate has a kind; the wire crate maps kinds to
+//! SQLSTATE codes in one place. Storage and DataFusion errors are classified here,
+//! because this crate knows what they mean.
+
+use std::fmt;
+
+use datafusion::error::DataFusionError;
+use hindsight_storage::Error as StorageError;
+
+/// What kind of failure an error is (mapped to SQLSTATE by the wire crate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    Syntax,
+    UndefinedTable,
+    UndefinedColumn,
+    UndefinedFunction,
+    UndefinedObject,
+    DuplicateTable,
+    DuplicateColumn,
+    FeatureNotSupported,
+    InvalidParameterValue,
+    InvalidTextRepresentation,
+    InvalidDatetimeFormat,
+    DatatypeMismatch,
+    NotNullViolation,
+    UniqueViolation,
+    CardinalityViolation,
+    DivisionByZero,
+    NumericValueOutOfRange,
+    DataException,
+    /// Time travel outside retained history or into the future.
+    TimeTravelOutOfRange,
+    ActiveTransaction,
+    NoActiveTransaction,
+    InFailedTransaction,
+    QueryCanceled,
+    OutOfMemory,
+    DiskFull,
+    DataCorrupted,
+    Io,
+    ReadOnly,
+    Internal,
+}
+
+/// An error of the SQL layer.
+#[derive(Debug)]
+pub struct SqlError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub hint: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = SqlError> = std::result::Result<T, E>;
+
+impl SqlError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        SqlError {
+            kind,
+            message: message.into(),
+            hint: None,
+            detail: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn syntax(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Syntax, message)
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::FeatureNotSupported, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// Carry this error through DataFusion (which only knows its own error type).
+    pub fn into_datafusion(self) -> DataFusionError {
+        DataFusionError::External(Box::new(self))
+    }
+}
+
+impl fmt::Display for SqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SqlError {}
+
+impl From<StorageError> for SqlError {
+    fn from(e: StorageError) -> Self {
+        let kind = match &e {
+            StorageError::NoSuchTable(_) => ErrorKind::UndefinedTable,
+            StorageError::TableExists(_) => ErrorKind::DuplicateTable,
+            StorageError::ColumnExists { .. } => ErrorKind::DuplicateColumn,
+            StorageError::InvalidSchema(_) => ErrorKind::InvalidParameterValue,
+            StorageError::InvalidValue { .. } => ErrorKind::DatatypeMismatch,
+            StorageError::NullViolation(_) => ErrorKind::NotNullViolation,
+            StorageError::OutsideRetention(_) => ErrorKind::TimeTravelOutOfRange,
+            StorageError::InvalidArgument(_) => ErrorKind::InvalidParameterValue,
+            StorageError::Corruption { .. } => ErrorKind::DataCorrupted,
+            StorageError::Io { source, .. } if source.raw_os_error() == Some(28) => {
+                ErrorKind::DiskFull
+            }
+            StorageError::Io { .. } => ErrorKind::Io,
+            StorageError::Background(_) => ErrorKind::ReadOnly,
+            StorageError::Closed => ErrorKind::ReadOnly,
+            StorageError::Locked(_) => ErrorKind::Io,
+        };
+        let message = match &e {
+            StorageError::NoSuchTable(t) => format!("relation \"{t}\" does not exist"),
+            StorageError::TableExists(t) => format!("relation \"{t}\" already exists"),
+            other => other.to_string(),
+        };
+        SqlError::new(kind, message)
+    }
+}
+
+impl From<DataFusionError> for SqlError {
+    fn from(e: DataFusionError) -> Self {
+        classify(e)
+    }
+}
+
+impl From<sqlparser::parser::ParserError> for SqlError {
+    fn from(e: sqlparser::parser::ParserError) -> Self {
+        let msg = match e {
+            sqlparser::parser::ParserError::ParserError(m)
+            | sqlparser::parser::ParserError::TokenizerError(m) => m,
+            sqlparser::parser::ParserError::RecursionLimitExceeded => {
+                "statement is too deeply nested".into()
+            }
+        };
+        SqlError::syntax(format!("syntax error: {msg}"))
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for SqlError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        classify(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}
+
+/// Map a DataFusion error (possibly wrapping ours or storage's) to a kind.
+fn classify(e: DataFusionError) -> SqlError {
+    use datafusion::arrow::error::ArrowError;
+    use datafusion::common::SchemaError;
+    match e {
+        DataFusionError::External(inner) => match inner.downcast::<SqlError>() {
+            Ok(s) => *s,
+            Err(inner) => match inner.downcast::<StorageError>() {
+                Ok(s) => SqlError::from(*s),
+                Err(inner) => SqlError::internal(inner.to_string()),
+            },
+        },
+        DataFusionError::Context(ctx, inner) => {
+            let mut e = classify(*inner);
+            if e.kind == ErrorKind::Internal {
+                e.message = format!("{ctx}: {}", e.message);
+            }
+            e
+        }
+        DataFusionError::Diagnostic(_, inner) => classify(*inner),
+        DataFusionError::Shared(inner) => SqlError::internal(inner.to_string()),
+        DataFusionError::SQL(p, _) => SqlError::from(*p),
+        DataFusionError::NotImplemented(m) => SqlError::unsupported(strip(&m)),
+        DataFusionError::ResourcesExhausted(m) => SqlError::new(
+            ErrorKind::OutOfMemory,
+            format!("out of memory: {}", strip(&m)),
+        )
+        .with_hint("raise the per-query memory limit or reduce the query's working set"),
+        DataFusionError::SchemaError(se, _) => {
+            let kind = match se.as_ref() {
+                SchemaError::FieldNotFound { .. } => ErrorKind::UndefinedColumn,
+                SchemaError::DuplicateQualifiedField { .. }
+                | SchemaError::DuplicateUnqualifiedField { .. } => ErrorKind::DuplicateColumn,
+                SchemaError::AmbiguousReference { .. } => ErrorKind::UndefinedColumn,
+            };
+            let msg = match se.as_ref() {
+                SchemaError::FieldNotFound { field, .. } => {
+                    format!("column \"{}\" does not exist", field.name)
+                }
+                other => other.to_string(),
+            };
+            SqlError::new(kind, msg)
+        }
+        DataFusionError::ArrowError(a, _) => match *a {
+            ArrowError::DivideByZero => {
+                SqlError::new(ErrorKind::DivisionByZero, "division by zero")
+            }
+            ArrowError::CastError(m) | ArrowError::ParseError(m) => {
+                SqlError::new(ErrorKind::InvalidTextRepresentation, m)
+            }
+            ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
+                SqlError::new(ErrorKind::NumericValueOutOfRange, m)
+            }
+            ArrowError::ExternalError(inner) => match inner.downcast::<SqlError>() {
+                Ok(s) => *s,
+                Err(inner) => SqlError::new(ErrorKind::DataException, inner.to_string()),
+            },
+            other => SqlError::new(ErrorKind::DataException, other.to_string()),
+        },
+        DataFusionError::Plan(m) => plan_error(&m),
+        DataFusionError::Execution(m) => {
+            let m = strip(&m);
+            if m.contains("Cannot cast") || m.contains("cast") {
+                SqlError::new(ErrorKind::InvalidTextRepresentation, m)
+            } else if m.contains("Divide by zero") || m.contains("division by zero") {
+                SqlError::new(ErrorKind::DivisionByZero, "division by zero")
+            } else {
+                SqlError::new(ErrorKind::DataException, m)
+            }
+        }
+        other => SqlError::internal(other.to_string()),
+    }
+}
+
+fn plan_error(m: &str) -> SqlError {
+    let m = strip(m);
+    if let Some(rest) = m
+        .strip_prefix("table '")
+        .or_else(|| m.split("table '").nth(1))
+        && let Some(name) = rest.split('\'').next()
+        && m.contains("not found")
+    {
+        let name = name.rsplit('.').next().unwrap_or(name);
+        return SqlError::new(
+            ErrorKind::UndefinedTable,
+            format!("relation \"{name}\" does not exist"),
+        );
+    }
+    if m.contains("Invalid function") || m.contains("function") && m.contains("not found") {
+        return SqlError::new(ErrorKind::UndefinedFunction, m);
+    }
+    if m.contains("No field named") {
+        return SqlError::new(ErrorKind::UndefinedColumn, m);
+    }
+    if m.contains("Cannot infer common")
+        || m.contains("type coercion")
+        || m.contains("does not support")
+    {
+        return SqlError::new(ErrorKind::DatatypeMismatch, m);
+    }
+    SqlError::syntax(m)
+}
+
+/// Drop DataFusion's "Error during planning: " style prefixes.
+fn strip(m: &str) -> String {
+    m.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_and_datafusion_errors_get_kinds() {
+        let e: SqlError = StorageError::NoSuchTable("t".into()).into();
+        assert_eq!(e.kind, ErrorKind::UndefinedTable);
+        assert_eq!(e.message, "relation \"t\" does not exist");
+        let e: SqlError =
+            DataFusionError::Plan("table 'hindsight.public.nope' not found".into()).into();
+        assert_eq!(e.kind, ErrorKind::UndefinedTable);
+        assert_eq!(e.message, "relation \"nope\" does not exist");
+        let wrapped = SqlError::unsupported("x").with_hint("y").into_datafusion();
+        let back: SqlError = DataFusionError::Context("ctx".into(), Box::new(wrapped)).into();
+        assert_eq!(back.kind, ErrorKind::FeatureNotSupported);
+        assert_eq!(back.hint.as_deref(), Some("y"));
+    }
+}

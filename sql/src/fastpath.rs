@@ -1,0 +1,359 @@
+//! The point-lookup fast path: `SELECT <columns> FROM t WHERE key = $1` without
+//! DataFusion.
+//!
+//! DataFusion's planning costs hundreds of microseconds per statement; online
+//! inference needs a lookup in microseconds. Statements of exactly this shape (plain
+//! columns or `*`; a conjunction of `key = <param or literal>`, `key IN (...)` or
+//! `key = ANY($n)` covering the whole entity key; nothing else) are recognized once,
+//! by AST pattern, and answered with storage point lookups of the current state, with
+//! the same semantics (TTL relative to now, the open transaction's writes) and the same
+//! output schema as the planned query. Anything else goes through DataFusion.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use hindsight_storage::{Db, ReadAt, Snapshot, TableDef, encode_key};
+use sqlparser::ast::{
+    BinaryOperator, Expr, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor, Value,
+};
+
+use crate::dml::normalize;
+use crate::error::Result;
+use crate::provider::key_value;
+
+/// Where a key column's values come from.
+#[derive(Clone, Debug)]
+enum KeyArg {
+    Param(usize),
+    Array(usize),
+    Literals(Vec<ScalarValue>),
+    Params(Vec<usize>),
+}
+
+/// A recognized point lookup.
+#[derive(Clone, Debug)]
+pub struct FastLookup {
+    def: Arc<TableDef>,
+    columns: Vec<usize>,
+    keys: Vec<KeyArg>,
+    schema: SchemaRef,
+    params: usize,
+}
+
+fn param_index(v: &Value) -> Option<usize> {
+    match v {
+        Value::Placeholder(p) => p
+            .trim_start_matches('$')
+            .parse::<usize>()
+            .ok()?
+            .checked_sub(1),
+        _ => None,
+    }
+}
+
+fn literal(v: &Value) -> Option<ScalarValue> {
+    match v {
+        Value::Number(n, _) => n
+            .parse::<i64>()
+            .map(|i| ScalarValue::Int64(Some(i)))
+            .or_else(|_| n.parse::<f64>().map(|f| ScalarValue::Float64(Some(f))))
+            .ok(),
+        Value::SingleQuotedString(s) => Some(ScalarValue::Utf8(Some(s.clone()))),
+        Value::Boolean(b) => Some(ScalarValue::Boolean(Some(*b))),
+        _ => None,
+    }
+}
+
+fn column_of(e: &Expr, qualifier: &str) -> Option<String> {
+    match e {
+        Expr::Identifier(i) => Some(normalize(i)),
+        Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+            [q, c] if normalize(q) == qualifier => Some(normalize(c)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Nested(inner) => conjuncts(inner, out),
+        other => out.push(other),
+    }
+}
+
+impl FastLookup {
+    /// Recognize a point-lookup statement; `None` for anything else.
+    pub fn recognize(
+        db: &Db,
+        stmt: &Statement,
+        declared: &[Option<ArrowType>],
+    ) -> Option<FastLookup> {
+        let Statement::Query(q) = stmt else {
+            return None;
+        };
+        if q.with.is_some()
+            || q.order_by.is_some()
+            || q.limit_clause.is_some()
+            || q.fetch.is_some()
+            || !q.locks.is_empty()
+        {
+            return None;
+        }
+        let SetExpr::Select(s) = q.body.as_ref() else {
+            return None;
+        };
+        if s.distinct.is_some()
+            || s.top.is_some()
+            || s.having.is_some()
+            || s.qualify.is_some()
+            || !s.named_window.is_empty()
+            || s.into.is_some()
+            || !s.lateral_views.is_empty()
+            || !matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+        {
+            return None;
+        }
+        let [twj] = s.from.as_slice() else {
+            return None;
+        };
+        if !twj.joins.is_empty() {
+            return None;
+        }
+        let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            version: None,
+            with_hints,
+            ..
+        } = &twj.relation
+        else {
+            return None;
+        };
+        if !with_hints.is_empty() || alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+            return None;
+        }
+        let table = normalize(name.0.last()?.as_ident()?);
+        let def = db.catalog().table(&table)?.clone();
+        if def.key.is_empty() {
+            return None;
+        }
+        let qualifier = alias
+            .as_ref()
+            .map(|a| normalize(&a.name))
+            .unwrap_or_else(|| table.clone());
+        // Projection: `*`, `q.*`, plain columns.
+        let mut columns = Vec::new();
+        for item in &s.projection {
+            match item {
+                SelectItem::Wildcard(opts)
+                    if opts.opt_exclude.is_none()
+                        && opts.opt_except.is_none()
+                        && opts.opt_replace.is_none()
+                        && opts.opt_rename.is_none()
+                        && opts.opt_ilike.is_none() =>
+                {
+                    columns.extend(0..def.columns.len())
+                }
+                SelectItem::UnnamedExpr(e) => {
+                    columns.push(def.column_index(&column_of(e, &qualifier)?)?)
+                }
+                _ => return None,
+            }
+        }
+        if columns.is_empty() {
+            return None;
+        }
+        // WHERE: one equality set per key column, nothing else.
+        let mut parts = Vec::new();
+        conjuncts(s.selection.as_ref()?, &mut parts);
+        let mut keys: Vec<Option<KeyArg>> = vec![None; def.key.len()];
+        let key_pos = |c: &str| -> Option<usize> {
+            let idx = def.column_index(c)?;
+            def.key.iter().position(|&k| k == idx)
+        };
+        let mut params = declared.len();
+        for p in parts {
+            let (pos, arg) = match p {
+                Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } => {
+                    let (col, val) =
+                        match (column_of(left, &qualifier), column_of(right, &qualifier)) {
+                            (Some(c), None) => (c, right.as_ref()),
+                            (None, Some(c)) => (c, left.as_ref()),
+                            _ => return None,
+                        };
+                    let pos = key_pos(&col)?;
+                    let arg = match val {
+                        Expr::Value(v) => match param_index(&v.value) {
+                            Some(i) => KeyArg::Param(i),
+                            None => KeyArg::Literals(vec![literal(&v.value)?]),
+                        },
+                        _ => return None,
+                    };
+                    (pos, arg)
+                }
+                Expr::AnyOp {
+                    left,
+                    compare_op: BinaryOperator::Eq,
+                    right,
+                    ..
+                } => {
+                    let pos = key_pos(&column_of(left, &qualifier)?)?;
+                    let Expr::Value(v) = right.as_ref() else {
+                        return None;
+                    };
+                    (pos, KeyArg::Array(param_index(&v.value)?))
+                }
+                Expr::InList {
+                    expr,
+                    list,
+                    negated: false,
+                } => {
+                    let pos = key_pos(&column_of(expr, &qualifier)?)?;
+                    let vals: Option<Vec<&Value>> = list
+                        .iter()
+                        .map(|e| {
+                            if let Expr::Value(v) = e {
+                                Some(&v.value)
+                            } else {
+                                None
+                            }
+                        })
+                        .collect();
+                    let vals = vals?;
+                    if vals.iter().all(|v| param_index(v).is_some()) {
+                        (
+                            pos,
+                            KeyArg::Params(vals.iter().filter_map(|v| param_index(v)).collect()),
+                        )
+                    } else {
+                        (
+                            pos,
+                            KeyArg::Literals(
+                                vals.iter()
+                                    .map(|v| literal(v))
+                                    .collect::<Option<Vec<_>>>()?,
+                            ),
+                        )
+                    }
+                }
+                _ => return None,
+            };
+            let slot = keys.get_mut(pos)?;
+            if slot.is_some() {
+                return None;
+            }
+            match &arg {
+                KeyArg::Param(i) | KeyArg::Array(i) => params = params.max(i + 1),
+                KeyArg::Params(v) => params = params.max(v.iter().max().map_or(0, |m| m + 1)),
+                KeyArg::Literals(_) => {}
+            }
+            *slot = Some(arg);
+        }
+        let keys: Vec<KeyArg> = keys.into_iter().collect::<Option<_>>()?;
+        // The same (all-nullable) schema the planned query would have.
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+            def.arrow_schema(Some(&columns))
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        Some(FastLookup {
+            def,
+            columns,
+            keys,
+            schema,
+            params,
+        })
+    }
+
+    /// Row schema of the lookup.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Parameter types: the key column's type, or an array of it for `= ANY($n)`.
+    pub fn param_types(&self) -> Vec<Option<ArrowType>> {
+        let mut out = vec![None; self.params];
+        let key_types = self.def.key_types();
+        for (arg, t) in self.keys.iter().zip(key_types) {
+            let scalar = hindsight_storage::DataType::Scalar(t).arrow_type();
+            match arg {
+                KeyArg::Param(i) => out[*i] = Some(scalar),
+                KeyArg::Params(v) => v.iter().for_each(|i| out[*i] = Some(scalar.clone())),
+                KeyArg::Array(i) => {
+                    out[*i] = Some(ArrowType::List(Arc::new(Field::new_list_field(
+                        scalar, true,
+                    ))))
+                }
+                KeyArg::Literals(_) => {}
+            }
+        }
+        out
+    }
+
+    /// Answer the lookup against `snapshot` with parameter values `params`.
+    pub fn execute(&self, snapshot: &Snapshot, params: &[ScalarValue]) -> Result<RecordBatch> {
+        let key_types = self.def.key_types();
+        let mut sets: Vec<Vec<hindsight_storage::Value>> = Vec::with_capacity(self.keys.len());
+        for (arg, &t) in self.keys.iter().zip(&key_types) {
+            let scalars: Vec<ScalarValue> = match arg {
+                KeyArg::Param(i) => params.get(*i).cloned().into_iter().collect(),
+                KeyArg::Params(v) => v.iter().filter_map(|i| params.get(*i).cloned()).collect(),
+                KeyArg::Literals(v) => v.clone(),
+                KeyArg::Array(i) => match params.get(*i) {
+                    Some(ScalarValue::List(a)) => {
+                        let values = a.value(0);
+                        (0..values.len())
+                            .filter_map(|j| ScalarValue::try_from_array(&values, j).ok())
+                            .collect()
+                    }
+                    _ => vec![],
+                },
+            };
+            sets.push(scalars.iter().filter_map(|s| key_value(s, t)).collect());
+        }
+        let mut combos: Vec<Vec<hindsight_storage::Value>> = vec![vec![]];
+        for set in &sets {
+            combos = combos
+                .iter()
+                .flat_map(|p| {
+                    set.iter()
+                        .map(move |v| [p.clone(), vec![v.clone()]].concat())
+                })
+                .collect();
+        }
+        let mut keys = Vec::with_capacity(combos.len());
+        let mut seen = std::collections::HashSet::new();
+        for c in combos {
+            let k = encode_key(&c, &key_types, &[])?;
+            if seen.insert(k.clone()) {
+                keys.push(k);
+            }
+        }
+        let at = ReadAt::latest(snapshot.now_micros());
+        let batch = snapshot.lookup_batch(&self.def, &keys, &at, Some(&self.columns))?;
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            batch.columns().to_vec(),
+            &datafusion::arrow::array::RecordBatchOptions::new()
+                .with_row_count(Some(batch.num_rows())),
+        )?)
+    }
+}

@@ -1,0 +1,237 @@
+//! Arrow values in PostgreSQL's text output format.
+//!
+//! Used for text-format result columns on the wire and by the SQL tests, so both see
+//! exactly what `psql` would show: `t`/`f`, shortest round-trip floats, `Infinity`,
+//! `2026-01-01 00:00:00+00` (fractional seconds without trailing zeros), `{1,2,3}`
+//! arrays with PostgreSQL quoting, `\x0a0b` bytea. NULL is `None`.
+
+use std::fmt::Write as _;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Date64Type, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type,
+    Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+
+/// Format a float like PostgreSQL (shortest representation that round-trips).
+pub fn float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
+    } else {
+        // PostgreSQL: shortest digits; exponent form below 1e-4 or from 1e15 on, with
+        // at least two exponent digits.
+        let e = format!("{v:e}");
+        let (mantissa, exp) = e.split_once('e').unwrap_or((e.as_str(), "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        if exp < -4 || exp >= 15 {
+            format!(
+                "{mantissa}e{}{:02}",
+                if exp < 0 { '-' } else { '+' },
+                exp.abs()
+            )
+        } else {
+            format!("{v}")
+        }
+    }
+}
+
+/// Microseconds since the epoch as `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+pub fn timestamp(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let frac = us.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let mut out = format!(
+        "{} {:02}:{:02}:{:02}",
+        date(days as i32),
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    );
+    if frac != 0 {
+        let f = format!("{frac:06}");
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
+    }
+    out
+}
+
+/// Days since the epoch as `YYYY-MM-DD` (years beyond 9999 or before 1 as PostgreSQL
+/// would not show them; such dates are out of range for clients anyway).
+pub fn date(days: i32) -> String {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    if y <= 0 {
+        format!("{:04}-{m:02}-{d:02} BC", 1 - y)
+    } else {
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+}
+
+fn to_micros(unit: TimeUnit, v: i64) -> i64 {
+    match unit {
+        TimeUnit::Second => v.saturating_mul(1_000_000),
+        TimeUnit::Millisecond => v.saturating_mul(1_000),
+        TimeUnit::Microsecond => v,
+        TimeUnit::Nanosecond => v.div_euclid(1_000),
+    }
+}
+
+fn quote_array_element(s: &str) -> String {
+    let needs = s.is_empty()
+        || s.eq_ignore_ascii_case("null")
+        || s.chars()
+            .any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\') || c.is_whitespace());
+    if !needs {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Row `i` of `array` in PostgreSQL text format; `None` for NULL.
+pub fn cell(array: &dyn Array, i: usize) -> Option<String> {
+    if array.is_null(i) {
+        return None;
+    }
+    Some(match array.data_type() {
+        DataType::Null => return None,
+        DataType::Boolean => (if array.as_boolean().value(i) {
+            "t"
+        } else {
+            "f"
+        })
+        .to_string(),
+        DataType::Int8 => array.as_primitive::<Int8Type>().value(i).to_string(),
+        DataType::Int16 => array.as_primitive::<Int16Type>().value(i).to_string(),
+        DataType::Int32 => array.as_primitive::<Int32Type>().value(i).to_string(),
+        DataType::Int64 => array.as_primitive::<Int64Type>().value(i).to_string(),
+        DataType::UInt8 => array.as_primitive::<UInt8Type>().value(i).to_string(),
+        DataType::UInt16 => array.as_primitive::<UInt16Type>().value(i).to_string(),
+        DataType::UInt32 => array.as_primitive::<UInt32Type>().value(i).to_string(),
+        DataType::UInt64 => array.as_primitive::<UInt64Type>().value(i).to_string(),
+        DataType::Float16 => float(f64::from(array.as_primitive::<Float16Type>().value(i))),
+        DataType::Float32 => {
+            // Shortest f32 digits, not the f64 widening's noise.
+            let v = array.as_primitive::<Float32Type>().value(i);
+            if v.is_finite() {
+                format!("{v}")
+            } else {
+                float(f64::from(v))
+            }
+        }
+        DataType::Float64 => float(array.as_primitive::<Float64Type>().value(i)),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            datafusion::arrow::util::display::array_value_to_string(array, i).ok()?
+        }
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => {
+            let bytes: Vec<u8> = match array.data_type() {
+                DataType::Binary => array.as_binary::<i32>().value(i).to_vec(),
+                DataType::LargeBinary => array.as_binary::<i64>().value(i).to_vec(),
+                DataType::BinaryView => array.as_binary_view().value(i).to_vec(),
+                _ => array.as_fixed_size_binary().value(i).to_vec(),
+            };
+            let mut s = String::with_capacity(2 + 2 * bytes.len());
+            s.push_str("\\x");
+            for b in bytes {
+                let _ = write!(s, "{b:02x}");
+            }
+            s
+        }
+        DataType::Date32 => date(array.as_primitive::<Date32Type>().value(i)),
+        DataType::Date64 => date(
+            (array
+                .as_primitive::<Date64Type>()
+                .value(i)
+                .div_euclid(86_400_000)) as i32,
+        ),
+        DataType::Timestamp(unit, tz) => {
+            let v = match unit {
+                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(i),
+                TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(i),
+                TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(i),
+                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(i),
+            };
+            let mut s = timestamp(to_micros(*unit, v));
+            if tz.is_some() {
+                s.push_str("+00");
+            }
+            s
+        }
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
+            let values = match array.data_type() {
+                DataType::List(_) => array.as_list::<i32>().value(i),
+                DataType::LargeList(_) => array.as_list::<i64>().value(i),
+                _ => array.as_fixed_size_list().value(i),
+            };
+            let items: Vec<String> = (0..values.len())
+                .map(|j| match cell(values.as_ref(), j) {
+                    None => "NULL".to_string(),
+                    Some(s) => match values.data_type() {
+                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                            quote_array_element(&s)
+                        }
+                        DataType::Timestamp(..) | DataType::Date32 | DataType::Binary => {
+                            quote_array_element(&s)
+                        }
+                        _ => s,
+                    },
+                })
+                .collect();
+            format!("{{{}}}", items.join(","))
+        }
+        _ => datafusion::arrow::util::display::array_value_to_string(array, i).ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, StringArray, TimestampMicrosecondArray};
+
+    #[test]
+    fn values_format_like_psql() {
+        assert_eq!(float(0.1), "0.1");
+        assert_eq!(float(1.0), "1");
+        assert_eq!(float(f64::INFINITY), "Infinity");
+        assert_eq!(float(1e-5), "1e-05");
+        assert_eq!(float(1e15), "1e+15");
+        assert_eq!(float(123456.789), "123456.789");
+        assert_eq!(timestamp(0), "1970-01-01 00:00:00");
+        assert_eq!(timestamp(1_500_000), "1970-01-01 00:00:01.5");
+        assert_eq!(timestamp(-1), "1969-12-31 23:59:59.999999");
+        let ts =
+            TimestampMicrosecondArray::from(vec![1_767_225_600_000_000]).with_timezone("+00:00");
+        assert_eq!(cell(&ts, 0).unwrap(), "2026-01-01 00:00:00+00");
+        let f = Float64Array::from(vec![Some(2.5), None]);
+        assert_eq!(cell(&f, 0).unwrap(), "2.5");
+        assert_eq!(cell(&f, 1), None);
+        let s = StringArray::from(vec!["a b"]);
+        assert_eq!(quote_array_element(&cell(&s, 0).unwrap()), "\"a b\"");
+    }
+}

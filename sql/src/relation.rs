@@ -1,0 +1,278 @@
+//! Planning Hindsight's table references (a DataFusion `RelationPlanner`).
+//!
+//! - `as_of(t, ts [, known_at => x])` and `history(t [, known_at => x])`;
+//! - `t FOR SYSTEM_TIME AS OF x` (other table-version clauses are errors with a hint);
+//! - the ASOF JOIN marker produced by `rewrite` (see `asof`);
+//! - internal relations: `__hindsight_keys(t)` (current state plus encoded keys, for
+//!   DELETE) and `__hindsight_stash(n)` (batches stashed by the running statement).
+//!
+//! Invariant: a table-version clause is never dropped. Anything parsed but not
+//! supported is an error naming the supported spelling.
+
+use std::sync::Arc;
+
+use datafusion::catalog::MemTable;
+use datafusion::common::{DFSchema, TableReference};
+use datafusion::datasource::provider_as_source;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::planner::{
+    PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning,
+};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
+use hindsight_storage::{Db, TableDef};
+use sqlparser::ast::{
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArgOperator, ObjectName, TableAlias,
+    TableFactor, TableVersion,
+};
+
+use crate::asof;
+use crate::context::StatementContext;
+use crate::error::{ErrorKind, SqlError};
+use crate::provider::{HsTable, ReadSpec};
+
+/// Internal relation: current state with encoded keys.
+pub const KEYS_FUNCTION: &str = "__hindsight_keys";
+/// Internal relation: batches stashed by the running statement.
+pub const STASH_FUNCTION: &str = "__hindsight_stash";
+
+/// Plans Hindsight's relations.
+#[derive(Debug)]
+pub struct HsRelationPlanner {
+    db: Db,
+    stmt: Arc<StatementContext>,
+}
+
+impl HsRelationPlanner {
+    pub fn new(db: Db, stmt: Arc<StatementContext>) -> Self {
+        HsRelationPlanner { db, stmt }
+    }
+
+    fn table(&self, name: &str) -> Result<Arc<TableDef>, SqlError> {
+        self.db.catalog().table(name).cloned().ok_or_else(|| {
+            SqlError::new(
+                ErrorKind::UndefinedTable,
+                format!("relation \"{name}\" does not exist"),
+            )
+        })
+    }
+}
+
+fn err(e: SqlError) -> datafusion::error::DataFusionError {
+    e.into_datafusion()
+}
+
+/// The last part of an object name, normalized.
+fn object_name(ctx: &dyn RelationPlannerContext, name: &ObjectName) -> Option<String> {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| ctx.normalize_ident(i.clone()))
+}
+
+/// A table name given as a function argument (`as_of(driver_stats, ...)`).
+fn table_arg(ctx: &dyn RelationPlannerContext, e: &SqlExpr) -> Option<String> {
+    match e {
+        SqlExpr::Identifier(i) => Some(ctx.normalize_ident(i.clone())),
+        SqlExpr::CompoundIdentifier(parts) => parts.last().map(|i| ctx.normalize_ident(i.clone())),
+        SqlExpr::Value(v) => match &v.value {
+            sqlparser::ast::Value::SingleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Split function arguments into positional expressions and `name => expr` pairs.
+fn split_args(
+    ctx: &dyn RelationPlannerContext,
+    args: &[FunctionArg],
+) -> Result<(Vec<SqlExpr>, Vec<(String, SqlExpr)>), SqlError> {
+    let mut pos = Vec::new();
+    let mut named = Vec::new();
+    for a in args {
+        match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => pos.push(e.clone()),
+            FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(e),
+                operator: FunctionArgOperator::RightArrow | FunctionArgOperator::Assignment,
+            } => named.push((ctx.normalize_ident(name.clone()), e.clone())),
+            FunctionArg::ExprNamed {
+                name: SqlExpr::Identifier(name),
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } => named.push((ctx.normalize_ident(name.clone()), e.clone())),
+            other => {
+                return Err(SqlError::syntax(format!("unsupported argument {other}"))
+                    .with_hint("write as_of(table, timestamp, known_at => timestamp)"));
+            }
+        }
+    }
+    Ok((pos, named))
+}
+
+impl HsRelationPlanner {
+    fn plan_function(
+        &self,
+        func: &str,
+        args: &[FunctionArg],
+        alias: Option<TableAlias>,
+        ctx: &mut dyn RelationPlannerContext,
+    ) -> Result<Option<PlannedRelation>, SqlError> {
+        let usage = match func {
+            "as_of" => "as_of(table, timestamp [, known_at => timestamp])",
+            "history" => "history(table [, known_at => timestamp])",
+            KEYS_FUNCTION => "__hindsight_keys(table)",
+            STASH_FUNCTION => "__hindsight_stash(n)",
+            _ => return Ok(None),
+        };
+        let (pos, named) = split_args(ctx, args)?;
+        let bad =
+            |m: &str| SqlError::syntax(format!("{func}: {m}")).with_hint(format!("write {usage}"));
+        if func == STASH_FUNCTION {
+            let n = match pos.first() {
+                Some(SqlExpr::Value(v)) => v.value.to_string().parse::<usize>().ok(),
+                _ => None,
+            }
+            .ok_or_else(|| bad("expects a stash number"))?;
+            let batches = self.stmt.stashed(n).ok_or_else(|| bad("no such stash"))?;
+            let schema = batches
+                .first()
+                .map(|b| b.schema())
+                .ok_or_else(|| bad("empty stash"))?;
+            let provider = MemTable::try_new(schema, vec![batches])?;
+            let plan = LogicalPlanBuilder::scan(
+                TableReference::bare(format!("{STASH_FUNCTION}_{n}")),
+                provider_as_source(Arc::new(provider)),
+                None,
+            )?
+            .build()?;
+            return Ok(Some(PlannedRelation::new(plan, alias)));
+        }
+        let table_name = pos
+            .first()
+            .and_then(|e| table_arg(ctx, e))
+            .ok_or_else(|| bad("the first argument must be a table name"))?;
+        let def = self.table(&table_name)?;
+        let mut known_at = None;
+        for (name, e) in named {
+            match name.as_str() {
+                "known_at" if func != KEYS_FUNCTION => {
+                    known_at = Some(ctx.sql_to_expr(e, &DFSchema::empty())?);
+                }
+                other => return Err(bad(&format!("unknown argument \"{other}\""))),
+            }
+        }
+        let read = match func {
+            "as_of" => {
+                if pos.len() != 2 {
+                    return Err(bad("expects a table and a timestamp"));
+                }
+                let at = ctx.sql_to_expr(pos[1].clone(), &DFSchema::empty())?;
+                ReadSpec::AsOf { at, known_at }
+            }
+            "history" => {
+                if pos.len() != 1 {
+                    return Err(bad("expects one table"));
+                }
+                ReadSpec::History { known_at }
+            }
+            _ => {
+                if pos.len() != 1 {
+                    return Err(bad("expects one table"));
+                }
+                ReadSpec::Current
+            }
+        };
+        let key_bytes = func == KEYS_FUNCTION;
+        let provider = Arc::new(HsTable::new(def.clone(), read, key_bytes));
+        let plan = LogicalPlanBuilder::scan(
+            TableReference::bare(def.name.clone()),
+            provider_as_source(provider),
+            None,
+        )?
+        .build()?;
+        Ok(Some(PlannedRelation::new(plan, alias)))
+    }
+
+    fn plan_version(
+        &self,
+        name: &ObjectName,
+        version: &TableVersion,
+        alias: Option<TableAlias>,
+        ctx: &mut dyn RelationPlannerContext,
+    ) -> Result<PlannedRelation, SqlError> {
+        let hint = "write FROM t FOR SYSTEM_TIME AS OF <timestamp> (database knowledge) or \
+                    FROM as_of(t, <timestamp>) (event time)";
+        let expr: Expr = match version {
+            TableVersion::ForSystemTimeAsOf(e) => ctx.sql_to_expr(e.clone(), &DFSchema::empty())?,
+            other => {
+                return Err(SqlError::unsupported(format!(
+                    "table version clause \"{other}\" is not supported"
+                ))
+                .with_hint(hint));
+            }
+        };
+        let table = object_name(ctx, name).ok_or_else(|| SqlError::syntax("bad table name"))?;
+        let def = self.table(&table)?;
+        let provider = Arc::new(HsTable::new(def.clone(), ReadSpec::SystemTime(expr), false));
+        let plan = LogicalPlanBuilder::scan(
+            TableReference::bare(def.name.clone()),
+            provider_as_source(provider),
+            None,
+        )?
+        .build()?;
+        Ok(PlannedRelation::new(plan, alias))
+    }
+}
+
+impl RelationPlanner for HsRelationPlanner {
+    fn plan_relation(
+        &self,
+        relation: TableFactor,
+        ctx: &mut dyn RelationPlannerContext,
+    ) -> DfResult<RelationPlanning> {
+        match relation {
+            TableFactor::Table {
+                ref name,
+                ref args,
+                ref version,
+                ref alias,
+                ..
+            } => {
+                if let Some(args) = args {
+                    let func = object_name(ctx, name).unwrap_or_default();
+                    if let Some(planned) = self
+                        .plan_function(&func, &args.args, alias.clone(), ctx)
+                        .map_err(err)?
+                    {
+                        if version.is_some() {
+                            return Err(err(SqlError::syntax(format!(
+                                "{func}(...) cannot take a table version clause"
+                            ))
+                            .with_hint("pass known_at => <timestamp> instead")));
+                        }
+                        return Ok(RelationPlanning::Planned(Box::new(planned)));
+                    }
+                }
+                if let Some(v) = version {
+                    let planned = self
+                        .plan_version(name, v, alias.clone(), ctx)
+                        .map_err(err)?;
+                    return Ok(RelationPlanning::Planned(Box::new(planned)));
+                }
+                Ok(RelationPlanning::Original(Box::new(relation)))
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias: Some(alias),
+            } if alias.name.value == asof::MARKER => {
+                let plan = asof::plan(&self.db, *table_with_joins, ctx)?;
+                Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(
+                    plan, None,
+                ))))
+            }
+            other => Ok(RelationPlanning::Original(Box::new(other))),
+        }
+    }
+}

@@ -1,0 +1,774 @@
+//! Sessions: one per client connection. A session parses, plans and runs statements
+//! against the shared [`Engine`], and holds the connection's transaction and settings.
+//!
+//! Statement flow: parse (Hindsight dialect) -> AST rewrites (ASOF JOIN markers) ->
+//! one of: DDL and transaction control (handled here), DML (planned by DataFusion, whose
+//! DML input plan is executed and written as new versions), or a query (planned by
+//! DataFusion with Hindsight's catalog, relation planner and as-of operator).
+//!
+//! Transactions: `BEGIN` opens a write batch; writes append to it and reads see it
+//! through a storage overlay (read-your-writes); `COMMIT` writes it atomically;
+//! `ROLLBACK` drops it. After an error inside a transaction, every statement but
+//! `ROLLBACK`/`COMMIT` fails until the block ends (PostgreSQL behaviour). DDL runs
+//! immediately even inside a transaction block (it is not rolled back).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session as DfSession;
+use datafusion::common::ScalarValue;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::{QueryPlanner, SessionState};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::Statement as DfStatement;
+use futures::TryStreamExt;
+use hindsight_storage::{Db, Snapshot, WriteBatch};
+use sqlparser::ast::{Statement, Value as SqlValue};
+
+use crate::asof::AsofPlanner;
+use crate::catalog::{CATALOG, HsCatalog, SCHEMA};
+use crate::context::StatementContext;
+use crate::dialect;
+use crate::error::{ErrorKind, Result, SqlError};
+use crate::relation::HsRelationPlanner;
+use crate::rewrite::rewrite_asof;
+
+/// Engine-wide settings of the SQL layer.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Memory one statement may use for sorts, joins and aggregations (bytes).
+    pub query_memory_limit: usize,
+    /// Parallelism of DataFusion plans.
+    pub target_partitions: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            query_memory_limit: 2 << 30,
+            target_partitions: 2,
+        }
+    }
+}
+
+/// The SQL engine: a storage database plus what every session shares.
+pub struct Engine {
+    db: Db,
+    catalog: Arc<HsCatalog>,
+    options: EngineOptions,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("db", &self.db).finish()
+    }
+}
+
+impl Engine {
+    pub fn new(db: Db, options: EngineOptions) -> Arc<Engine> {
+        Arc::new(Engine {
+            catalog: Arc::new(HsCatalog::new(db.clone())),
+            db,
+            options,
+        })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// A new session (one per connection).
+    pub fn session(self: &Arc<Self>) -> Result<Session> {
+        Session::new(self.clone())
+    }
+}
+
+/// Plans Hindsight's extension nodes (the as-of join) next to DataFusion's own.
+#[derive(Debug)]
+struct HsQueryPlanner {
+    db: Db,
+}
+
+#[async_trait]
+impl QueryPlanner for HsQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        plan: &LogicalPlan,
+        session: &dyn DfSession,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(AsofPlanner {
+            db: self.db.clone(),
+        })])
+        .create_physical_plan(plan, session)
+        .await
+    }
+}
+
+/// What a statement produced.
+pub enum Output {
+    /// Rows (a query, SHOW, EXPLAIN).
+    Rows(SendableRecordBatchStream),
+    /// A command completion: the tag and, for DML, the affected row count.
+    Command {
+        tag: &'static str,
+        rows: Option<u64>,
+    },
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Rows(s) => write!(f, "Rows({:?})", s.schema()),
+            Output::Command { tag, rows } => write!(f, "Command({tag}, {rows:?})"),
+        }
+    }
+}
+
+impl Output {
+    pub(crate) fn command(tag: &'static str) -> Output {
+        Output::Command { tag, rows: None }
+    }
+
+    pub(crate) fn count(tag: &'static str, rows: u64) -> Output {
+        Output::Command {
+            tag,
+            rows: Some(rows),
+        }
+    }
+}
+
+/// The transaction state of a session.
+pub(crate) enum Txn {
+    Idle,
+    Open(WriteBatch),
+    Failed,
+}
+
+/// A prepared statement: parsed and rewritten once; queries also planned once.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub(crate) statement: Option<Statement>,
+    pub(crate) plan: Option<LogicalPlan>,
+    /// Types of `$1..$n` (None where nothing constrains a parameter).
+    pub param_types: Vec<Option<ArrowType>>,
+    /// Row schema for statements that return rows.
+    pub schema: Option<SchemaRef>,
+    pub(crate) fast: Option<crate::fastpath::FastLookup>,
+}
+
+impl Prepared {
+    /// True for an empty statement (only whitespace or comments).
+    pub fn is_empty(&self) -> bool {
+        self.statement.is_none()
+    }
+}
+
+/// One client's session.
+pub struct Session {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) state: SessionState,
+    pub(crate) stmt: Arc<StatementContext>,
+    pub(crate) txn: Txn,
+    settings: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Session")
+    }
+}
+
+/// Settings every session starts with (what PostgreSQL drivers read back).
+pub const DEFAULT_SETTINGS: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("client_encoding", "UTF8"),
+    ("datestyle", "ISO, MDY"),
+    ("default_transaction_isolation", "read committed"),
+    ("extra_float_digits", "1"),
+    ("integer_datetimes", "on"),
+    ("intervalstyle", "postgres"),
+    ("is_superuser", "on"),
+    ("search_path", "\"$user\", public"),
+    ("server_encoding", "UTF8"),
+    ("server_version", "16.0 (Hindsight 0.1.0)"),
+    ("server_version_num", "160000"),
+    ("standard_conforming_strings", "on"),
+    ("statement_timeout", "0"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "read committed"),
+];
+
+impl Session {
+    fn new(engine: Arc<Engine>) -> Result<Session> {
+        let stmt = Arc::new(StatementContext::default());
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_target_partitions(engine.options.target_partitions.max(1));
+        {
+            let o = config.options_mut();
+            o.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+            o.sql_parser.map_string_types_to_utf8view = false;
+            o.execution.time_zone = Some("+00:00".to_string());
+        }
+        config.set_extension(stmt.clone());
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(
+                engine.options.query_memory_limit,
+            )))
+            .build_arc()?;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_query_planner(Arc::new(HsQueryPlanner {
+                db: engine.db.clone(),
+            }))
+            .with_relation_planners(vec![Arc::new(HsRelationPlanner::new(
+                engine.db.clone(),
+                stmt.clone(),
+            ))])
+            .build();
+        state
+            .catalog_list()
+            .register_catalog(CATALOG.to_string(), engine.catalog.clone());
+        let settings = DEFAULT_SETTINGS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Ok(Session {
+            engine,
+            state,
+            stmt,
+            txn: Txn::Idle,
+            settings,
+        })
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// True while a transaction block is open (or failed): the "T"/"E" of ReadyForQuery.
+    pub fn transaction_status(&self) -> TransactionStatus {
+        match self.txn {
+            Txn::Idle => TransactionStatus::Idle,
+            Txn::Open(_) => TransactionStatus::InBlock,
+            Txn::Failed => TransactionStatus::Failed,
+        }
+    }
+
+    /// A setting's current value.
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// Parse `sql` into statements (for the simple query protocol).
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        dialect::parse(sql)
+    }
+
+    /// Run every statement of `sql`, collecting all rows (tests, scripts).
+    pub async fn run(&mut self, sql: &str) -> Result<Vec<Collected>> {
+        let mut out = Vec::new();
+        for s in self.parse(sql)? {
+            out.push(self.execute(s).await?.collect().await?);
+        }
+        Ok(out)
+    }
+
+    /// Execute one statement with no parameters.
+    pub async fn execute(&mut self, stmt: Statement) -> Result<Output> {
+        self.execute_with(stmt, Vec::new()).await
+    }
+
+    /// Execute one statement with parameter values for `$1..$n`.
+    pub async fn execute_with(
+        &mut self,
+        mut stmt: Statement,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
+        if matches!(self.txn, Txn::Failed) && !is_txn_end(&stmt) {
+            return Err(SqlError::new(
+                ErrorKind::InFailedTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        rewrite_asof(&mut stmt);
+        let result = self.dispatch(stmt, params).await;
+        if result.is_err()
+            && let Txn::Open(_) = self.txn
+        {
+            self.txn = Txn::Failed;
+        }
+        result
+    }
+
+    async fn dispatch(&mut self, stmt: Statement, params: Vec<ScalarValue>) -> Result<Output> {
+        match stmt {
+            Statement::StartTransaction { .. } => {
+                if let Txn::Idle = self.txn {
+                    self.txn = Txn::Open(WriteBatch::new());
+                }
+                Ok(Output::command("BEGIN"))
+            }
+            Statement::Commit { .. } => match std::mem::replace(&mut self.txn, Txn::Idle) {
+                Txn::Open(batch) => {
+                    self.engine.db.write(batch)?;
+                    Ok(Output::command("COMMIT"))
+                }
+                Txn::Failed => Ok(Output::command("ROLLBACK")),
+                Txn::Idle => Ok(Output::command("COMMIT")),
+            },
+            Statement::Rollback { .. } => {
+                self.txn = Txn::Idle;
+                Ok(Output::command("ROLLBACK"))
+            }
+            Statement::Query(_) => {
+                match crate::fastpath::FastLookup::recognize(&self.engine.db, &stmt, &[]) {
+                    Some(fast) => {
+                        let snapshot = self.statement_snapshot()?;
+                        Ok(Output::Rows(memory_stream(vec![
+                            fast.execute(&snapshot, &params)?,
+                        ])?))
+                    }
+                    None => self.query(stmt, params).await,
+                }
+            }
+            Statement::Explain { .. } => self.query(stmt, params).await,
+            Statement::Insert(ins) => self.insert(ins, params).await,
+            Statement::Update(u) => self.update(u, params).await,
+            Statement::Delete(d) => self.delete(d, params).await,
+            Statement::CreateTable(ct) => self.create_table(ct).await,
+            Statement::Drop { .. } => self.drop(stmt),
+            Statement::AlterTable(at) => self.alter_table(at),
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => self.show(&variable).await,
+            other => Err(SqlError::unsupported(format!(
+                "statement not supported: {}",
+                first_words(&other.to_string())
+            ))),
+        }
+    }
+
+    /// The snapshot a statement reads: the latest committed state, plus the open
+    /// transaction's writes.
+    pub(crate) fn statement_snapshot(&self) -> Result<Snapshot> {
+        let snap = self.engine.db.snapshot();
+        match &self.txn {
+            Txn::Open(batch) => Ok(snap.with_overlay(batch)?),
+            _ => Ok(snap),
+        }
+    }
+
+    /// Prepare the statement context and DataFusion's clock for a statement.
+    pub(crate) fn begin_statement(&mut self, params: Vec<ScalarValue>) -> Result<Snapshot> {
+        let snapshot = self.statement_snapshot()?;
+        let now =
+            chrono::DateTime::from_timestamp_micros(snapshot.now_micros()).unwrap_or_default();
+        self.state.execution_props_mut().query_execution_start_time = Some(now);
+        self.stmt.begin(snapshot.clone(), params);
+        Ok(snapshot)
+    }
+
+    /// Plan a statement with DataFusion (catalog, relation planner, as-of join).
+    pub(crate) async fn plan(&self, stmt: Statement) -> Result<LogicalPlan> {
+        Ok(self
+            .state
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
+            .await?)
+    }
+
+    /// Optimize and execute a logical plan (placeholders already bound).
+    pub(crate) async fn run_plan(&self, plan: &LogicalPlan) -> Result<SendableRecordBatchStream> {
+        let physical = self.state.create_physical_plan(plan).await?;
+        Ok(datafusion::physical_plan::execute_stream(
+            physical,
+            self.state.task_ctx(),
+        )?)
+    }
+
+    /// Bind parameter values into a planned statement.
+    pub(crate) fn bind(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
+        if params.is_empty() {
+            return Ok(plan);
+        }
+        Ok(plan.with_param_values(params.to_vec())?)
+    }
+
+    async fn query(&mut self, stmt: Statement, params: Vec<ScalarValue>) -> Result<Output> {
+        self.begin_statement(params.clone())?;
+        let plan = self.plan(stmt).await?;
+        let plan = Self::bind(plan, &params)?;
+        Ok(Output::Rows(self.run_plan(&plan).await?))
+    }
+
+    /// Apply a write: append to the open transaction, or commit it now.
+    pub(crate) fn write(&mut self, batch: WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match &mut self.txn {
+            Txn::Open(pending) => {
+                pending.extend(&batch);
+                Ok(())
+            }
+            _ => {
+                self.engine.db.write(batch)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Run a plan and collect its batches.
+    pub(crate) async fn collect_plan(&self, plan: &LogicalPlan) -> Result<Vec<RecordBatch>> {
+        let stream = self.run_plan(plan).await?;
+        Ok(stream.try_collect().await?)
+    }
+
+    fn set(&mut self, set: sqlparser::ast::Set) -> Result<Output> {
+        use sqlparser::ast::Set as S;
+        match set {
+            S::SingleAssignment {
+                variable, values, ..
+            } => {
+                let name = variable.to_string().to_ascii_lowercase();
+                let value = values
+                    .iter()
+                    .map(|v| match v {
+                        sqlparser::ast::Expr::Value(v) => match &v.value {
+                            SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => {
+                                s.clone()
+                            }
+                            other => other.to_string(),
+                        },
+                        sqlparser::ast::Expr::Identifier(i) => i.value.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.set_variable(&name, &value)?;
+                Ok(Output::command("SET"))
+            }
+            S::SetTimeZone { value, .. } => {
+                let v = match value {
+                    sqlparser::ast::Expr::Value(v) => match v.value {
+                        SqlValue::SingleQuotedString(s) => s,
+                        other => other.to_string(),
+                    },
+                    other => other.to_string(),
+                };
+                self.set_variable("timezone", &v)?;
+                Ok(Output::command("SET"))
+            }
+            S::SetNames { charset_name, .. } => {
+                self.set_variable("client_encoding", &charset_name.to_string())?;
+                Ok(Output::command("SET"))
+            }
+            S::SetTransaction { .. } | S::SetSessionAuthorization(_) | S::SetRole { .. } => {
+                Ok(Output::command("SET"))
+            }
+            other => Err(SqlError::unsupported(format!("{other} is not supported"))),
+        }
+    }
+
+    /// Set a session variable (also used by the wire layer for startup parameters).
+    pub fn set_variable(&mut self, name: &str, value: &str) -> Result<()> {
+        let name = name.to_ascii_lowercase();
+        match name.as_str() {
+            "client_encoding" | "server_encoding"
+                if !matches!(
+                    value.to_ascii_uppercase().replace(['-', '_'], "").as_str(),
+                    "UTF8" | "UNICODE"
+                ) =>
+            {
+                return Err(SqlError::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!("unsupported encoding \"{value}\": only UTF8 is supported"),
+                ));
+            }
+            "statement_timeout" => {
+                parse_timeout_ms(value)?;
+            }
+            "server_version" | "server_version_num" | "integer_datetimes" | "server_encoding" => {
+                return Err(SqlError::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!("parameter \"{name}\" cannot be changed"),
+                ));
+            }
+            _ => {}
+        }
+        let value = if name == "client_encoding" {
+            "UTF8".to_string()
+        } else {
+            value.to_string()
+        };
+        self.settings.insert(name, value);
+        Ok(())
+    }
+
+    /// Reset a variable to its default.
+    pub fn reset_variable(&mut self, name: &str) {
+        let name = name.to_ascii_lowercase();
+        match DEFAULT_SETTINGS.iter().find(|(k, _)| *k == name) {
+            Some((_, v)) => {
+                self.settings.insert(name, v.to_string());
+            }
+            None => {
+                self.settings.remove(&name);
+            }
+        }
+    }
+
+    /// The session's statement timeout in milliseconds (0: none).
+    pub fn statement_timeout_ms(&self) -> u64 {
+        self.setting("statement_timeout")
+            .and_then(|v| parse_timeout_ms(v).ok())
+            .unwrap_or(0)
+    }
+
+    async fn show(&mut self, variable: &[sqlparser::ast::Ident]) -> Result<Output> {
+        let name = variable
+            .iter()
+            .map(|i| i.value.to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (names, values): (Vec<String>, Vec<String>) = if name == "all" {
+            self.settings
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .unzip()
+        } else {
+            let key = if name == "time zone" {
+                "timezone".to_string()
+            } else {
+                name.clone()
+            };
+            match self.settings.get(&key) {
+                Some(v) => (vec![key], vec![v.clone()]),
+                None => {
+                    return Err(SqlError::new(
+                        ErrorKind::UndefinedObject,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    ));
+                }
+            }
+        };
+        use datafusion::arrow::array::StringArray;
+        let batch = if name == "all" {
+            RecordBatch::try_new(
+                Arc::new(Schema::new(vec![
+                    Field::new("name", ArrowType::Utf8, false),
+                    Field::new("setting", ArrowType::Utf8, false),
+                ])),
+                vec![
+                    Arc::new(StringArray::from(names)),
+                    Arc::new(StringArray::from(values)),
+                ],
+            )?
+        } else {
+            RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new(&name, ArrowType::Utf8, false)])),
+                vec![Arc::new(StringArray::from(values))],
+            )?
+        };
+        Ok(Output::Rows(memory_stream(vec![batch])?))
+    }
+
+    /// Prepare `sql` (one statement) with optionally declared parameter types.
+    pub async fn prepare(&mut self, sql: &str, declared: &[Option<ArrowType>]) -> Result<Prepared> {
+        let mut stmts = dialect::parse(sql)?;
+        if stmts.len() > 1 {
+            return Err(SqlError::syntax(
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let Some(mut stmt) = stmts.pop() else {
+            return Ok(Prepared {
+                statement: None,
+                plan: None,
+                param_types: declared.to_vec(),
+                schema: None,
+                fast: None,
+            });
+        };
+        rewrite_asof(&mut stmt);
+        if let Some(fast) = crate::fastpath::FastLookup::recognize(&self.engine.db, &stmt, declared)
+        {
+            return Ok(Prepared {
+                param_types: fast.param_types(),
+                schema: Some(fast.schema()),
+                statement: Some(stmt),
+                plan: None,
+                fast: Some(fast),
+            });
+        }
+        let needs_plan = matches!(stmt, Statement::Query(_) | Statement::Explain { .. });
+        let dml = matches!(
+            stmt,
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
+        );
+        if !(needs_plan || dml) {
+            let schema = matches!(stmt, Statement::ShowVariable { .. }).then(|| {
+                Arc::new(Schema::new(vec![Field::new(
+                    "setting",
+                    ArrowType::Utf8,
+                    false,
+                )]))
+            });
+            return Ok(Prepared {
+                statement: Some(stmt),
+                plan: None,
+                param_types: declared.to_vec(),
+                schema,
+                fast: None,
+            });
+        }
+        self.begin_statement(vec![])?;
+        let planned = if needs_plan {
+            self.plan(stmt.clone()).await?
+        } else {
+            self.plan_dml_for_types(stmt.clone()).await?
+        };
+        let mut types = crate::params::infer(&planned, declared)?;
+        for (i, d) in declared.iter().enumerate() {
+            if let (Some(d), Some(slot)) = (d, types.get_mut(i)) {
+                *slot = Some(d.clone());
+            }
+        }
+        let schema = needs_plan.then(|| Arc::new(planned.schema().as_arrow().clone()));
+        Ok(Prepared {
+            statement: Some(stmt),
+            plan: needs_plan.then_some(planned),
+            param_types: types,
+            schema,
+            fast: None,
+        })
+    }
+
+    /// Execute a prepared statement with bound parameter values.
+    pub async fn execute_prepared(
+        &mut self,
+        p: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
+        let Some(stmt) = &p.statement else {
+            return Ok(Output::command("EMPTY"));
+        };
+        if matches!(self.txn, Txn::Failed) && !is_txn_end(stmt) {
+            return Err(SqlError::new(
+                ErrorKind::InFailedTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let result = match (&p.fast, &p.plan) {
+            (Some(fast), _) => {
+                let snapshot = self.statement_snapshot()?;
+                fast.execute(&snapshot, &params)
+                    .map(|b| memory_stream(vec![b]))
+                    .and_then(|s| s.map(Output::Rows))
+            }
+            (None, Some(plan)) => {
+                self.begin_statement(params.clone())?;
+                match Self::bind(plan.clone(), &params) {
+                    Ok(bound) => self.run_plan(&bound).await.map(Output::Rows),
+                    Err(e) => Err(e),
+                }
+            }
+            (None, None) => return self.execute_with(stmt.clone(), params).await,
+        };
+        if result.is_err()
+            && let Txn::Open(_) = self.txn
+        {
+            self.txn = Txn::Failed;
+        }
+        result
+    }
+}
+
+/// ReadyForQuery transaction status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransactionStatus {
+    Idle,
+    InBlock,
+    Failed,
+}
+
+fn is_txn_end(s: &Statement) -> bool {
+    matches!(s, Statement::Rollback { .. } | Statement::Commit { .. })
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// A statement timeout setting: plain milliseconds or with a unit ('5s', '100ms', '1min').
+fn parse_timeout_ms(v: &str) -> Result<u64> {
+    let v = v.trim().trim_matches('\'');
+    if let Ok(ms) = v.parse::<u64>() {
+        return Ok(ms);
+    }
+    crate::types::parse_interval_micros(v)
+        .map(|us| (us / 1000) as u64)
+        .map_err(|_| {
+            SqlError::new(
+                ErrorKind::InvalidParameterValue,
+                format!("invalid value for statement_timeout: \"{v}\""),
+            )
+        })
+}
+
+/// A stream over in-memory batches.
+pub(crate) fn memory_stream(batches: Vec<RecordBatch>) -> Result<SendableRecordBatchStream> {
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| Arc::new(Schema::empty()));
+    Ok(Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::iter(batches.into_iter().map(Ok)),
+        ),
+    ))
+}
+
+/// A statement's output with all rows in memory.
+#[derive(Debug)]
+pub enum Collected {
+    Rows(SchemaRef, Vec<RecordBatch>),
+    Command {
+        tag: &'static str,
+        rows: Option<u64>,
+    },
+}
+
+impl Output {
+    /// Drain the output.
+    pub async fn collect(self) -> Result<Collected> {
+        match self {
+            Output::Rows(s) => {
+                let schema = s.schema();
+                let batches: Vec<RecordBatch> = s.try_collect().await?;
+                Ok(Collected::Rows(schema, batches))
+            }
+            Output::Command { tag, rows } => Ok(Collected::Command { tag, rows }),
+        }
+    }
+}
+
+/// Total rows of collected batches.
+pub fn row_count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
