@@ -194,8 +194,10 @@ impl Session {
         // CREATE TABLE ... AS SELECT: columns from the query when none are given.
         let mut rows: Vec<RecordBatch> = Vec::new();
         if let Some(query) = &ct.query {
+            let mut query = query.clone();
+            crate::rewrite::name_query_outputs(&mut query);
             self.begin_statement(vec![])?;
-            let plan = self.plan(Statement::Query(query.clone())).await?;
+            let plan = self.plan(Statement::Query(query)).await?;
             let schema = plan.schema().as_arrow().clone();
             if columns.is_empty() {
                 for f in schema.fields() {

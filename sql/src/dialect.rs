@@ -83,7 +83,18 @@ impl Dialect for HindsightDialect {
 
 /// Parse a string of `;`-separated statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-    Ok(Parser::parse_sql(&HindsightDialect::default(), sql)?)
+    Parser::parse_sql(&HindsightDialect::default(), sql).map_err(|e| {
+        let err = crate::error::SqlError::from(e);
+        if err.message.contains("MATCH_CONDITION") {
+            // DuckDB spells the condition inside ON; Hindsight uses MATCH_CONDITION.
+            err.with_hint(
+                "write ASOF JOIN f MATCH_CONDITION (s.ts >= f.event_ts) ON s.key = f.key \
+                 (the time comparison goes in MATCH_CONDITION, key equalities in ON)",
+            )
+        } else {
+            err
+        }
+    })
 }
 
 #[cfg(test)]

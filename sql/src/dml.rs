@@ -100,6 +100,9 @@ impl Session {
             .map(|a| normalize(&a.alias))
             .unwrap_or_else(|| def.name.clone());
         crate::literals::rewrite_insert_literals(&mut ins, &def);
+        if let Some(source) = ins.source.as_mut() {
+            crate::rewrite::name_query_outputs(source);
+        }
         let snapshot = self.begin_statement(params.clone())?;
         let plan = Session::bind(self.plan(Statement::Insert(ins)).await?, &params)?;
         let LogicalPlan::Dml(dml) = plan else {

@@ -91,7 +91,7 @@ pub fn parse_pg_bytea(text: &str) -> Option<Vec<u8>> {
         .or_else(|| text.strip_prefix("\\X"))
     {
         let hex: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if hex.len() % 2 != 0 {
+        if !hex.len().is_multiple_of(2) {
             return None;
         }
         return hex

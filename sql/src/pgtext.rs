@@ -30,7 +30,7 @@ pub fn float(v: f64) -> String {
         let e = format!("{v:e}");
         let (mantissa, exp) = e.split_once('e').unwrap_or((e.as_str(), "0"));
         let exp: i32 = exp.parse().unwrap_or(0);
-        if exp < -4 || exp >= 15 {
+        if !(-4..15).contains(&exp) {
             format!(
                 "{mantissa}e{}{:02}",
                 if exp < 0 { '-' } else { '+' },

@@ -268,10 +268,15 @@ impl TableProvider for HsTable {
         };
         let (mode, at) = match &self.read {
             ReadSpec::Current => (ScanMode::Latest, ReadAt::latest(now)),
-            ReadSpec::SystemTime(e) => (
-                ScanMode::Latest,
-                ReadAt::latest(now).known_at(SystemAt::Micros(time(e)?)),
-            ),
+            // The state as the database held it at x: what a current read at x
+            // would have answered, TTL included.
+            ReadSpec::SystemTime(e) => {
+                let x = time(e)?;
+                (
+                    ScanMode::Latest,
+                    ReadAt::latest(x).known_at(SystemAt::Micros(x)),
+                )
+            }
             ReadSpec::AsOf { at, known_at } => (
                 ScanMode::Latest,
                 ReadAt::as_of(time(at)?).known_at(known(known_at)?),
@@ -400,7 +405,9 @@ impl HsTable {
         let key_types = self.def.key_types();
         // Per key position, the intersection of all equality sets on it.
         let mut sets: Vec<Option<Vec<Value>>> = vec![None; prefix];
-        let (mut lo, mut hi): (Option<(Vec<u8>, bool)>, Option<(Vec<u8>, bool)>) = (None, None);
+        // Encoded bounds of a single-column key range; the bool marks an inclusive end.
+        let mut lo: Option<Vec<u8>> = None;
+        let mut hi: Option<(Vec<u8>, bool)> = None;
         let (mut from, mut to) = (i64::MIN, i64::MAX);
         for f in filters {
             match self.understand(f) {
@@ -427,8 +434,8 @@ impl HsTable {
                     let enc = encode_key(&[kv], &key_types, &[])?;
                     match op {
                         Operator::Gt | Operator::GtEq => {
-                            if lo.as_ref().is_none_or(|(l, _)| enc > *l) {
-                                lo = Some((enc, true));
+                            if lo.as_ref().is_none_or(|l| enc > *l) {
+                                lo = Some(enc);
                             }
                         }
                         _ => {
@@ -491,7 +498,7 @@ impl HsTable {
                 ranges,
             });
         }
-        let start = lo.map(|(k, _)| k);
+        let start = lo;
         let end = hi.map(|(k, inclusive)| {
             if inclusive {
                 exact_range(&k).end.unwrap_or(k)

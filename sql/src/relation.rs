@@ -57,6 +57,40 @@ impl HsRelationPlanner {
     }
 }
 
+/// Scan `def` read as `read`, visible to the query under `qualifier`.
+///
+/// DataFusion compares table scans by table name, projection and filters, not by
+/// source, so scans of one table read at different points in time must carry
+/// different names or its optimizer may merge them. The scan is named after its read
+/// spec (`history(t)`, `as_of(t, <ts>)`, ...) and aliased to the qualifier users write.
+fn scan(
+    def: Arc<TableDef>,
+    read: ReadSpec,
+    key_bytes: bool,
+    qualifier: String,
+) -> Result<datafusion::logical_expr::LogicalPlan, SqlError> {
+    let show = |e: &Option<Expr>| {
+        e.as_ref()
+            .map(|e| format!(", known_at => {e}"))
+            .unwrap_or_default()
+    };
+    let name = match &read {
+        ReadSpec::Current if key_bytes => format!("{KEYS_FUNCTION}({})", def.name),
+        ReadSpec::Current => def.name.clone(),
+        ReadSpec::SystemTime(e) => format!("{} FOR SYSTEM_TIME AS OF {e}", def.name),
+        ReadSpec::AsOf { at, known_at } => format!("as_of({}, {at}{})", def.name, show(known_at)),
+        ReadSpec::History { known_at } => format!("history({}{})", def.name, show(known_at)),
+    };
+    let provider = Arc::new(HsTable::new(def, read, key_bytes));
+    Ok(LogicalPlanBuilder::scan(
+        TableReference::bare(name),
+        provider_as_source(provider),
+        None,
+    )?
+    .alias(TableReference::bare(qualifier))?
+    .build()?)
+}
+
 fn err(e: SqlError) -> datafusion::error::DataFusionError {
     e.into_datafusion()
 }
@@ -82,11 +116,14 @@ fn table_arg(ctx: &dyn RelationPlannerContext, e: &SqlExpr) -> Option<String> {
     }
 }
 
+/// Positional arguments and `name => expr` arguments of a table function call.
+type SplitArgs = (Vec<SqlExpr>, Vec<(String, SqlExpr)>);
+
 /// Split function arguments into positional expressions and `name => expr` pairs.
 fn split_args(
     ctx: &dyn RelationPlannerContext,
     args: &[FunctionArg],
-) -> Result<(Vec<SqlExpr>, Vec<(String, SqlExpr)>), SqlError> {
+) -> Result<SplitArgs, SqlError> {
     let mut pos = Vec::new();
     let mut named = Vec::new();
     for a in args {
@@ -185,13 +222,12 @@ impl HsRelationPlanner {
             }
         };
         let key_bytes = func == KEYS_FUNCTION;
-        let provider = Arc::new(HsTable::new(def.clone(), read, key_bytes));
-        let plan = LogicalPlanBuilder::scan(
-            TableReference::bare(def.name.clone()),
-            provider_as_source(provider),
-            None,
-        )?
-        .build()?;
+        let qualifier = if key_bytes {
+            def.name.clone()
+        } else {
+            func.to_string()
+        };
+        let plan = scan(def, read, key_bytes, qualifier)?;
         Ok(Some(PlannedRelation::new(plan, alias)))
     }
 
@@ -215,13 +251,8 @@ impl HsRelationPlanner {
         };
         let table = object_name(ctx, name).ok_or_else(|| SqlError::syntax("bad table name"))?;
         let def = self.table(&table)?;
-        let provider = Arc::new(HsTable::new(def.clone(), ReadSpec::SystemTime(expr), false));
-        let plan = LogicalPlanBuilder::scan(
-            TableReference::bare(def.name.clone()),
-            provider_as_source(provider),
-            None,
-        )?
-        .build()?;
+        let qualifier = def.name.clone();
+        let plan = scan(def, ReadSpec::SystemTime(expr), false, qualifier)?;
         Ok(PlannedRelation::new(plan, alias))
     }
 }

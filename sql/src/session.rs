@@ -394,10 +394,8 @@ impl Session {
     /// Optimize and execute a logical plan (placeholders already bound).
     pub(crate) async fn run_plan(&self, plan: &LogicalPlan) -> Result<SendableRecordBatchStream> {
         let physical = self.state.create_physical_plan(plan).await?;
-        Ok(datafusion::physical_plan::execute_stream(
-            physical,
-            self.state.task_ctx(),
-        )?)
+        let stream = datafusion::physical_plan::execute_stream(physical, self.state.task_ctx())?;
+        Ok(rename_stream(stream))
     }
 
     /// Bind parameter values into a planned statement.
@@ -408,7 +406,10 @@ impl Session {
         Ok(plan.with_param_values(params.to_vec())?)
     }
 
-    async fn query(&mut self, stmt: Statement, params: Vec<ScalarValue>) -> Result<Output> {
+    async fn query(&mut self, mut stmt: Statement, params: Vec<ScalarValue>) -> Result<Output> {
+        if let Statement::Query(q) = &mut stmt {
+            crate::rewrite::name_query_outputs(q);
+        }
         self.begin_statement(params.clone())?;
         let plan = self.plan(stmt).await?;
         let plan = Self::bind(plan, &params)?;
@@ -636,6 +637,9 @@ impl Session {
                 fast: None,
             });
         }
+        if let Statement::Query(q) = &mut stmt {
+            crate::rewrite::name_query_outputs(q);
+        }
         self.begin_statement(vec![])?;
         let planned = if needs_plan {
             self.plan(stmt.clone()).await?
@@ -648,7 +652,10 @@ impl Session {
                 *slot = Some(d.clone());
             }
         }
-        let schema = needs_plan.then(|| Arc::new(planned.schema().as_arrow().clone()));
+        let schema = needs_plan.then(|| {
+            let s: SchemaRef = Arc::new(planned.schema().as_arrow().clone());
+            crate::rewrite::output_schema(&s).unwrap_or(s)
+        });
         Ok(Prepared {
             statement: Some(stmt),
             plan: needs_plan.then_some(planned),
@@ -728,6 +735,29 @@ fn parse_timeout_ms(v: &str) -> Result<u64> {
                 format!("invalid value for statement_timeout: \"{v}\""),
             )
         })
+}
+
+/// Apply PostgreSQL output names (duplicates allowed) to a result stream.
+fn rename_stream(stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let Some(schema) = crate::rewrite::output_schema(&stream.schema()) else {
+        return stream;
+    };
+    let out = schema.clone();
+    Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema,
+            futures::StreamExt::map(stream, move |b| {
+                b.and_then(|b| {
+                    Ok(RecordBatch::try_new_with_options(
+                        out.clone(),
+                        b.columns().to_vec(),
+                        &datafusion::arrow::array::RecordBatchOptions::new()
+                            .with_row_count(Some(b.num_rows())),
+                    )?)
+                })
+            }),
+        ),
+    )
 }
 
 /// A stream over in-memory batches.

@@ -13,6 +13,8 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::expr::Placeholder;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use std::sync::Arc;
 
 use crate::error::{ErrorKind, Result, SqlError};
@@ -49,6 +51,13 @@ pub(crate) fn eval_scalar(
     params: &[ScalarValue],
 ) -> Result<ScalarValue> {
     let expr = bind_params(expr, params)?;
+    // Fold `now()` (and other constants) with the statement's start time first, as
+    // DataFusion's optimizer would.
+    let ctx = SimplifyContext::builder()
+        .with_query_execution_start_time(state.execution_props().query_execution_start_time)
+        .with_config_options(Arc::clone(state.config().options()))
+        .build();
+    let expr = ExprSimplifier::new(ctx).simplify(expr)?;
     let physical = state.create_physical_expr(expr, &DFSchema::empty())?;
     let batch = RecordBatch::try_new_with_options(
         Arc::new(Schema::empty()),
