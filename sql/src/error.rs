@@ -46,7 +46,7 @@ pub enum ErrorKind {
 }
 
 /// An error of the SQL layer.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SqlError {
     pub kind: ErrorKind,
     pub message: String,
@@ -105,36 +105,39 @@ impl std::error::Error for SqlError {}
 
 impl From<StorageError> for SqlError {
     fn from(e: StorageError) -> Self {
-        let kind = match &e {
-            StorageError::NoSuchTable(_) => ErrorKind::UndefinedTable,
-            StorageError::TableExists(_) => ErrorKind::DuplicateTable,
-            StorageError::ColumnExists { .. } => ErrorKind::DuplicateColumn,
-            StorageError::InvalidSchema(_) => ErrorKind::InvalidParameterValue,
-            StorageError::InvalidValue { .. } => ErrorKind::DatatypeMismatch,
-            StorageError::NullViolation(_) => ErrorKind::NotNullViolation,
-            StorageError::OutsideRetention(_) => ErrorKind::TimeTravelOutOfRange,
-            StorageError::InvalidArgument(_) => ErrorKind::InvalidParameterValue,
-            StorageError::Corruption { .. } => ErrorKind::DataCorrupted,
-            StorageError::Io { source, .. } if source.raw_os_error() == Some(28) => {
-                ErrorKind::DiskFull
-            }
-            StorageError::Io { .. } => ErrorKind::Io,
-            StorageError::Background(_) => ErrorKind::ReadOnly,
-            StorageError::Closed => ErrorKind::ReadOnly,
-            StorageError::Locked(_) => ErrorKind::Io,
-        };
-        let message = match &e {
-            StorageError::NoSuchTable(t) => format!("relation \"{t}\" does not exist"),
-            StorageError::TableExists(t) => format!("relation \"{t}\" already exists"),
-            other => other.to_string(),
-        };
-        SqlError::new(kind, message)
+        from_storage(&e)
     }
+}
+
+/// Classify a storage error (by reference: errors can arrive shared).
+fn from_storage(e: &StorageError) -> SqlError {
+    let kind = match e {
+        StorageError::NoSuchTable(_) => ErrorKind::UndefinedTable,
+        StorageError::TableExists(_) => ErrorKind::DuplicateTable,
+        StorageError::ColumnExists { .. } => ErrorKind::DuplicateColumn,
+        StorageError::InvalidSchema(_) => ErrorKind::InvalidParameterValue,
+        StorageError::InvalidValue { .. } => ErrorKind::DatatypeMismatch,
+        StorageError::NullViolation(_) => ErrorKind::NotNullViolation,
+        StorageError::OutsideRetention(_) => ErrorKind::TimeTravelOutOfRange,
+        StorageError::InvalidArgument(_) => ErrorKind::InvalidParameterValue,
+        StorageError::Corruption { .. } => ErrorKind::DataCorrupted,
+        StorageError::Io { source, .. } if source.raw_os_error() == Some(28) => ErrorKind::DiskFull,
+        StorageError::Io { .. } => ErrorKind::Io,
+        StorageError::Background(_) => ErrorKind::ReadOnly,
+        StorageError::Closed => ErrorKind::ReadOnly,
+        StorageError::Locked(_) => ErrorKind::Io,
+    };
+    let message = match e {
+        StorageError::NoSuchTable(t) => format!("relation \"{t}\" does not exist"),
+        StorageError::TableExists(t) => format!("relation \"{t}\" already exists"),
+        other => other.to_string(),
+    };
+    SqlError::new(kind, message)
 }
 
 impl From<DataFusionError> for SqlError {
     fn from(e: DataFusionError) -> Self {
-        classify(e)
+        classify(&e)
     }
 }
 
@@ -153,36 +156,44 @@ impl From<sqlparser::parser::ParserError> for SqlError {
 
 impl From<datafusion::arrow::error::ArrowError> for SqlError {
     fn from(e: datafusion::arrow::error::ArrowError) -> Self {
-        classify(DataFusionError::ArrowError(Box::new(e), None))
+        classify(&DataFusionError::ArrowError(Box::new(e), None))
     }
 }
 
+/// A boxed error from inside DataFusion: ours, storage's, or something else.
+fn classify_external(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> SqlError {
+    if let Some(s) = inner.downcast_ref::<SqlError>() {
+        return s.clone();
+    }
+    if let Some(s) = inner.downcast_ref::<StorageError>() {
+        return from_storage(s);
+    }
+    if let Some(d) = inner.downcast_ref::<DataFusionError>() {
+        return classify(d);
+    }
+    SqlError::internal(inner.to_string())
+}
+
 /// Map a DataFusion error (possibly wrapping ours or storage's) to a kind.
-fn classify(e: DataFusionError) -> SqlError {
+fn classify(e: &DataFusionError) -> SqlError {
     use datafusion::arrow::error::ArrowError;
     use datafusion::common::SchemaError;
     match e {
-        DataFusionError::External(inner) => match inner.downcast::<SqlError>() {
-            Ok(s) => *s,
-            Err(inner) => match inner.downcast::<StorageError>() {
-                Ok(s) => SqlError::from(*s),
-                Err(inner) => SqlError::internal(inner.to_string()),
-            },
-        },
+        DataFusionError::External(inner) => classify_external(inner.as_ref()),
         DataFusionError::Context(ctx, inner) => {
-            let mut e = classify(*inner);
+            let mut e = classify(inner);
             if e.kind == ErrorKind::Internal {
                 e.message = format!("{ctx}: {}", e.message);
             }
             e
         }
-        DataFusionError::Diagnostic(_, inner) => classify(*inner),
-        DataFusionError::Shared(inner) => SqlError::internal(inner.to_string()),
-        DataFusionError::SQL(p, _) => SqlError::from(*p),
-        DataFusionError::NotImplemented(m) => SqlError::unsupported(strip(&m)),
+        DataFusionError::Diagnostic(_, inner) => classify(inner),
+        DataFusionError::Shared(inner) => classify(inner),
+        DataFusionError::SQL(p, _) => SqlError::from(p.as_ref().clone()),
+        DataFusionError::NotImplemented(m) => SqlError::unsupported(strip(m)),
         DataFusionError::ResourcesExhausted(m) => SqlError::new(
             ErrorKind::OutOfMemory,
-            format!("out of memory: {}", strip(&m)),
+            format!("out of memory: {}", strip(m)),
         )
         .with_hint("raise the per-query memory limit or reduce the query's working set"),
         DataFusionError::SchemaError(se, _) => {
@@ -200,25 +211,22 @@ fn classify(e: DataFusionError) -> SqlError {
             };
             SqlError::new(kind, msg)
         }
-        DataFusionError::ArrowError(a, _) => match *a {
+        DataFusionError::ArrowError(a, _) => match a.as_ref() {
             ArrowError::DivideByZero => {
                 SqlError::new(ErrorKind::DivisionByZero, "division by zero")
             }
             ArrowError::CastError(m) | ArrowError::ParseError(m) => {
-                SqlError::new(ErrorKind::InvalidTextRepresentation, m)
+                SqlError::new(ErrorKind::InvalidTextRepresentation, m.clone())
             }
             ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
-                SqlError::new(ErrorKind::NumericValueOutOfRange, m)
+                SqlError::new(ErrorKind::NumericValueOutOfRange, m.clone())
             }
-            ArrowError::ExternalError(inner) => match inner.downcast::<SqlError>() {
-                Ok(s) => *s,
-                Err(inner) => SqlError::new(ErrorKind::DataException, inner.to_string()),
-            },
+            ArrowError::ExternalError(inner) => classify_external(inner.as_ref()),
             other => SqlError::new(ErrorKind::DataException, other.to_string()),
         },
-        DataFusionError::Plan(m) => plan_error(&m),
+        DataFusionError::Plan(m) => plan_error(m),
         DataFusionError::Execution(m) => {
-            let m = strip(&m);
+            let m = strip(m);
             if m.contains("Cannot cast") || m.contains("cast") {
                 SqlError::new(ErrorKind::InvalidTextRepresentation, m)
             } else if m.contains("Divide by zero") || m.contains("division by zero") {

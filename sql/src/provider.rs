@@ -162,6 +162,18 @@ impl HsTable {
     /// Recognize one filter.
     fn understand<'a>(&self, e: &'a Expr) -> Option<Pushed<'a>> {
         match e {
+            // DataFusion turns short IN lists into ORs of equalities.
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Or,
+                right,
+            }) => match (self.understand(left)?, self.understand(right)?) {
+                (Pushed::KeyIn(a, mut va), Pushed::KeyIn(b, vb)) if a == b => {
+                    va.extend(vb);
+                    Some(Pushed::KeyIn(a, va))
+                }
+                _ => None,
+            },
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 let (col, op, val) = match (column_name(left), column_name(right)) {
                     (Some(c), None) if is_value(right) => (c, *op, right.as_ref()),
