@@ -22,15 +22,17 @@ use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, RecordBatch, RecordBatchOptions, UInt32Array,
-    new_null_array,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch, RecordBatchOptions,
+    UInt32Array, new_null_array,
 };
+use datafusion::arrow::buffer::ScalarBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType as ArrowType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
 use datafusion::catalog::Session as DfSession;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -53,13 +55,12 @@ use datafusion::physical_plan::{
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
 use hindsight_storage::{
-    Db, KeyRange, ReadAt, ScalarType, ScanOptions, Snapshot, SystemAt, TableDef, encode_key,
+    Db, KeyRange, ReadAt, ScanOptions, Snapshot, SystemAt, TableDef, encode_key_arrays, key_eq,
 };
 use sqlparser::ast::{JoinConstraint, JoinOperator, TableFactor, TableVersion, TableWithJoins};
 
 use crate::context;
 use crate::error::{ErrorKind, SqlError};
-use crate::provider::{key_value, scalar_to_value};
 use crate::timeexpr::{eval_scalar, eval_time, scalar_interval_micros};
 
 /// Alias of the nested join `rewrite` produces for each ASOF JOIN.
@@ -548,6 +549,8 @@ impl UserDefinedLogicalNodeCore for AsofJoinNode {
 #[derive(Debug)]
 pub struct AsofPlanner {
     pub db: Db,
+    /// Smallest share of the spine worth its own thread.
+    pub rows_per_thread: usize,
 }
 
 #[async_trait]
@@ -624,6 +627,7 @@ impl ExtensionPlanner for AsofPlanner {
             def,
             snapshot,
             system,
+            rows_per_thread: self.rows_per_thread,
         })))
     }
 }
@@ -641,6 +645,7 @@ pub struct AsofJoinExec {
     def: Arc<TableDef>,
     snapshot: Snapshot,
     system: SystemAt,
+    rows_per_thread: usize,
 }
 
 impl DisplayAs for AsofJoinExec {
@@ -705,6 +710,7 @@ impl ExecutionPlan for AsofJoinExec {
             def: self.def.clone(),
             snapshot: self.snapshot.clone(),
             system: self.system,
+            rows_per_thread: self.rows_per_thread,
         }))
     }
 
@@ -713,6 +719,7 @@ impl ExecutionPlan for AsofJoinExec {
         partition: usize,
         ctx: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        let threads = ctx.session_config().target_partitions().max(1);
         let mut input = self.left.execute(partition, ctx)?;
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
         let tx = builder.tx();
@@ -725,6 +732,8 @@ impl ExecutionPlan for AsofJoinExec {
             def: self.def.clone(),
             snapshot: self.snapshot.clone(),
             system: self.system,
+            threads,
+            rows_per_thread: self.rows_per_thread.max(1),
         };
         builder.spawn(async move {
             let mut spine = Vec::new();
@@ -733,7 +742,7 @@ impl ExecutionPlan for AsofJoinExec {
             }
             let tx2 = tx.clone();
             let res = tokio::task::spawn_blocking(move || {
-                job.run(spine, &mut |b| tx2.blocking_send(Ok(b)).is_ok())
+                job.run(spine, &|b| tx2.blocking_send(Ok(b)).is_ok())
             })
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -746,12 +755,55 @@ impl ExecutionPlan for AsofJoinExec {
     }
 }
 
-/// One spine row: its encoded key, time, and position.
+/// One matchable spine row: the first 16 bytes of its encoded key (most comparisons
+/// end there), its time, and where it is (the full key is in [`Spine::keys`]).
+#[derive(Clone, Copy)]
 struct SpineRow {
-    key: Vec<u8>,
+    prefix: u128,
     time: i64,
     batch: u32,
     row: u32,
+}
+
+/// The spine's batches and the encoded entity key of each row (NULL: never matches).
+struct Spine {
+    batches: Vec<RecordBatch>,
+    keys: Vec<BinaryArray>,
+}
+
+impl Spine {
+    fn key(&self, r: &SpineRow) -> &[u8] {
+        self.keys
+            .get(r.batch as usize)
+            .map_or(&[], |k| k.value(r.row as usize))
+    }
+}
+
+/// The first 16 bytes of an encoded key, zero-padded, as a big-endian integer.
+#[inline]
+fn key_prefix(k: &[u8]) -> u128 {
+    if let Some(head) = k.first_chunk::<16>() {
+        return u128::from_be_bytes(*head);
+    }
+    let mut b = [0u8; 16];
+    for (d, s) in b.iter_mut().zip(k) {
+        *d = *s;
+    }
+    u128::from_be_bytes(b)
+}
+
+/// Bytewise order of two keys given their prefixes: prefixes that differ decide; equal
+/// prefixes of keys no longer than 16 bytes differ only in zero padding, so the
+/// shorter key is first.
+#[inline]
+fn cmp_keys(pa: u128, a: &[u8], pb: u128, b: &[u8]) -> Ordering {
+    pa.cmp(&pb).then_with(|| {
+        if a.len() <= 16 && b.len() <= 16 {
+            a.len().cmp(&b.len())
+        } else {
+            a.cmp(b)
+        }
+    })
 }
 
 /// One version of the current entity in the history stream.
@@ -761,6 +813,70 @@ struct Version {
     tomb: bool,
     batch: usize,
     row: usize,
+}
+
+/// One batch of the history stream with its internal columns downcast once.
+struct HistoryBatch {
+    batch: RecordBatch,
+    keys: BinaryArray,
+    et: ScalarBuffer<i64>,
+    tomb: BooleanArray,
+}
+
+impl HistoryBatch {
+    fn new(batch: RecordBatch, ncols: usize, et_col: usize) -> Result<HistoryBatch, SqlError> {
+        let missing = || SqlError::internal("history scan without its internal columns");
+        let keys = batch
+            .column(ncols + 1)
+            .as_binary_opt::<i32>()
+            .ok_or_else(missing)?
+            .clone();
+        let et = batch
+            .column(et_col)
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(missing)?
+            .values()
+            .clone();
+        let tomb = batch
+            .column(ncols)
+            .as_boolean_opt()
+            .ok_or_else(missing)?
+            .clone();
+        Ok(HistoryBatch {
+            batch,
+            keys,
+            et,
+            tomb,
+        })
+    }
+
+    /// From `row` on, skip keys before `key` and collect `key`'s versions (tagged with
+    /// batch number `number`), leaving `row` after them. Returns `Less` if the batch
+    /// ended before a greater key (the entity may continue in the next batch).
+    fn versions_of(
+        &self,
+        prefix: u128,
+        key: &[u8],
+        row: &mut usize,
+        number: usize,
+        versions: &mut Vec<Version>,
+    ) -> Ordering {
+        while *row < self.keys.len() {
+            let k = self.keys.value(*row);
+            match cmp_keys(key_prefix(k), k, prefix, key) {
+                Ordering::Less => {}
+                Ordering::Greater => return Ordering::Greater,
+                Ordering::Equal => versions.push(Version {
+                    et: self.et.get(*row).copied().unwrap_or(i64::MIN),
+                    tomb: self.tomb.value(*row),
+                    batch: number,
+                    row: *row,
+                }),
+            }
+            *row += 1;
+        }
+        Ordering::Less
+    }
 }
 
 /// Everything the blocking part of the operator needs.
@@ -773,51 +889,70 @@ struct Job {
     def: Arc<TableDef>,
     snapshot: Snapshot,
     system: SystemAt,
+    /// How many threads may work on one join.
+    threads: usize,
+    /// Smallest share of the spine worth its own thread.
+    rows_per_thread: usize,
 }
+
+/// Where output goes; false once nobody is listening.
+type Emit<'a> = &'a (dyn Fn(RecordBatch) -> bool + Sync);
+/// A share of the spine's work: its rows, and where to emit output batches.
+type Work<'a> = &'a (dyn Fn(&[SpineRow], Emit<'_>) -> Result<(), SqlError> + Sync);
 
 const OUT_ROWS: usize = 8192;
 
 impl Job {
-    fn run(
-        &self,
-        spine: Vec<RecordBatch>,
-        emit: &mut dyn FnMut(RecordBatch) -> bool,
-    ) -> Result<(), SqlError> {
-        let (mut rows, unmatched) = self.spine_rows(&spine)?;
+    fn run(&self, batches: Vec<RecordBatch>, emit: Emit<'_>) -> Result<(), SqlError> {
+        let (spine, mut rows, unmatched) = self.prepare(batches)?;
         let history = self.snapshot.version_count(self.def.id) as usize;
+        let threads = self.threads.min(rows.len() / self.rows_per_thread).max(1);
         // Per-row seeks cost a few microseconds each; a merge costs tens of
         // nanoseconds per history version. Seek when the spine is much smaller.
         if self.op.backward() && rows.len().saturating_mul(64) < history {
-            self.seek(&spine, &rows, emit)?;
+            let per = rows.len().div_ceil(threads).max(1);
+            let parts: Vec<&[SpineRow]> = rows.chunks(per).collect();
+            in_parallel(parts, emit, &|part, emit| self.seek(&spine, part, emit))?;
         } else {
-            rows.sort_unstable_by(|a, b| a.key.cmp(&b.key).then(a.time.cmp(&b.time)));
-            self.merge(&spine, &rows, emit)?;
+            rows.sort_unstable_by(|a, b| {
+                cmp_keys(a.prefix, spine.key(a), b.prefix, spine.key(b)).then(a.time.cmp(&b.time))
+            });
+            let parts = split_at_keys(&spine, &rows, threads);
+            in_parallel(parts, emit, &|part, emit| self.merge(&spine, part, emit))?;
         }
         // Spine rows with a NULL key or time never match.
         for chunk in unmatched.chunks(OUT_ROWS) {
             let right: Vec<Option<(usize, usize)>> = vec![None; chunk.len()];
-            if !emit(self.gather(&spine, chunk, &[], &right)?) {
+            if !emit(self.gather(&spine.batches, chunk, &[], &right)?) {
                 return Ok(());
             }
         }
         Ok(())
     }
 
-    /// Evaluate keys and times of every spine row; rows with NULLs go apart.
+    /// Encode the keys and evaluate the times of every spine row; rows with a NULL
+    /// key or time go apart (as (batch, row)).
     #[allow(clippy::type_complexity)]
-    fn spine_rows(
+    fn prepare(
         &self,
-        spine: &[RecordBatch],
-    ) -> Result<(Vec<SpineRow>, Vec<(u32, u32)>), SqlError> {
+        batches: Vec<RecordBatch>,
+    ) -> Result<(Spine, Vec<SpineRow>, Vec<(u32, u32)>), SqlError> {
         let key_types = self.def.key_types();
+        let key_names: Vec<String> = self
+            .def
+            .key
+            .iter()
+            .filter_map(|&i| self.def.columns.get(i).map(|c| c.name.clone()))
+            .collect();
+        let ts_type = ArrowType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()));
         let mut rows = Vec::new();
         let mut unmatched = Vec::new();
-        let ts_type = ArrowType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()));
-        for (bi, b) in spine.iter().enumerate() {
+        let mut keys = Vec::with_capacity(batches.len());
+        for (bi, b) in batches.iter().enumerate() {
             let n = b.num_rows();
             let time = cast(&self.time.evaluate(b)?.into_array(n)?, &ts_type)?;
             let time = time.as_primitive::<TimestampMicrosecondType>();
-            let keys = self
+            let key_arrays = self
                 .keys
                 .iter()
                 .zip(&key_types)
@@ -829,57 +964,28 @@ impl Job {
                     )?)
                 })
                 .collect::<Result<Vec<ArrayRef>, SqlError>>()?;
-            let int_key = matches!(key_types.as_slice(), [ScalarType::Int64]);
+            let refs: Vec<&dyn Array> = key_arrays.iter().map(|a| a.as_ref()).collect();
+            let encoded = encode_key_arrays(&refs, &key_types, &key_names)?;
             for r in 0..n {
                 let at = (bi as u32, r as u32);
-                if time.is_null(r) || keys.iter().any(|k| k.is_null(r)) {
+                if time.is_null(r) || encoded.is_null(r) {
                     unmatched.push(at);
-                    continue;
-                }
-                let key = if int_key {
-                    match keys.first() {
-                        Some(k) => hindsight_storage::encode_key(
-                            &[hindsight_storage::Value::Int64(
-                                k.as_primitive::<Int64Type>().value(r),
-                            )],
-                            &key_types,
-                            &[],
-                        )?,
-                        None => continue,
-                    }
                 } else {
-                    let mut vals = Vec::with_capacity(keys.len());
-                    for (k, &t) in keys.iter().zip(&key_types) {
-                        let s = ScalarValue::try_from_array(k, r)?;
-                        match key_value(&s, t).or_else(|| scalar_to_value(&s)) {
-                            Some(v) => vals.push(v),
-                            None => break,
-                        }
-                    }
-                    if vals.len() != keys.len() {
-                        unmatched.push(at);
-                        continue;
-                    }
-                    encode_key(&vals, &key_types, &[])?
-                };
-                rows.push(SpineRow {
-                    key,
-                    time: time.value(r),
-                    batch: at.0,
-                    row: at.1,
-                });
+                    rows.push(SpineRow {
+                        prefix: key_prefix(encoded.value(r)),
+                        time: time.value(r),
+                        batch: at.0,
+                        row: at.1,
+                    });
+                }
             }
+            keys.push(encoded);
         }
-        Ok((rows, unmatched))
+        Ok((Spine { batches, keys }, rows, unmatched))
     }
 
     /// Per-row point lookups (small spines), in spine order.
-    fn seek(
-        &self,
-        spine: &[RecordBatch],
-        rows: &[SpineRow],
-        emit: &mut dyn FnMut(RecordBatch) -> bool,
-    ) -> Result<(), SqlError> {
+    fn seek(&self, spine: &Spine, rows: &[SpineRow], emit: Emit<'_>) -> Result<(), SqlError> {
         for chunk in rows.chunks(OUT_ROWS) {
             let requests: Vec<(Vec<u8>, ReadAt)> = chunk
                 .iter()
@@ -894,13 +1000,12 @@ impl Job {
                     if let Some(b) = self.bound {
                         at = at.with_min_event_time(s.time.saturating_sub(b));
                     }
-                    (s.key.clone(), at)
+                    (spine.key(s).to_vec(), at)
                 })
                 .collect();
             let right = self.snapshot.lookup_each(&self.def, &requests, None)?;
             let left_idx: Vec<(u32, u32)> = chunk.iter().map(|s| (s.batch, s.row)).collect();
-            let left = gather_left(spine, &left_idx)?;
-            let mut cols = left;
+            let mut cols = gather_left(&spine.batches, &left_idx)?;
             cols.extend(right.columns().iter().cloned());
             if !emit(self.batch(cols, chunk.len())?) {
                 return Ok(());
@@ -909,13 +1014,9 @@ impl Job {
         Ok(())
     }
 
-    /// Streaming merge of the sorted spine with the sorted history.
-    fn merge(
-        &self,
-        spine: &[RecordBatch],
-        rows: &[SpineRow],
-        emit: &mut dyn FnMut(RecordBatch) -> bool,
-    ) -> Result<(), SqlError> {
+    /// Streaming merge of spine rows sorted by (key, time) with the history of
+    /// their key range.
+    fn merge(&self, spine: &Spine, rows: &[SpineRow], emit: Emit<'_>) -> Result<(), SqlError> {
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             return Ok(());
         };
@@ -933,17 +1034,17 @@ impl Job {
                 self.bound.map_or(i64::MAX, |b| max_t.saturating_add(b)),
             )
         };
-        let mut end = last.key.clone();
+        let mut end = spine.key(last).to_vec();
         end.push(0);
         let mut opts = ScanOptions::history(from, to);
         opts.at = opts.at.known_at(self.system);
-        opts.key_range = KeyRange::encoded(Some(first.key.clone()), Some(end));
+        opts.key_range = KeyRange::encoded(Some(spine.key(first).to_vec()), Some(end));
         opts.include_tombstones = true;
         opts.with_key_bytes = true;
         opts.batch_rows = 16_384;
         let mut history = self.snapshot.scan(&self.def, &opts)?;
         // A window of history batches still referenced by pending output.
-        let mut window: VecDeque<RecordBatch> = VecDeque::new();
+        let mut window: VecDeque<HistoryBatch> = VecDeque::new();
         let mut base = 0usize; // batch number of window[0]
         let mut cursor = (0usize, 0usize); // (batch number, row)
         let mut exhausted = false;
@@ -951,58 +1052,43 @@ impl Job {
         let mut out_left: Vec<(u32, u32)> = Vec::with_capacity(OUT_ROWS);
         let mut out_right: Vec<Option<(usize, usize)>> = Vec::with_capacity(OUT_ROWS);
         let mut i = 0;
-        while i < rows.len() {
-            let key = &rows[i].key;
-            let group_end = i + rows[i..].iter().take_while(|r| &r.key == key).count();
+        while let Some(head) = rows.get(i) {
+            let (prefix, key) = (head.prefix, spine.key(head));
+            let group = rows[i..]
+                .iter()
+                .take_while(|r| r.prefix == prefix && key_eq(spine.key(r), key))
+                .count();
             // Advance the history cursor to `key` and collect its versions.
             versions.clear();
             loop {
                 while !exhausted && cursor.0 >= base + window.len() {
                     match history.next() {
-                        Some(b) => window.push_back(b?),
+                        Some(b) => window.push_back(HistoryBatch::new(b?, ncols, et_col)?),
                         None => exhausted = true,
                     }
                 }
-                let Some(b) = window.get(cursor.0 - base) else {
+                let Some(h) = window.get(cursor.0 - base) else {
                     break;
                 };
-                if cursor.1 >= b.num_rows() {
+                let found = h.versions_of(prefix, key, &mut cursor.1, cursor.0, &mut versions);
+                if found == Ordering::Less {
                     cursor = (cursor.0 + 1, 0);
-                    continue;
-                }
-                let keys = key_column(b, ncols)?;
-                let k = keys.value(cursor.1);
-                match k.cmp(key.as_slice()) {
-                    Ordering::Less => cursor.1 += 1,
-                    Ordering::Greater => break,
-                    Ordering::Equal => {
-                        let et = b
-                            .column(et_col)
-                            .as_primitive::<TimestampMicrosecondType>()
-                            .value(cursor.1);
-                        let tomb = b.column(ncols).as_boolean().value(cursor.1);
-                        versions.push(Version {
-                            et,
-                            tomb,
-                            batch: cursor.0,
-                            row: cursor.1,
-                        });
-                        cursor.1 += 1;
-                    }
+                } else {
+                    break;
                 }
             }
-            for s in &rows[i..group_end] {
+            for s in &rows[i..i + group] {
                 out_left.push((s.batch, s.row));
                 out_right.push(self.pick(&versions, s.time).map(|v| (v.batch, v.row)));
             }
-            i = group_end;
+            i += group;
             if out_left.len() >= OUT_ROWS || i == rows.len() {
-                let batches: Vec<&RecordBatch> = window.iter().collect();
+                let batches: Vec<&RecordBatch> = window.iter().map(|h| &h.batch).collect();
                 let right: Vec<Option<(usize, usize)>> = out_right
                     .iter()
                     .map(|o| o.map(|(b, r)| (b - base, r)))
                     .collect();
-                if !emit(self.gather(spine, &out_left, &batches, &right)?) {
+                if !emit(self.gather(&spine.batches, &out_left, &batches, &right)?) {
                     return Ok(());
                 }
                 out_left.clear();
@@ -1095,11 +1181,65 @@ impl Job {
     }
 }
 
-fn key_column(b: &RecordBatch, ncols: usize) -> Result<&BinaryArray, SqlError> {
-    b.column(ncols + 1)
-        .as_any()
-        .downcast_ref::<BinaryArray>()
-        .ok_or_else(|| SqlError::internal("history scan without key bytes"))
+/// Split rows sorted by key into at most `parts` contiguous parts of similar size,
+/// never splitting one key's rows.
+fn split_at_keys<'r>(spine: &Spine, rows: &'r [SpineRow], parts: usize) -> Vec<&'r [SpineRow]> {
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    for p in 1..parts {
+        let mut end = (rows.len() * p / parts).max(start);
+        while let (Some(prev), Some(next)) =
+            (end.checked_sub(1).and_then(|e| rows.get(e)), rows.get(end))
+        {
+            if prev.prefix != next.prefix || !key_eq(spine.key(prev), spine.key(next)) {
+                break;
+            }
+            end += 1;
+        }
+        if end > start {
+            out.push(&rows[start..end]);
+            start = end;
+        }
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
+
+/// Run `work` on each part, on its own thread when there are several. The first
+/// error stops the others at their next output batch and is returned.
+fn in_parallel(parts: Vec<&[SpineRow]>, emit: Emit<'_>, work: Work<'_>) -> Result<(), SqlError> {
+    if parts.len() <= 1 {
+        return parts.into_iter().try_for_each(|p| work(p, emit));
+    }
+    let failed = AtomicBool::new(false);
+    let guarded = |b: RecordBatch| !failed.load(AtomicOrdering::Relaxed) && emit(b);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                let (guarded, failed) = (&guarded, &failed);
+                scope.spawn(move || {
+                    let r = work(part, guarded);
+                    if r.is_err() {
+                        failed.store(true, AtomicOrdering::Relaxed);
+                    }
+                    r
+                })
+            })
+            .collect();
+        let mut result = Ok(());
+        for h in handles {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(SqlError::internal("an as-of join worker panicked")));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    })
 }
 
 /// Gather spine rows (batch, row) into output columns.

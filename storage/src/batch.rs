@@ -17,13 +17,13 @@
 
 use std::ops::Range;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 
 use crate::arrowutil::{ColumnView, timestamp_view};
 use crate::catalog::CatalogOp;
 use crate::codec::{Put, Reader};
 use crate::error::{DecodeError, DecodeResult, Error, Result};
-use crate::keycodec::{encode_i64, encode_key, row_id_key};
+use crate::keycodec::{encode_i64, encode_key, encode_key_arrays, row_id_key};
 use crate::rowcodec;
 use crate::types::{ColumnRole, ScalarType, TableDef, TableId, Value};
 
@@ -296,29 +296,30 @@ impl WriteBatch {
 }
 
 /// The encoded entity key of every row of `batch` (columns in the table's order).
+/// A NULL in a key column is an error naming the column.
 pub fn encode_batch_keys(table: &TableDef, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-    let roles = table.roles();
-    let mut views: Vec<(usize, ColumnView<'_>)> = Vec::new();
-    for (i, (col, role)) in table.columns.iter().zip(&roles).enumerate() {
-        if let ColumnRole::Key(pos) = role {
-            let array = batch.columns().get(i).ok_or_else(|| {
-                Error::InvalidArgument(format!("batch lacks key column \"{}\"", col.name))
-            })?;
-            views.push((
-                *pos,
-                ColumnView::new(array.as_ref(), col.data_type, &col.name)?,
-            ));
-        }
+    if table.key.is_empty() {
+        return Ok(vec![Vec::new(); batch.num_rows()]);
     }
-    views.sort_by_key(|(p, _)| *p);
-    let types = table.key_types();
-    let names = key_names(table);
-    (0..batch.num_rows())
-        .map(|r| {
-            let vals: Vec<Value> = views.iter().map(|(_, v)| v.value(r)).collect();
-            encode_key(&vals, &types, &names)
+    let key_cols = table.key.iter().map(|&i| {
+        batch.columns().get(i).map(|a| a.as_ref()).ok_or_else(|| {
+            let name = table.columns.get(i).map_or("?", |c| c.name.as_str());
+            Error::InvalidArgument(format!("batch lacks key column \"{name}\""))
         })
-        .collect()
+    });
+    let arrays = key_cols.collect::<Result<Vec<&dyn Array>>>()?;
+    let names = key_names(table);
+    let keys = encode_key_arrays(&arrays, &table.key_types(), &names)?;
+    if keys.null_count() > 0 {
+        let null_col = arrays.iter().zip(&names).find(|(a, _)| a.null_count() > 0);
+        return Err(Error::NullViolation(
+            null_col.map_or_else(|| "key".to_string(), |(_, n)| n.clone()),
+        ));
+    }
+    Ok(keys
+        .iter()
+        .map(|k| k.unwrap_or_default().to_vec())
+        .collect())
 }
 
 fn key_names(table: &TableDef) -> Vec<String> {

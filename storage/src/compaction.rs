@@ -20,6 +20,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::keycodec::key_eq;
 use crate::merge::{BlockPrune, FileSource, KeyRange, Merger, Source, SrcChunk};
 use crate::scan::Selection;
 use crate::types::{DataType, TableDef};
@@ -216,7 +217,7 @@ impl Gc {
         }
         for i in rows {
             let k = chunk.keys.value(i);
-            if !(self.have_key && k == self.key.as_slice()) {
+            if !(self.have_key && key_eq(k, &self.key)) {
                 self.key.clear();
                 self.key.extend_from_slice(k);
                 self.have_key = true;

@@ -58,7 +58,9 @@ pub use batch::{WriteBatch, encode_batch_keys};
 pub use catalog::{Catalog, CatalogOp};
 pub use db::{Clock, CommitInfo, Db, LevelStats, Options, Snapshot, Stats, SyncPolicy, fmt_micros};
 pub use error::{Error, Result};
-pub use keycodec::{decode_key_bytes, encode_key, encode_key_prefix, prefix_successor};
+pub use keycodec::{
+    decode_key_bytes, encode_key, encode_key_arrays, encode_key_prefix, key_eq, prefix_successor,
+};
 pub use merge::KeyRange;
 pub use scan::{
     DELETED_COLUMN, KEY_COLUMN, SEQ_COLUMN, SYSTEM_TIME_COLUMN, ScanIter, ScanMode, ScanOptions,

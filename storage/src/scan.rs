@@ -21,7 +21,7 @@ use arrow_array::{
 use arrow_schema::{Field, Schema, SchemaRef};
 
 use crate::error::{Error, Result};
-use crate::keycodec::decode_key_columns;
+use crate::keycodec::{decode_key_columns, key_eq};
 use crate::merge::{BlockPrune, FileSource, KeyRange, MemSource, Merger, Source, SrcChunk};
 use crate::types::{ColumnRole, DataType, ScalarType, TableDef};
 use crate::version::NUM_LEVELS;
@@ -109,6 +109,8 @@ enum OutCol {
 pub(crate) struct Selection {
     chunks: Vec<Arc<SrcChunk>>,
     rows: Vec<(usize, usize)>,
+    /// `rows` as maximal runs of consecutive rows of one chunk: (chunk, first row, length).
+    runs: Vec<(usize, usize, usize)>,
 }
 
 impl Selection {
@@ -122,6 +124,10 @@ impl Selection {
             }
         };
         self.rows.push((idx, row));
+        match self.runs.last_mut() {
+            Some((c, start, len)) if *c == idx && *start + *len == row => *len += 1,
+            _ => self.runs.push((idx, row, 1)),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -132,8 +138,28 @@ impl Selection {
         std::mem::take(self)
     }
 
-    /// Gather one column across the selected rows.
+    /// Gather one column across the selected rows: zero-copy when the selection is
+    /// one run, a copy of whole runs when they are long, row by row otherwise.
     fn gather(&self, arrays: &[ArrayRef]) -> Result<ArrayRef> {
+        if self.runs.len().saturating_mul(8) <= self.rows.len() {
+            let slices = self
+                .runs
+                .iter()
+                .map(|&(c, start, len)| {
+                    arrays
+                        .get(c)
+                        .map(|a| a.slice(start, len))
+                        .ok_or_else(|| Error::InvalidArgument("selection chunk missing".into()))
+                })
+                .collect::<Result<Vec<ArrayRef>>>()?;
+            return match slices.as_slice() {
+                [only] => Ok(only.clone()),
+                _ => {
+                    let refs: Vec<&dyn Array> = slices.iter().map(|a| a.as_ref()).collect();
+                    arrow_select::concat::concat(&refs).map_err(arrow_err)
+                }
+            };
+        }
         if let ([only], Some(_)) = (arrays, self.chunks.first()) {
             let idx = UInt32Array::from_iter_values(self.rows.iter().map(|&(_, r)| r as u32));
             return arrow_select::take::take(only.as_ref(), &idx, None).map_err(arrow_err);
@@ -142,17 +168,34 @@ impl Selection {
         arrow_select::interleave::interleave(&refs, &self.rows).map_err(arrow_err)
     }
 
-    fn keys(&self) -> Result<BinaryArray> {
+    /// Gather one of the chunks' internal columns, typed.
+    fn internal<A: Array + Clone + 'static>(&self, col: impl Fn(&SrcChunk) -> &A) -> Result<A> {
         let arrays: Vec<ArrayRef> = self
             .chunks
             .iter()
-            .map(|c| Arc::new(c.keys.clone()) as ArrayRef)
+            .map(|c| Arc::new(col(c).clone()) as ArrayRef)
             .collect();
         let a = self.gather(&arrays)?;
         a.as_any()
-            .downcast_ref::<BinaryArray>()
+            .downcast_ref::<A>()
             .cloned()
-            .ok_or_else(|| Error::InvalidArgument("keys are not binary".into()))
+            .ok_or_else(|| Error::InvalidArgument("internal column of the wrong type".into()))
+    }
+
+    fn keys(&self) -> Result<BinaryArray> {
+        self.internal(|c| &c.keys)
+    }
+
+    fn event_times(&self) -> Result<Int64Array> {
+        self.internal(|c| &c.et)
+    }
+
+    fn seqs(&self) -> Result<UInt64Array> {
+        self.internal(|c| &c.seq)
+    }
+
+    fn tombs(&self) -> Result<BooleanArray> {
+        self.internal(|c| &c.tomb)
     }
 
     fn features(&self, f: usize, ty: DataType) -> Result<ArrayRef> {
@@ -162,13 +205,6 @@ impl Selection {
             .map(|c| c.feature(f, ty))
             .collect::<Result<Vec<_>>>()?;
         self.gather(&arrays)
-    }
-
-    fn map<T>(&self, f: impl Fn(&SrcChunk, usize) -> T) -> Vec<T> {
-        self.rows
-            .iter()
-            .filter_map(|&(c, r)| self.chunks.get(c).map(|ch| f(ch, r)))
-            .collect()
     }
 
     fn system_times(&self) -> Result<Vec<i64>> {
@@ -185,9 +221,9 @@ impl Selection {
     pub(crate) fn to_versions(&self, feature_types: &[DataType]) -> Result<Versions> {
         Ok(Versions {
             keys: self.keys()?,
-            et: Int64Array::from(self.map(|c, r| c.et.value(r))),
-            seq: UInt64Array::from(self.map(|c, r| c.seq.value(r))),
-            tomb: BooleanArray::from(self.map(|c, r| c.tomb.value(r))),
+            et: self.event_times()?,
+            seq: self.seqs()?,
+            tomb: self.tombs()?,
             features: feature_types
                 .iter()
                 .enumerate()
@@ -237,7 +273,7 @@ impl Selector {
             } => {
                 for i in rows {
                     let k = chunk.keys.value(i);
-                    if *have_key && k == key.as_slice() {
+                    if *have_key && key_eq(k, key) {
                         if *resolved {
                             continue;
                         }
@@ -318,11 +354,11 @@ impl ScanIter {
                     .get(p)
                     .cloned()
                     .ok_or_else(|| Error::InvalidArgument("key column missing".into()))?,
-                OutCol::EventTime(tz) => ts_array(sel.map(|c, r| c.et.value(r)), tz),
+                OutCol::EventTime(tz) => ts_array(sel.event_times()?, tz),
                 OutCol::Feature(f, ty) => sel.features(f, ty)?,
-                OutCol::SystemTime => ts_array(sel.system_times()?, true),
-                OutCol::Deleted => Arc::new(BooleanArray::from(sel.map(|c, r| c.tomb.value(r)))),
-                OutCol::Seq => Arc::new(UInt64Array::from(sel.map(|c, r| c.seq.value(r)))),
+                OutCol::SystemTime => ts_array(Int64Array::from(sel.system_times()?), true),
+                OutCol::Deleted => Arc::new(sel.tombs()?),
+                OutCol::Seq => Arc::new(sel.seqs()?),
                 OutCol::KeyBytes => match &keys {
                     Some(k) => Arc::new(k.clone()),
                     None => Arc::new(BinaryArray::from_iter_values(std::iter::empty::<&[u8]>())),
@@ -371,8 +407,8 @@ impl Iterator for ScanIter {
     }
 }
 
-fn ts_array(v: Vec<i64>, tz: bool) -> ArrayRef {
-    let a = TimestampMicrosecondArray::from(v);
+fn ts_array(v: Int64Array, tz: bool) -> ArrayRef {
+    let a = TimestampMicrosecondArray::new(v.values().clone(), v.nulls().cloned());
     Arc::new(if tz { a.with_timezone("+00:00") } else { a })
 }
 
