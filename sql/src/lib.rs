@@ -10,6 +10,7 @@
 pub mod asof;
 mod catalog;
 mod context;
+mod copy;
 mod ddl;
 mod dialect;
 mod dml;
@@ -26,6 +27,7 @@ mod timeexpr;
 mod types;
 
 pub use catalog::{CATALOG, SCHEMA};
+pub use copy::CopyIn;
 pub use dialect::{HindsightDialect, parse};
 pub use error::{ErrorKind, Result, SqlError};
 pub use literals::{parse_pg_array, parse_pg_bytea};

@@ -48,15 +48,20 @@ pub fn timestamp(us: i64) -> String {
     let frac = us.rem_euclid(1_000_000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
+    format!("{} {}", date(days as i32), clock(rem as u64, frac as u64))
+}
+
+/// `HH:MM:SS[.ffffff]` of a number of seconds and microseconds (no trailing zeros in
+/// the fraction, as PostgreSQL prints times and interval clocks).
+pub fn clock(secs: u64, frac_us: u64) -> String {
     let mut out = format!(
-        "{} {:02}:{:02}:{:02}",
-        date(days as i32),
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
     );
-    if frac != 0 {
-        let f = format!("{frac:06}");
+    if frac_us != 0 {
+        let f = format!("{frac_us:06}");
         out.push('.');
         out.push_str(f.trim_end_matches('0'));
     }

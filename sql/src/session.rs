@@ -47,8 +47,10 @@ use crate::rewrite::rewrite_asof;
 pub struct EngineOptions {
     /// Memory one statement may use for sorts, joins and aggregations (bytes).
     pub query_memory_limit: usize,
-    /// Parallelism of DataFusion plans.
+    /// Parallelism of DataFusion plans (and threads one as-of join may use).
     pub target_partitions: usize,
+    /// Smallest share of an as-of join's spine worth its own thread.
+    pub asof_rows_per_thread: usize,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +58,7 @@ impl Default for EngineOptions {
         EngineOptions {
             query_memory_limit: 2 << 30,
             target_partitions: 2,
+            asof_rows_per_thread: 65_536,
         }
     }
 }
@@ -96,6 +99,7 @@ impl Engine {
 #[derive(Debug)]
 struct HsQueryPlanner {
     db: Db,
+    asof_rows_per_thread: usize,
 }
 
 #[async_trait]
@@ -107,6 +111,7 @@ impl QueryPlanner for HsQueryPlanner {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(AsofPlanner {
             db: self.db.clone(),
+            rows_per_thread: self.asof_rows_per_thread,
         })])
         .create_physical_plan(plan, session)
         .await
@@ -233,6 +238,7 @@ impl Session {
             .with_default_features()
             .with_query_planner(Arc::new(HsQueryPlanner {
                 db: engine.db.clone(),
+                asof_rows_per_thread: engine.options.asof_rows_per_thread,
             }))
             .with_relation_planners(vec![Arc::new(HsRelationPlanner::new(
                 engine.db.clone(),
@@ -266,6 +272,24 @@ impl Session {
             Txn::Open(_) => TransactionStatus::InBlock,
             Txn::Failed => TransactionStatus::Failed,
         }
+    }
+
+    /// An error outside the SQL layer (e.g. a failed COPY) aborts an open transaction.
+    pub fn mark_failed(&mut self) {
+        if let Txn::Open(_) = self.txn {
+            self.txn = Txn::Failed;
+        }
+    }
+
+    /// Refuse work while the transaction block is aborted.
+    pub(crate) fn check_not_failed(&self) -> Result<()> {
+        if matches!(self.txn, Txn::Failed) {
+            return Err(SqlError::new(
+                ErrorKind::InFailedTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        Ok(())
     }
 
     /// A setting's current value.
@@ -356,6 +380,20 @@ impl Session {
             Statement::AlterTable(at) => self.alter_table(at),
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(&variable).await,
+            Statement::Reset(r) => {
+                match r.reset {
+                    sqlparser::ast::Reset::ALL => {
+                        let names: Vec<String> = self.settings.keys().cloned().collect();
+                        for name in names {
+                            self.reset_variable(&name);
+                        }
+                    }
+                    sqlparser::ast::Reset::ConfigurationParameter(name) => {
+                        self.reset_variable(&name.to_string().replace(' ', "_"));
+                    }
+                }
+                Ok(Output::command("RESET"))
+            }
             other => Err(SqlError::unsupported(format!(
                 "statement not supported: {}",
                 first_words(&other.to_string())

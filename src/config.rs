@@ -1,0 +1,386 @@
+//! Server configuration: command-line flags, environment variables (`HINDSIGHT_*`) and
+//! an optional TOML file, merged in that order of precedence over the defaults.
+//!
+//! Invariant: the defaults alone give a usable embedded server (loopback listener,
+//! `./hindsight-data`, fsync before acknowledging, trust only for loopback peers).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde::Deserialize;
+
+/// Hindsight: one database for ML features, versioned by event time and system time,
+/// served over the PostgreSQL protocol.
+///
+/// Every option can also be set in a TOML file (--config) under the same name with
+/// dashes as underscores (e.g. `max_connections = 200`), or through an environment
+/// variable named in its help. Flags override the environment, which overrides the
+/// file.
+#[derive(Parser, Debug, Default)]
+#[command(name = "hindsight", version, about, long_about)]
+pub struct Cli {
+    /// Address to serve the PostgreSQL protocol on [default: 127.0.0.1:5433].
+    #[arg(long, env = "HINDSIGHT_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory holding the database (created if missing) [default: ./hindsight-data].
+    #[arg(long, env = "HINDSIGHT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// TOML configuration file.
+    #[arg(long, env = "HINDSIGHT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address of the Prometheus metrics endpoint (GET /metrics); "off" disables it
+    /// [default: 127.0.0.1:9433].
+    #[arg(long, env = "HINDSIGHT_METRICS_LISTEN", value_name = "ADDR|off")]
+    pub metrics_listen: Option<String>,
+
+    /// Maximum concurrent client connections; more are refused with SQLSTATE 53300
+    /// [default: 100].
+    #[arg(long, env = "HINDSIGHT_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Memory one query may use for sorts, joins and aggregations, e.g. 2GiB, 512MiB;
+    /// beyond it the query fails with SQLSTATE 53200 [default: 2GiB].
+    #[arg(long, env = "HINDSIGHT_QUERY_MEMORY_LIMIT", value_name = "BYTES")]
+    pub query_memory_limit: Option<String>,
+
+    /// Default statement timeout for new sessions, e.g. 30s, 500ms; 0 disables
+    /// (sessions can SET statement_timeout) [default: 0].
+    #[arg(long, env = "HINDSIGHT_STATEMENT_TIMEOUT", value_name = "DURATION")]
+    pub statement_timeout: Option<String>,
+
+    /// Close sessions idle outside a transaction this long, e.g. 10min; 0 disables
+    /// [default: 0].
+    #[arg(long, env = "HINDSIGHT_IDLE_SESSION_TIMEOUT", value_name = "DURATION")]
+    pub idle_session_timeout: Option<String>,
+
+    /// WAL durability: "always" (fsync before acknowledging a commit, with group
+    /// commit), "every:<ms>" (fsync in the background), or "never" (bulk loads; a
+    /// crash loses recent commits) [default: always].
+    #[arg(long, env = "HINDSIGHT_FSYNC", value_name = "POLICY")]
+    pub fsync: Option<String>,
+
+    /// Threads DataFusion uses per query (and per as-of join) [default: CPU count].
+    #[arg(long, env = "HINDSIGHT_QUERY_THREADS", value_name = "N")]
+    pub query_threads: Option<usize>,
+
+    /// A login user as NAME:PASSWORD (SCRAM-SHA-256); repeat for several. Required for
+    /// connections from non-loopback addresses.
+    #[arg(
+        long = "user",
+        env = "HINDSIGHT_USERS",
+        value_name = "NAME:PASSWORD",
+        value_delimiter = ','
+    )]
+    pub users: Vec<String>,
+
+    /// Require a password from loopback clients too (by default they are trusted).
+    #[arg(long, env = "HINDSIGHT_NO_LOOPBACK_TRUST")]
+    pub no_loopback_trust: bool,
+
+    /// Serve a non-loopback address without authentication. Dangerous: anyone who can
+    /// reach the port can read and write everything.
+    #[arg(long, env = "HINDSIGHT_INSECURE_TRUST_REMOTE")]
+    pub insecure_trust_remote: bool,
+
+    /// PEM certificate chain for TLS (clients asking for SSL get TLS).
+    #[arg(
+        long,
+        env = "HINDSIGHT_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS.
+    #[arg(
+        long,
+        env = "HINDSIGHT_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Log filter (tracing-subscriber EnvFilter syntax), e.g. info, hindsight_wire=debug
+    /// [default: info; RUST_LOG also works].
+    #[arg(long, env = "HINDSIGHT_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "HINDSIGHT_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The TOML file: the same settings, all optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    metrics_listen: Option<String>,
+    max_connections: Option<usize>,
+    query_memory_limit: Option<String>,
+    statement_timeout: Option<String>,
+    idle_session_timeout: Option<String>,
+    fsync: Option<String>,
+    query_threads: Option<usize>,
+    #[serde(default)]
+    users: Vec<UserEntry>,
+    no_loopback_trust: Option<bool>,
+    insecure_trust_remote: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    log: Option<String>,
+    log_format: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    name: String,
+    password: String,
+}
+
+/// The resolved configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub metrics_listen: Option<SocketAddr>,
+    pub max_connections: usize,
+    pub query_memory_limit: usize,
+    pub statement_timeout: Duration,
+    pub idle_session_timeout: Option<Duration>,
+    pub sync: hindsight_storage::SyncPolicy,
+    pub query_threads: usize,
+    pub users: Vec<(String, String)>,
+    pub trust_loopback: bool,
+    pub insecure_trust_remote: bool,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub log: String,
+    pub log_json: bool,
+}
+
+/// Parse a byte size: plain bytes or with KB/MB/GB (powers of 1000) or KiB/MiB/GiB.
+pub fn parse_bytes(s: &str) -> Result<usize> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("invalid size \"{s}\""))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "kib" | "k" => 1024.0,
+        "mib" | "m" => 1024.0 * 1024.0,
+        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
+        other => bail!("unknown size unit \"{other}\" in \"{s}\""),
+    };
+    Ok((n * mult) as usize)
+}
+
+/// Parse a duration: plain milliseconds or with ms/s/min/h.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid duration \"{s}\""))?;
+    Ok(match unit.trim() {
+        "" | "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "min" | "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        other => bail!("unknown duration unit \"{other}\" in \"{s}\""),
+    })
+}
+
+fn parse_sync(s: &str) -> Result<hindsight_storage::SyncPolicy> {
+    use hindsight_storage::SyncPolicy;
+    Ok(match s.trim() {
+        "always" => SyncPolicy::Always,
+        "never" => SyncPolicy::Never,
+        other => match other.strip_prefix("every:") {
+            Some(ms) => SyncPolicy::EveryMillis(parse_duration(ms)?.as_millis().max(1) as u64),
+            None => bail!("invalid fsync policy \"{other}\": use always, every:<ms> or never"),
+        },
+    })
+}
+
+impl Config {
+    /// Merge flags and environment (already in `cli`) over the file over defaults.
+    pub fn resolve(cli: Cli) -> Result<Config> {
+        let file: FileConfig = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let metrics = cli
+            .metrics_listen
+            .or(file.metrics_listen)
+            .unwrap_or_else(|| "127.0.0.1:9433".into());
+        let metrics_listen = if metrics.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            Some(
+                metrics
+                    .parse()
+                    .with_context(|| format!("invalid metrics address \"{metrics}\""))?,
+            )
+        };
+        let mut users = Vec::new();
+        for u in &cli.users {
+            let (name, password) = u
+                .split_once(':')
+                .with_context(|| format!("--user expects NAME:PASSWORD, got \"{u}\""))?;
+            users.push((name.to_string(), password.to_string()));
+        }
+        users.extend(file.users.into_iter().map(|u| (u.name, u.password)));
+        let statement_timeout = match cli.statement_timeout.or(file.statement_timeout) {
+            Some(s) => parse_duration(&s)?,
+            None => Duration::ZERO,
+        };
+        let idle_session_timeout = match cli.idle_session_timeout.or(file.idle_session_timeout) {
+            Some(s) => Some(parse_duration(&s)?).filter(|d| !d.is_zero()),
+            None => None,
+        };
+        let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => bail!("TLS needs both a certificate (tls_cert) and a key (tls_key)"),
+        };
+        let log_format = cli
+            .log_format
+            .or(file.log_format)
+            .unwrap_or_else(|| "text".into());
+        let log_json = match log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => bail!("invalid log format \"{other}\": use text or json"),
+        };
+        Ok(Config {
+            listen: cli
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5433))),
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("hindsight-data")),
+            metrics_listen,
+            max_connections: cli.max_connections.or(file.max_connections).unwrap_or(100),
+            query_memory_limit: match cli.query_memory_limit.or(file.query_memory_limit) {
+                Some(s) => parse_bytes(&s)?,
+                None => 2 << 30,
+            },
+            statement_timeout,
+            idle_session_timeout,
+            sync: match cli.fsync.or(file.fsync) {
+                Some(s) => parse_sync(&s)?,
+                None => hindsight_storage::SyncPolicy::Always,
+            },
+            query_threads: cli.query_threads.or(file.query_threads).unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            }),
+            users,
+            trust_loopback: !(cli.no_loopback_trust || file.no_loopback_trust.unwrap_or(false)),
+            insecure_trust_remote: cli.insecure_trust_remote
+                || file.insecure_trust_remote.unwrap_or(false),
+            tls,
+            log: cli
+                .log
+                .or(file.log)
+                .or_else(|| std::env::var("RUST_LOG").ok())
+                .unwrap_or_else(|| "info".into()),
+            log_json,
+        })
+    }
+
+    /// Refuse configurations that would expose data without authentication.
+    pub fn check_safety(&self) -> Result<()> {
+        if !self.listen.ip().is_loopback() && self.users.is_empty() && !self.insecure_trust_remote {
+            bail!(
+                "refusing to serve {} without authentication: add a user (--user NAME:PASSWORD) \
+                 or pass --insecure-trust-remote to allow anyone who can reach the port",
+                self.listen
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse_with_units() {
+        assert_eq!(parse_bytes("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("10min").unwrap(), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn defaults_are_loopback_and_safe() {
+        let c = Config::resolve(Cli::default()).unwrap();
+        assert!(c.listen.ip().is_loopback());
+        assert!(c.trust_loopback);
+        assert!(c.check_safety().is_ok());
+    }
+
+    #[test]
+    fn remote_listen_without_users_is_refused_unless_forced() {
+        let cli = Cli {
+            listen: Some("0.0.0.0:5433".parse().unwrap()),
+            ..Cli::default()
+        };
+        assert!(Config::resolve(cli).unwrap().check_safety().is_err());
+        let cli = Cli {
+            listen: Some("0.0.0.0:5433".parse().unwrap()),
+            users: vec!["alice:secret".into()],
+            ..Cli::default()
+        };
+        assert!(Config::resolve(cli).unwrap().check_safety().is_ok());
+    }
+
+    #[test]
+    fn file_settings_apply_under_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(
+            &path,
+            "max_connections = 7\nfsync = \"never\"\n[[users]]\nname = \"a\"\npassword = \"b\"\n",
+        )
+        .unwrap();
+        let cli = Cli {
+            config: Some(path),
+            max_connections: Some(9),
+            ..Cli::default()
+        };
+        let c = Config::resolve(cli).unwrap();
+        assert_eq!(c.max_connections, 9);
+        assert_eq!(c.users, vec![("a".to_string(), "b".to_string())]);
+        assert!(matches!(c.sync, hindsight_storage::SyncPolicy::Never));
+    }
+}

@@ -1,0 +1,143 @@
+//! Starts the real `hindsight` binary on an ephemeral port with a temporary data
+//! directory, for end-to-end tests with real clients.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct TestServer {
+    child: Child,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+impl TestServer {
+    pub fn start(extra: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, extra)
+    }
+
+    /// Start on an existing data directory (restart tests).
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> TestServer {
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hindsight"))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--metrics-listen")
+            .arg("127.0.0.1:0")
+            .args(&args)
+            .env("HINDSIGHT_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start hindsight");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let port_after = |line: &str, key: &str| {
+            line.split(key)
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse::<u16>().ok())
+        };
+        std::thread::spawn(move || {
+            let mut metrics = None;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("metrics endpoint") {
+                    metrics = port_after(&line, "addr=");
+                }
+                if line.contains("ready to accept connections") {
+                    let _ = tx.send(port_after(&line, "listen=").zip(metrics));
+                }
+                if std::env::var_os("HINDSIGHT_TEST_LOG").is_some() {
+                    eprintln!("[server] {line}");
+                }
+            }
+        });
+        let (port, metrics_port) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server did not become ready")
+            .expect("ports in the startup lines");
+        TestServer {
+            child,
+            port,
+            metrics_port,
+            dir,
+            args,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=test dbname=hindsight",
+            self.port
+        )
+    }
+
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    /// The Prometheus text from the metrics endpoint.
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// SIGTERM, then wait for exit.
+    pub fn stop(mut self) -> (ExitStatus, tempfile::TempDir) {
+        let status = self.terminate();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (status, dir)
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..600 {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().unwrap()
+    }
+
+    /// Restart on the same data directory.
+    pub fn restart(self) -> TestServer {
+        let args = self.args.clone();
+        let (status, dir) = self.stop();
+        assert!(status.success(), "clean exit, got {status:?}");
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        TestServer::start_in(dir, &refs)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

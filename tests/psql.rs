@@ -1,0 +1,107 @@
+//! End-to-end: a scripted psql session against the real server (`\copy` in and out,
+//! latest lookup, as_of, an ASOF JOIN training set). Skipped with a message when psql
+//! is not installed (`.ci/run` installs it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+use common::TestServer;
+
+fn psql_available() -> bool {
+    Command::new("psql").arg("--version").output().is_ok()
+}
+
+fn psql(server: &TestServer, cwd: &std::path::Path, script: &str) -> (bool, String, String) {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .arg("-h")
+        .arg("127.0.0.1")
+        .arg("-p")
+        .arg(server.port.to_string())
+        .args(["-U", "test", "-d", "hindsight", "-f", "-"])
+        .current_dir(cwd)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(script.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("run psql");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn scripted_psql_session_builds_a_training_set() {
+    if !psql_available() {
+        eprintln!("psql not installed: skipping (bash .ci/run installs it)");
+        return;
+    }
+    let server = TestServer::start(&[]);
+    let work = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        work.path().join("versions.csv"),
+        "driver_id,event_ts,conv_rate\n1,2026-01-01 00:00:00+00,0.5\n1,2026-01-03 00:00:00+00,0.9\n2,2026-01-02 00:00:00+00,0.2\n",
+    )
+    .expect("write csv");
+    let script = r#"
+CREATE TABLE driver_stats (
+  driver_id BIGINT NOT NULL,
+  event_ts  TIMESTAMPTZ NOT NULL,
+  conv_rate DOUBLE PRECISION,
+  PRIMARY KEY (driver_id)
+) WITH (event_time = 'event_ts');
+\copy driver_stats FROM 'versions.csv' WITH (FORMAT csv, HEADER)
+CREATE TABLE labels (driver_id BIGINT, ts TIMESTAMPTZ, label BOOLEAN);
+INSERT INTO labels VALUES (1, '2026-01-02 00:00:00+00', true), (2, '2026-01-01 00:00:00+00', false), (1, '2026-01-04 00:00:00+00', true);
+SELECT 'latest', conv_rate FROM driver_stats WHERE driver_id = 1;
+SELECT 'as_of', conv_rate FROM as_of(driver_stats, TIMESTAMPTZ '2026-01-02 00:00:00+00') WHERE driver_id = 1;
+\copy (SELECT s.driver_id, s.ts, s.label, f.conv_rate FROM labels AS s ASOF JOIN driver_stats AS f MATCH_CONDITION (s.ts >= f.event_ts) ON s.driver_id = f.driver_id ORDER BY s.driver_id, s.ts) TO 'training.csv' WITH (FORMAT csv, HEADER)
+SELECT 'done';
+"#;
+    let (ok, stdout, stderr) = psql(&server, work.path(), script);
+    assert!(ok, "psql failed:\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "latest|0.9\nas_of|0.5\ndone",
+        "stderr: {stderr}"
+    );
+    let training = std::fs::read_to_string(work.path().join("training.csv")).expect("training.csv");
+    assert_eq!(
+        training,
+        "driver_id,ts,label,conv_rate\n\
+         1,2026-01-02 00:00:00+00,t,0.5\n\
+         1,2026-01-04 00:00:00+00,t,0.9\n\
+         2,2026-01-01 00:00:00+00,f,\n"
+    );
+}
+
+#[test]
+fn psql_reports_errors_with_sqlstate() {
+    if !psql_available() {
+        eprintln!("psql not installed: skipping");
+        return;
+    }
+    let server = TestServer::start(&[]);
+    let (ok, _out, stderr) = psql(
+        &server,
+        server.dir.path(),
+        "\\set VERBOSITY verbose\nSELECT * FROM missing;\n",
+    );
+    assert!(!ok);
+    assert!(stderr.contains("42P01"), "{stderr}");
+}

@@ -1,0 +1,450 @@
+//! End-to-end: the real server with tokio-postgres (simple and extended protocol,
+//! binary formats, pipelining, COPY, cancel, limits, shutdown).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::TestServer;
+use futures::{SinkExt, TryStreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+
+const SCHEMA: &str = "CREATE TABLE driver_stats (
+    driver_id BIGINT NOT NULL,
+    event_ts TIMESTAMPTZ NOT NULL,
+    conv_rate DOUBLE PRECISION,
+    trips BIGINT,
+    name TEXT,
+    active BOOLEAN,
+    emb REAL[],
+    PRIMARY KEY (driver_id)
+) WITH (event_time = 'event_ts')";
+
+async fn seeded(server: &TestServer) -> tokio_postgres::Client {
+    let c = server.connect().await;
+    c.batch_execute(SCHEMA).await.unwrap();
+    c.batch_execute(
+        "INSERT INTO driver_stats VALUES
+           (1, '2026-01-01 00:00:00+00', 0.5, 10, 'ann', true, ARRAY[1.5, 2.5]),
+           (1, '2026-01-02 00:00:00+00', 0.7, 12, 'ann', false, ARRAY[3.5]),
+           (2, '2026-01-01 12:00:00+00', 0.1, 3, NULL, NULL, NULL)",
+    )
+    .await
+    .unwrap();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_lookup_prepared_with_binary_results() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    let stmt = c
+        .prepare("SELECT driver_id, event_ts, conv_rate, trips, name, active, emb FROM driver_stats WHERE driver_id = $1")
+        .await
+        .unwrap();
+    assert_eq!(stmt.params(), &[Type::INT8]);
+    let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+    assert_eq!(
+        types,
+        vec![
+            Type::INT8,
+            Type::TIMESTAMPTZ,
+            Type::FLOAT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::BOOL,
+            Type::FLOAT4_ARRAY
+        ]
+    );
+    let row = c.query_one(&stmt, &[&1i64]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    let ts: std::time::SystemTime = row.get(1);
+    assert_eq!(
+        ts.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+        1_767_312_000
+    );
+    assert_eq!(row.get::<_, f64>(2), 0.7);
+    assert_eq!(row.get::<_, i64>(3), 12);
+    assert_eq!(row.get::<_, &str>(4), "ann");
+    assert!(!row.get::<_, bool>(5));
+    assert_eq!(row.get::<_, Vec<f32>>(6), vec![3.5]);
+    let row = c.query_one(&stmt, &[&2i64]).await.unwrap();
+    assert_eq!(row.get::<_, Option<&str>>(4), None);
+    assert_eq!(row.get::<_, Option<Vec<f32>>>(6), None);
+    assert!(c.query_opt(&stmt, &[&3i64]).await.unwrap().is_none());
+    let metrics = server.metrics();
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    for name in [
+        "hindsight_statements_total",
+        "hindsight_statement_duration_seconds_bucket",
+        "hindsight_connections_open 1",
+        "hindsight_storage_wal_syncs_total",
+        "hindsight_storage_level_files{level=\"0\"}",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_protocol_runs_several_statements_and_reports_tags() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    let msgs = c
+        .simple_query(
+            "SELECT driver_id, trips FROM driver_stats ORDER BY driver_id; SELECT 1 AS one",
+        )
+        .await
+        .unwrap();
+    let rows: Vec<(String, String)> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                let second = r.try_get(1).ok().flatten().unwrap_or("");
+                Some((r.get(0).unwrap().to_string(), second.to_string()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("1".into(), "12".into()),
+            ("2".into(), "3".into()),
+            ("1".into(), "".into())
+        ]
+    );
+    let n = c
+        .execute("INSERT INTO driver_stats (driver_id, event_ts, trips) VALUES (3, now(), 1), (4, now(), 2)", &[])
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_of_and_any_array_parameters() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600 + 3600);
+    let row = c
+        .query_one(
+            "SELECT conv_rate FROM as_of(driver_stats, $1) WHERE driver_id = 1",
+            &[&t],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, f64>(0), 0.5);
+    let rows = c
+        .query(
+            "SELECT driver_id FROM driver_stats WHERE driver_id = ANY($1) ORDER BY driver_id",
+            &[&vec![1i64, 2, 99]],
+        )
+        .await
+        .unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, vec![1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_queries_and_errors_keep_the_connection_usable() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    let s = c
+        .prepare("SELECT trips FROM driver_stats WHERE driver_id = $1")
+        .await
+        .unwrap();
+    let (a, b, e, d) = tokio::join!(
+        c.query_one(&s, &[&1i64]),
+        c.query_one(&s, &[&2i64]),
+        c.query("SELECT * FROM no_such_table", &[]),
+        c.query_one(&s, &[&1i64]),
+    );
+    assert_eq!(a.unwrap().get::<_, i64>(0), 12);
+    assert_eq!(b.unwrap().get::<_, i64>(0), 3);
+    assert_eq!(e.unwrap_err().code(), Some(&SqlState::UNDEFINED_TABLE));
+    assert_eq!(d.unwrap().get::<_, i64>(0), 12);
+    let err = c.batch_execute("SELEC 1").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::SYNTAX_ERROR));
+    let err = c
+        .query("SELECT nope FROM driver_stats", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNDEFINED_COLUMN));
+    assert_eq!(
+        c.query_one("SELECT 2::BIGINT", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_and_out_in_text_and_csv() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    let sink = c
+        .copy_in("COPY driver_stats (driver_id, event_ts, conv_rate, trips, name, emb) FROM STDIN")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    let mut data = String::new();
+    for i in 10..1010 {
+        data.push_str(&format!(
+            "{i}\t2026-01-03 00:00:00+00\t0.25\t{i}\tname\\t{i}\t{{1,2}}\n"
+        ));
+    }
+    // Split mid-line to exercise records spanning CopyData messages.
+    let (a, b) = data.split_at(data.len() / 2 + 3);
+    sink.send(Bytes::from(a.to_string())).await.unwrap();
+    sink.send(Bytes::from(b.to_string())).await.unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 1000);
+    let row = c
+        .query_one(
+            "SELECT count(*), sum(trips) FROM driver_stats WHERE driver_id >= 10",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1000);
+    let name: String = c
+        .query_one("SELECT name FROM driver_stats WHERE driver_id = 10", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "name\t10");
+
+    let out = c
+        .copy_out("COPY (SELECT driver_id, name, conv_rate FROM driver_stats WHERE driver_id < 3 ORDER BY driver_id) TO STDOUT WITH (FORMAT csv, HEADER)")
+        .await
+        .unwrap();
+    let chunks: Vec<Bytes> = out.try_collect().await.unwrap();
+    let text: String = chunks
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(text, "driver_id,name,conv_rate\n1,ann,0.7\n2,,0.1\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_copy_rows_and_abandoned_copies_leave_nothing_visible() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    let sink = c
+        .copy_in("COPY driver_stats (driver_id, event_ts) FROM STDIN")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    sink.send(Bytes::from_static(
+        b"100\t2026-01-01\nnot-a-number\t2026-01-01\n",
+    ))
+    .await
+    .unwrap();
+    let err = sink.finish().await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_TEXT_REPRESENTATION));
+    // A client that disconnects mid-COPY.
+    {
+        let c2 = server.connect().await;
+        let sink = c2
+            .copy_in("COPY driver_stats (driver_id, event_ts) FROM STDIN")
+            .await
+            .unwrap();
+        futures::pin_mut!(sink);
+        sink.send(Bytes::from_static(b"200\t2026-01-01\n"))
+            .await
+            .unwrap();
+        drop(c2);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM driver_stats WHERE driver_id IN (100, 200)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_statement_timeout_stop_a_running_query() {
+    let server = TestServer::start(&[]);
+    let c = server.connect().await;
+    let slow = "SELECT count(*) FROM generate_series(1, 20000000000) AS a(x) WHERE x % 7 = 3";
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let err = c.query(slow, &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED));
+    canceller.await.unwrap();
+    c.batch_execute("SET statement_timeout = 200")
+        .await
+        .unwrap();
+    let err = c.query(slow, &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED));
+    let message = err
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_default();
+    assert!(message.contains("statement timeout"), "{message}");
+    c.batch_execute("RESET statement_timeout").await.unwrap();
+    assert_eq!(
+        c.query_one("SELECT 1::BIGINT", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_get_53300_and_others_keep_working() {
+    let server = TestServer::start(&["--max-connections", "2"]);
+    let a = server.connect().await;
+    let _b = server.connect().await;
+    let err = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("third connection refused");
+    assert_eq!(err.code(), Some(&SqlState::TOO_MANY_CONNECTIONS));
+    assert_eq!(
+        a.query_one("SELECT 1::BIGINT", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_messages_get_errors_and_the_server_keeps_serving() {
+    let server = TestServer::start(&[]);
+    let addr = format!("127.0.0.1:{}", server.port);
+    // Garbage instead of a startup packet.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(&[0, 0, 0, 8, 1, 2, 3, 4]).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert_eq!(buf.first(), Some(&b'E'), "an ErrorResponse, got {buf:?}");
+    // A startup packet claiming 1 GiB.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(&[0x40, 0, 0, 0, 0, 3, 0, 0]).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert_eq!(buf.first(), Some(&b'E'));
+    // Invalid UTF-8 in a query of an authenticated session: 22021, then ReadyForQuery.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let params = b"user\0test\0\0";
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&((8 + params.len()) as i32).to_be_bytes());
+    startup.extend_from_slice(&196608i32.to_be_bytes());
+    startup.extend_from_slice(params);
+    s.write_all(&startup).await.unwrap();
+    read_until_ready(&mut s).await;
+    s.write_all(&[b'Q', 0, 0, 0, 7, 0xff, 0xfe, 0])
+        .await
+        .unwrap();
+    let reply = read_until_ready(&mut s).await;
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("22021"), "{text}");
+    // The session still works.
+    s.write_all(b"Q\0\0\0\x0dSELECT 1\0").await.unwrap();
+    let reply = read_until_ready(&mut s).await;
+    assert_eq!(reply.first(), Some(&b'T'));
+    let c = server.connect().await;
+    assert_eq!(
+        c.query_one("SELECT 3::BIGINT", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        3
+    );
+}
+
+/// Read backend messages until ReadyForQuery; returns everything read.
+async fn read_until_ready(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    loop {
+        let mut header = [0u8; 5];
+        s.read_exact(&mut header).await.unwrap();
+        let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let mut body = vec![0u8; len - 4];
+        s.read_exact(&mut body).await.unwrap();
+        all.extend_from_slice(&header);
+        all.extend_from_slice(&body);
+        if header[0] == b'Z' {
+            return all;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_are_atomic_and_sigterm_keeps_committed_data() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    c.batch_execute(
+        "BEGIN; INSERT INTO driver_stats (driver_id, event_ts) VALUES (50, now()); ROLLBACK",
+    )
+    .await
+    .unwrap();
+    c.batch_execute(
+        "BEGIN; INSERT INTO driver_stats (driver_id, event_ts) VALUES (51, now()); COMMIT",
+    )
+    .await
+    .unwrap();
+    drop(c);
+    let server = server.restart();
+    let c = server.connect().await;
+    let ids: Vec<i64> = c
+        .query(
+            "SELECT driver_id FROM driver_stats WHERE driver_id >= 50",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, vec![51]);
+    let (status, _) = server.stop();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_users_and_wrong_passwords() {
+    let server = TestServer::start(&["--no-loopback-trust", "--user", "alice:s3cret"]);
+    let ok = format!(
+        "host=127.0.0.1 port={} user=alice password=s3cret",
+        server.port
+    );
+    let (c, conn) = tokio_postgres::connect(&ok, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    assert_eq!(
+        c.query_one("SELECT 1::BIGINT", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+    for bad in ["user=alice password=wrong", "user=mallory password=s3cret"] {
+        let url = format!("host=127.0.0.1 port={} {bad}", server.port);
+        let err = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.code(),
+            Some(&SqlState::INVALID_PASSWORD),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -1,0 +1,995 @@
+//! One client connection: startup and authentication, then the simple and extended
+//! query protocols over a [`Session`] of the SQL layer.
+//!
+//! Invariants:
+//! - responses are buffered and flushed once per simple query, Sync or Flush (and when
+//!   a large result fills the buffer), so a pipelined Parse/Bind/Execute/Sync costs
+//!   one write, like a simple query;
+//! - after an error in an extended-protocol message, messages are discarded until
+//!   Sync, which answers ReadyForQuery with the transaction's state;
+//! - every statement runs under the session's cancel signal and statement timeout;
+//!   a canceled statement is 57014 and the connection keeps serving;
+//! - portals are streamed: `Execute` with a row limit sends at most that many rows
+//!   and keeps the rest for the next `Execute` (PortalSuspended).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::{SinkExt, StreamExt};
+use hindsight_sql::ast::Statement;
+use hindsight_sql::{ErrorKind, Output, Prepared, Session, SqlError, TransactionStatus};
+use pgwire::api::auth::sasl::scram::{ScramSecret, ScramServerAuth};
+use pgwire::messages::PgWireBackendMessage as B;
+use pgwire::messages::PgWireFrontendMessage as F;
+use pgwire::messages::data::{FieldDescription, NoData, ParameterDescription, RowDescription};
+use pgwire::messages::extendedquery::{
+    BindComplete, CloseComplete, ParseComplete, PortalSuspended,
+};
+use pgwire::messages::response::{
+    CommandComplete, EmptyQueryResponse, ReadyForQuery, TransactionStatus as PgTxn,
+};
+use pgwire::messages::startup::{
+    Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey, Startup,
+};
+use pgwire::tokio::server::MaybeTls;
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, FramedParts};
+
+use crate::auth::Method;
+use crate::codec::{Frame, HsCodec, Outgoing, Phase, RowWriter};
+use crate::copy::{self, CopyCommand};
+use crate::metrics::Metrics;
+use crate::server::{CancelSignal, Registration, Shared, Slot};
+use crate::sqlstate::{ProtocolError, WireError};
+use crate::types::{arrow_type_of_oid, decode_param, encode_cell, pg_type};
+
+/// How long a client may take to finish startup and authentication.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Flush rows to the socket once this many bytes are buffered.
+const ROW_FLUSH_BYTES: usize = 256 << 10;
+
+pub(crate) type Socket = Framed<MaybeTls, HsCodec>;
+
+/// A parsed (and where possible planned) statement.
+struct Stmt {
+    prepared: Prepared,
+    /// A COPY, which the protocol layer runs itself.
+    copy: Option<CopyCommand>,
+    /// Parameter OIDs as the client declared them (0: unspecified).
+    declared: Vec<u32>,
+}
+
+impl Stmt {
+    fn param_oids(&self) -> Vec<u32> {
+        self.prepared
+            .param_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match self.declared.get(i) {
+                Some(&o) if o != 0 => o,
+                _ => t
+                    .as_ref()
+                    .map(|t| pg_type(t).oid)
+                    .unwrap_or(crate::types::oid::TEXT),
+            })
+            .collect()
+    }
+}
+
+enum PortalState {
+    Ready,
+    Running {
+        stream: SendableRecordBatchStream,
+        pending: Option<(RecordBatch, usize)>,
+        sent: u64,
+    },
+    Done,
+}
+
+struct Portal {
+    stmt: Arc<Stmt>,
+    params: Vec<ScalarValue>,
+    /// Per result column: binary format?
+    binary: Vec<bool>,
+    state: PortalState,
+}
+
+pub(crate) struct Connection {
+    pub(crate) socket: Socket,
+    shared: Arc<Shared>,
+    pub(crate) session: Session,
+    reg: Registration,
+    statements: HashMap<String, Arc<Stmt>>,
+    portals: HashMap<String, Portal>,
+    /// An extended-protocol error happened: discard until Sync.
+    skipping: bool,
+    _slot: Slot,
+}
+
+/// Run `fut` unless the statement is canceled or its deadline passes first.
+pub(crate) async fn guarded<T>(
+    cancel: &CancelSignal,
+    deadline: Option<Instant>,
+    fut: impl std::future::Future<Output = Result<T, SqlError>>,
+) -> Result<T, WireError> {
+    let canceled = cancel.notified();
+    let timeout = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = fut => r.map_err(WireError::from),
+        _ = canceled => Err(SqlError::new(ErrorKind::QueryCanceled, "canceling statement due to user request").into()),
+        _ = timeout => Err(SqlError::new(ErrorKind::QueryCanceled, "canceling statement due to statement timeout").into()),
+    }
+}
+
+fn command_tag(tag: &str, rows: Option<u64>) -> String {
+    match (tag, rows) {
+        ("INSERT", Some(n)) => format!("INSERT 0 {n}"),
+        (t, Some(n)) => format!("{t} {n}"),
+        (t, None) => t.to_string(),
+    }
+}
+
+fn pg_txn(s: TransactionStatus) -> PgTxn {
+    match s {
+        TransactionStatus::Idle => PgTxn::Idle,
+        TransactionStatus::InBlock => PgTxn::Transaction,
+        TransactionStatus::Failed => PgTxn::Error,
+    }
+}
+
+/// RowDescription of a result schema with per-column formats.
+pub(crate) fn row_description(schema: &SchemaRef, binary: &[bool]) -> RowDescription {
+    RowDescription::new(
+        schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let t = pg_type(f.data_type());
+                FieldDescription::new(
+                    f.name().clone(),
+                    0,
+                    0,
+                    t.oid,
+                    t.size,
+                    -1,
+                    i16::from(binary.get(i).copied().unwrap_or(false)),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Resolve Bind's format codes (none: all text; one: applies to all; else one each).
+fn formats(codes: &[i16], n: usize) -> Result<Vec<bool>, ProtocolError> {
+    match codes.len() {
+        0 => Ok(vec![false; n]),
+        1 => Ok(vec![codes.first() == Some(&1); n]),
+        m if m == n => Ok(codes.iter().map(|c| *c == 1).collect()),
+        m => Err(ProtocolError::Violation(format!(
+            "bind message has {m} format codes but {n} values"
+        ))),
+    }
+}
+
+impl Connection {
+    /// Serve one accepted socket until the client leaves or the server stops.
+    pub(crate) async fn run(
+        shared: Arc<Shared>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        slot: Slot,
+    ) -> std::io::Result<()> {
+        let negotiated =
+            pgwire::tokio::server::negotiate_tls::<()>(tcp, shared.config.tls.clone()).await?;
+        let Some(framed) = negotiated else {
+            return Ok(());
+        };
+        let old = framed.into_parts();
+        let mut parts = FramedParts::new(old.io, HsCodec::new(shared.config.max_message_bytes));
+        parts.read_buf = old.read_buf;
+        parts.write_buf = old.write_buf;
+        let mut socket = Framed::from_parts(parts);
+
+        let startup = tokio::time::timeout(STARTUP_TIMEOUT, socket.next()).await;
+        let startup = match startup {
+            Ok(Some(Ok(Frame::Message(F::Startup(s))))) => s,
+            Ok(Some(Ok(Frame::Message(F::CancelRequest(c))))) => {
+                if let Some(secret) = c.secret_key.as_i32() {
+                    shared.cancel(c.pid, secret);
+                }
+                return Ok(());
+            }
+            Ok(Some(Ok(Frame::Refused(e)))) => {
+                return fatal(&mut socket, e).await;
+            }
+            Ok(Some(Ok(Frame::Message(_)))) => {
+                return fatal(
+                    &mut socket,
+                    ProtocolError::Violation("expected a startup message".into()),
+                )
+                .await;
+            }
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(None) | Err(_) => return Ok(()),
+        };
+        if !slot.admitted {
+            return fatal(&mut socket, ProtocolError::TooManyConnections).await;
+        }
+        socket.codec_mut().phase = Phase::Authenticating;
+        if startup.protocol_number_major != 3 {
+            return fatal(
+                &mut socket,
+                ProtocolError::Violation(format!(
+                    "unsupported frontend protocol {}.{}: server supports 3.0",
+                    startup.protocol_number_major, startup.protocol_number_minor
+                )),
+            )
+            .await;
+        }
+        negotiate_minor(&mut socket, &startup).await?;
+        let user = startup.parameters.get("user").cloned().unwrap_or_default();
+        let auth = tokio::time::timeout(
+            STARTUP_TIMEOUT,
+            authenticate(&mut socket, &shared, peer, &user),
+        )
+        .await;
+        match auth {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                Metrics::inc(&shared.metrics.auth_failures);
+                tracing::info!(%peer, user, error = %e, "authentication failed");
+                return fatal(&mut socket, e).await;
+            }
+            Err(_) => return Ok(()),
+        }
+        socket.codec_mut().phase = Phase::Ready;
+        let session = match shared.engine.session() {
+            Ok(s) => s,
+            Err(e) => return fatal(&mut socket, e).await,
+        };
+        let reg = shared.register();
+        let mut conn = Connection {
+            socket,
+            shared,
+            session,
+            reg,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            skipping: false,
+            _slot: slot,
+        };
+        conn.apply_startup_parameters(&startup);
+        conn.send_startup_reply(&user).await?;
+        tracing::debug!(%peer, user, pid = conn.reg.pid, "session started");
+        conn.serve().await
+    }
+
+    fn apply_startup_parameters(&mut self, startup: &Startup) {
+        if self.shared.config.statement_timeout_ms > 0 {
+            let _ = self.session.set_variable(
+                "statement_timeout",
+                &self.shared.config.statement_timeout_ms.to_string(),
+            );
+        }
+        for (k, v) in &startup.parameters {
+            match k.as_str() {
+                "user" | "database" | "replication" => {}
+                "options" => {
+                    // `-c name=value` pairs (PGOPTIONS).
+                    let words: Vec<&str> = v.split_whitespace().collect();
+                    let mut i = 0;
+                    while i < words.len() {
+                        let w = words.get(i).copied().unwrap_or_default();
+                        let pair = if w == "-c" {
+                            i += 1;
+                            words.get(i).copied().unwrap_or_default()
+                        } else {
+                            w.strip_prefix("-c").unwrap_or(w)
+                        };
+                        if let Some((name, value)) = pair.split_once('=') {
+                            let _ = self.session.set_variable(&name.replace('-', "_"), value);
+                        }
+                        i += 1;
+                    }
+                }
+                name if name.starts_with("_pq_.") => {}
+                name => {
+                    if let Err(e) = self.session.set_variable(name, v) {
+                        tracing::debug!(name, error = %e, "startup parameter ignored");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_startup_reply(&mut self, user: &str) -> std::io::Result<()> {
+        let setting = |s: &Session, k: &str, d: &str| s.setting(k).unwrap_or(d).to_string();
+        let params = [
+            (
+                "server_version",
+                setting(&self.session, "server_version", "16.0"),
+            ),
+            ("server_encoding", "UTF8".to_string()),
+            ("client_encoding", "UTF8".to_string()),
+            ("DateStyle", setting(&self.session, "datestyle", "ISO, MDY")),
+            ("TimeZone", setting(&self.session, "timezone", "UTC")),
+            ("IntervalStyle", "postgres".to_string()),
+            ("integer_datetimes", "on".to_string()),
+            ("standard_conforming_strings", "on".to_string()),
+            ("is_superuser", "on".to_string()),
+            ("session_authorization", user.to_string()),
+            (
+                "application_name",
+                setting(&self.session, "application_name", ""),
+            ),
+            ("in_hot_standby", "off".to_string()),
+            ("default_transaction_read_only", "off".to_string()),
+        ];
+        self.socket
+            .feed(B::Authentication(Authentication::Ok).into())
+            .await?;
+        for (name, value) in params {
+            self.socket
+                .feed(B::ParameterStatus(ParameterStatus::new(name.to_string(), value)).into())
+                .await?;
+        }
+        self.socket
+            .feed(
+                B::BackendKeyData(BackendKeyData::new(
+                    self.reg.pid,
+                    SecretKey::I32(self.reg.secret),
+                ))
+                .into(),
+            )
+            .await?;
+        self.ready_for_query().await
+    }
+
+    async fn ready_for_query(&mut self) -> std::io::Result<()> {
+        let status = pg_txn(self.session.transaction_status());
+        self.socket
+            .feed(B::ReadyForQuery(ReadyForQuery::new(status)).into())
+            .await?;
+        self.socket.flush().await
+    }
+
+    /// The message loop.
+    async fn serve(mut self) -> std::io::Result<()> {
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            let idle = match (
+                self.shared.config.idle_session_timeout,
+                self.session.transaction_status(),
+            ) {
+                (Some(t), TransactionStatus::Idle) => Some(t),
+                _ => None,
+            };
+            let next = async {
+                match idle {
+                    Some(t) => tokio::time::timeout(t, self.socket.next()).await.ok(),
+                    None => Some(self.socket.next().await),
+                }
+            };
+            let frame = tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    return fatal(&mut self.socket, ProtocolError::AdminShutdown).await;
+                }
+                f = next => f,
+            };
+            let frame = match frame {
+                None => return fatal(&mut self.socket, ProtocolError::IdleTimeout).await,
+                Some(None) => return Ok(()),
+                Some(Some(f)) => f?,
+            };
+            match frame {
+                Frame::Refused(e) if e.is_fatal() => return fatal(&mut self.socket, e).await,
+                Frame::Refused(e) => {
+                    // Non-fatal refusals come from Query or Parse (invalid UTF-8).
+                    self.send_error(e.into()).await?;
+                    if self.skipping {
+                        continue;
+                    }
+                    self.ready_for_query().await?;
+                }
+                Frame::Message(F::Terminate(_)) => return Ok(()),
+                Frame::Message(m) => {
+                    if !self.dispatch(m).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handle one message; false ends the connection.
+    async fn dispatch(&mut self, m: F) -> std::io::Result<bool> {
+        match m {
+            F::Query(q) => {
+                self.skipping = false;
+                self.simple_query(&q.query).await?;
+                self.ready_for_query().await?;
+            }
+            F::Sync(_) => {
+                self.skipping = false;
+                if self.session.transaction_status() == TransactionStatus::Idle {
+                    self.portals.clear();
+                }
+                self.ready_for_query().await?;
+            }
+            F::Flush(_) => self.socket.flush().await?,
+            F::Parse(_) | F::Bind(_) | F::Describe(_) | F::Execute(_) | F::Close(_) => {
+                if self.skipping {
+                    return Ok(true);
+                }
+                if let Err(e) = self.extended(m).await? {
+                    self.skipping = true;
+                    self.send_error(e).await?;
+                }
+            }
+            // COPY messages outside a COPY are ignored, as PostgreSQL does.
+            F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_) => {}
+            _ => {
+                fatal(
+                    &mut self.socket,
+                    ProtocolError::Violation("unexpected message type".into()),
+                )
+                .await?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    pub(crate) async fn send_error(&mut self, e: WireError) -> std::io::Result<()> {
+        Metrics::inc(&self.shared.metrics.statement_errors);
+        if matches!(&e, WireError::Sql(s) if s.kind == ErrorKind::QueryCanceled) {
+            Metrics::inc(&self.shared.metrics.statements_canceled);
+        }
+        self.socket
+            .feed(B::ErrorResponse(e.to_response()).into())
+            .await
+    }
+
+    pub(crate) async fn complete(&mut self, tag: String) -> std::io::Result<()> {
+        self.socket
+            .feed(B::CommandComplete(CommandComplete::new(tag)).into())
+            .await
+    }
+
+    pub(crate) fn shared_metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    pub(crate) fn cancel_signal(&self) -> Arc<CancelSignal> {
+        self.reg.cancel.clone()
+    }
+
+    pub(crate) fn statement_deadline(&self) -> Option<Instant> {
+        self.deadline()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.session.statement_timeout_ms() {
+            0 => None,
+            ms => Some(Instant::now() + Duration::from_millis(ms)),
+        }
+    }
+
+    // -- simple query ------------------------------------------------------------
+
+    async fn simple_query(&mut self, sql: &str) -> std::io::Result<()> {
+        let stmts = match self.session.parse(sql) {
+            Ok(s) => s,
+            Err(e) => return self.send_error(e.into()).await,
+        };
+        if stmts.is_empty() {
+            return self
+                .socket
+                .feed(B::EmptyQueryResponse(EmptyQueryResponse::new()).into())
+                .await;
+        }
+        for stmt in stmts {
+            let started = Instant::now();
+            Metrics::inc(&self.shared.metrics.statements_total);
+            let result = self.simple_statement(stmt).await?;
+            self.shared.metrics.observe(started.elapsed());
+            if let Err(e) = result {
+                return self.send_error(e).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run one statement of a simple query; the outer error is the socket's.
+    async fn simple_statement(
+        &mut self,
+        stmt: Statement,
+    ) -> std::io::Result<Result<(), WireError>> {
+        if let Statement::Deallocate { name, .. } = &stmt {
+            return self.deallocate(&name.value).await.map(Ok);
+        }
+        match CopyCommand::recognize(&stmt) {
+            Some(Ok(c)) => return copy::run(self, c).await,
+            Some(Err(e)) => return Ok(Err(e)),
+            None => {}
+        }
+        let deadline = self.deadline();
+        let cancel = self.reg.cancel.clone();
+        let out = match guarded(&cancel, deadline, self.session.execute(stmt)).await {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e)),
+        };
+        match out {
+            Output::Command { tag: "EMPTY", .. } => {
+                self.socket
+                    .feed(B::EmptyQueryResponse(EmptyQueryResponse::new()).into())
+                    .await?;
+            }
+            Output::Command { tag, rows } => self.complete(command_tag(tag, rows)).await?,
+            Output::Rows(stream) => {
+                let schema = stream.schema();
+                let binary = vec![false; schema.fields().len()];
+                self.socket
+                    .feed(B::RowDescription(row_description(&schema, &binary)).into())
+                    .await?;
+                let mut state = (stream, None, 0u64);
+                match self.stream_rows(&mut state, &binary, 0, deadline).await? {
+                    Ok(_) => self.complete(format!("SELECT {}", state.2)).await?,
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn deallocate(&mut self, name: &str) -> std::io::Result<()> {
+        if name.eq_ignore_ascii_case("all") {
+            self.statements.clear();
+        } else if self.statements.remove(name).is_none() {
+            return self
+                .send_error(ProtocolError::NoSuchStatement(name.to_string()).into())
+                .await;
+        }
+        self.complete("DEALLOCATE".into()).await
+    }
+
+    /// Send rows from a result stream: at most `limit` (0: all). Returns whether the
+    /// stream is exhausted; `state` keeps the rest (stream, partly sent batch, count).
+    async fn stream_rows(
+        &mut self,
+        state: &mut (SendableRecordBatchStream, Option<(RecordBatch, usize)>, u64),
+        binary: &[bool],
+        limit: usize,
+        deadline: Option<Instant>,
+    ) -> std::io::Result<Result<bool, WireError>> {
+        let cancel = self.reg.cancel.clone();
+        let mut out = RowWriter::default();
+        let mut sent = 0usize;
+        loop {
+            let (batch, offset) = match state.1.take() {
+                Some(p) => p,
+                None => {
+                    let next = guarded(&cancel, deadline, async {
+                        state.0.next().await.transpose().map_err(SqlError::from)
+                    })
+                    .await;
+                    match next {
+                        Ok(Some(b)) => (b, 0),
+                        Ok(None) => {
+                            self.flush_rows(&mut out).await?;
+                            return Ok(Ok(true));
+                        }
+                        Err(e) => {
+                            self.flush_rows(&mut out).await?;
+                            return Ok(Err(e));
+                        }
+                    }
+                }
+            };
+            let columns = batch.columns();
+            let n = batch.num_rows();
+            let mut row = offset;
+            while row < n {
+                if limit > 0 && sent == limit {
+                    state.1 = Some((batch.clone(), row));
+                    self.flush_rows(&mut out).await?;
+                    return Ok(Ok(false));
+                }
+                out.begin(columns.len() as i16);
+                for (c, col) in columns.iter().enumerate() {
+                    encode_cell(
+                        col.as_ref(),
+                        row,
+                        binary.get(c).copied().unwrap_or(false),
+                        &mut out.buf,
+                    );
+                }
+                out.finish();
+                row += 1;
+                sent += 1;
+                state.2 += 1;
+                if out.len() >= ROW_FLUSH_BYTES {
+                    self.flush_rows(&mut out).await?;
+                }
+            }
+        }
+    }
+
+    async fn flush_rows(&mut self, out: &mut RowWriter) -> std::io::Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let bytes = out.take();
+        let rows = bytes.len();
+        let _ = rows;
+        self.socket.feed(Outgoing::Raw(bytes)).await
+    }
+
+    // -- extended query ----------------------------------------------------------
+
+    /// Parse, Bind, Describe, Execute or Close. The outer error is the socket's.
+    async fn extended(&mut self, m: F) -> std::io::Result<Result<(), WireError>> {
+        match m {
+            F::Parse(p) => {
+                let name = p.name.unwrap_or_default();
+                if !name.is_empty() && self.statements.contains_key(&name) {
+                    return Ok(Err(ProtocolError::StatementExists(name).into()));
+                }
+                let declared: Vec<Option<_>> =
+                    p.type_oids.iter().map(|o| arrow_type_of_oid(*o)).collect();
+                let copy = match self.session.parse(&p.query) {
+                    Ok(v) if v.len() == 1 => v.first().and_then(CopyCommand::recognize),
+                    _ => None,
+                };
+                let copy = match copy {
+                    Some(Ok(c)) => Some(c),
+                    Some(Err(e)) => return Ok(Err(e)),
+                    None => None,
+                };
+                // A COPY is prepared as the empty statement; Execute runs the COPY.
+                let text = if copy.is_some() { "" } else { p.query.as_str() };
+                let prepared = match self.session.prepare(text, &declared).await {
+                    Ok(x) => x,
+                    Err(e) => return Ok(Err(e.into())),
+                };
+                self.statements.insert(
+                    name,
+                    Arc::new(Stmt {
+                        prepared,
+                        copy,
+                        declared: p.type_oids,
+                    }),
+                );
+                self.socket
+                    .feed(B::ParseComplete(ParseComplete::new()).into())
+                    .await?;
+            }
+            F::Bind(b) => {
+                let sname = b.statement_name.unwrap_or_default();
+                let Some(stmt) = self.statements.get(&sname).cloned() else {
+                    return Ok(Err(ProtocolError::NoSuchStatement(sname).into()));
+                };
+                let portal = match bind_portal(
+                    stmt,
+                    &b.parameter_format_codes,
+                    &b.parameters,
+                    &b.result_column_format_codes,
+                ) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Err(e)),
+                };
+                self.portals
+                    .insert(b.portal_name.unwrap_or_default(), portal);
+                self.socket
+                    .feed(B::BindComplete(BindComplete::new()).into())
+                    .await?;
+            }
+            F::Describe(d) => {
+                let name = d.name.unwrap_or_default();
+                if d.target_type == b'S' {
+                    let Some(stmt) = self.statements.get(&name).cloned() else {
+                        return Ok(Err(ProtocolError::NoSuchStatement(name).into()));
+                    };
+                    self.socket
+                        .feed(
+                            B::ParameterDescription(ParameterDescription::new(stmt.param_oids()))
+                                .into(),
+                        )
+                        .await?;
+                    self.describe_rows(stmt.prepared.schema.as_ref(), &[])
+                        .await?;
+                } else {
+                    let Some(portal) = self.portals.get(&name) else {
+                        return Ok(Err(ProtocolError::NoSuchPortal(name).into()));
+                    };
+                    let schema = portal.stmt.prepared.schema.clone();
+                    let binary = portal.binary.clone();
+                    self.describe_rows(schema.as_ref(), &binary).await?;
+                }
+            }
+            F::Execute(e) => {
+                return self
+                    .execute_portal(e.name.unwrap_or_default(), e.max_rows)
+                    .await;
+            }
+            F::Close(c) => {
+                let name = c.name.unwrap_or_default();
+                if c.target_type == b'S' {
+                    self.statements.remove(&name);
+                } else {
+                    self.portals.remove(&name);
+                }
+                self.socket
+                    .feed(B::CloseComplete(CloseComplete::new()).into())
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(Ok(()))
+    }
+
+    async fn describe_rows(
+        &mut self,
+        schema: Option<&SchemaRef>,
+        binary: &[bool],
+    ) -> std::io::Result<()> {
+        match schema {
+            Some(s) if !s.fields().is_empty() => {
+                self.socket
+                    .feed(B::RowDescription(row_description(s, binary)).into())
+                    .await
+            }
+            _ => self.socket.feed(B::NoData(NoData::new()).into()).await,
+        }
+    }
+
+    async fn execute_portal(
+        &mut self,
+        name: String,
+        max_rows: i32,
+    ) -> std::io::Result<Result<(), WireError>> {
+        let Some(mut portal) = self.portals.remove(&name) else {
+            return Ok(Err(ProtocolError::NoSuchPortal(name).into()));
+        };
+        if let (Some(c), PortalState::Ready) = (&portal.stmt.copy, &portal.state) {
+            let c = c.clone();
+            portal.state = PortalState::Done;
+            self.portals.insert(name, portal);
+            return copy::run(self, c).await;
+        }
+        let started = Instant::now();
+        Metrics::inc(&self.shared.metrics.statements_total);
+        let deadline = self.deadline();
+        if let PortalState::Ready = portal.state {
+            let cancel = self.reg.cancel.clone();
+            let out = guarded(
+                &cancel,
+                deadline,
+                self.session
+                    .execute_prepared(&portal.stmt.prepared, portal.params.clone()),
+            )
+            .await;
+            match out {
+                Err(e) => return Ok(Err(e)),
+                Ok(Output::Command { tag: "EMPTY", .. }) => {
+                    portal.state = PortalState::Done;
+                    self.socket
+                        .feed(B::EmptyQueryResponse(EmptyQueryResponse::new()).into())
+                        .await?;
+                    self.portals.insert(name, portal);
+                    return Ok(Ok(()));
+                }
+                Ok(Output::Command { tag, rows }) => {
+                    portal.state = PortalState::Done;
+                    self.complete(command_tag(tag, rows)).await?;
+                    self.portals.insert(name, portal);
+                    self.shared.metrics.observe(started.elapsed());
+                    return Ok(Ok(()));
+                }
+                Ok(Output::Rows(stream)) => {
+                    portal.state = PortalState::Running {
+                        stream,
+                        pending: None,
+                        sent: 0,
+                    };
+                }
+            }
+        }
+        let result = match std::mem::replace(&mut portal.state, PortalState::Done) {
+            PortalState::Running {
+                stream,
+                pending,
+                sent,
+            } => {
+                let mut state = (stream, pending, sent);
+                let limit = usize::try_from(max_rows).unwrap_or(0);
+                let r = self
+                    .stream_rows(&mut state, &portal.binary, limit, deadline)
+                    .await?;
+                match r {
+                    Ok(true) => {
+                        self.complete(format!("SELECT {}", state.2)).await?;
+                        Ok(())
+                    }
+                    Ok(false) => {
+                        portal.state = PortalState::Running {
+                            stream: state.0,
+                            pending: state.1,
+                            sent: state.2,
+                        };
+                        self.socket
+                            .feed(B::PortalSuspended(PortalSuspended::new()).into())
+                            .await?;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            // A finished portal returns no more rows.
+            _ => {
+                self.complete("SELECT 0".into()).await?;
+                Ok(())
+            }
+        };
+        self.shared.metrics.observe(started.elapsed());
+        self.portals.insert(name, portal);
+        Ok(result)
+    }
+}
+
+/// Decode Bind's parameters against a statement.
+fn bind_portal(
+    stmt: Arc<Stmt>,
+    param_formats: &[i16],
+    values: &[Option<Bytes>],
+    result_formats: &[i16],
+) -> Result<Portal, WireError> {
+    let expected = stmt.prepared.param_types.len().max(stmt.declared.len());
+    if values.len() != expected {
+        return Err(ProtocolError::Violation(format!(
+            "bind message supplies {} parameters, but prepared statement requires {expected}",
+            values.len()
+        ))
+        .into());
+    }
+    let pformats = formats(param_formats, values.len())?;
+    let mut params = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        let declared = stmt.declared.get(i).copied().unwrap_or(0);
+        let target = stmt.prepared.param_types.get(i).and_then(|t| t.as_ref());
+        let binary = pformats.get(i).copied().unwrap_or(false);
+        params.push(decode_param(v.as_deref(), binary, declared, target)?);
+    }
+    let ncols = stmt
+        .prepared
+        .schema
+        .as_ref()
+        .map_or(0, |s| s.fields().len());
+    let binary = formats(result_formats, ncols)?;
+    Ok(Portal {
+        stmt,
+        params,
+        binary,
+        state: PortalState::Ready,
+    })
+}
+
+/// Negotiate down to protocol 3.0 when the client asked for a newer minor version or
+/// sent protocol options (`_pq_.*`) we do not support.
+async fn negotiate_minor(socket: &mut Socket, startup: &Startup) -> std::io::Result<()> {
+    let unsupported: Vec<String> = startup
+        .parameters
+        .keys()
+        .filter(|k| k.starts_with("_pq_."))
+        .cloned()
+        .collect();
+    if startup.protocol_number_minor > 0 || !unsupported.is_empty() {
+        socket
+            .feed(B::NegotiateProtocolVersion(NegotiateProtocolVersion::new(0, unsupported)).into())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Run the authentication exchange the policy asks for.
+async fn authenticate(
+    socket: &mut Socket,
+    shared: &Shared,
+    peer: SocketAddr,
+    user: &str,
+) -> Result<(), WireError> {
+    let io = |e: std::io::Error| WireError::from(ProtocolError::Violation(e.to_string()));
+    match shared.config.auth.method_for(peer.ip()) {
+        Method::Trust => Ok(()),
+        Method::Reject(msg) => Err(ProtocolError::AuthRequired(msg).into()),
+        Method::Scram => {
+            let failed = || WireError::from(ProtocolError::AuthFailed(user.to_string()));
+            // An unknown user goes through the same exchange and fails at the end.
+            let known = shared.config.auth.secret(user);
+            let known_user = known.is_some();
+            let secret = known.unwrap_or_else(|| {
+                ScramSecret::verifier_from_salted_password(vec![0; 16], vec![0; 32], 4096)
+            });
+            socket
+                .send(B::Authentication(Authentication::SASL(vec!["SCRAM-SHA-256".into()])).into())
+                .await
+                .map_err(io)?;
+            let first = password_message(socket)
+                .await
+                .ok_or_else(failed)?
+                .into_sasl_initial_response()
+                .map_err(|e| ProtocolError::Violation(e.to_string()))?;
+            if first.auth_method != "SCRAM-SHA-256" {
+                return Err(failed());
+            }
+            let data = first.data.unwrap_or_default();
+            let (server_first, waiting) = ScramServerAuth::new()
+                .on_client_first_message_with_secret(&data, secret)
+                .map_err(|_| failed())?;
+            socket
+                .send(
+                    B::Authentication(Authentication::SASLContinue(Bytes::from(server_first)))
+                        .into(),
+                )
+                .await
+                .map_err(io)?;
+            let fin = password_message(socket)
+                .await
+                .ok_or_else(failed)?
+                .into_sasl_response()
+                .map_err(|e| ProtocolError::Violation(e.to_string()))?;
+            let server_final = waiting
+                .on_client_final_message(&fin.data)
+                .map_err(|_| failed())?;
+            if !known_user {
+                return Err(failed());
+            }
+            socket
+                .feed(
+                    B::Authentication(Authentication::SASLFinal(Bytes::from(server_final))).into(),
+                )
+                .await
+                .map_err(io)?;
+            Ok(())
+        }
+    }
+}
+
+/// The next message, if it is a password/SASL response.
+async fn password_message(
+    socket: &mut Socket,
+) -> Option<pgwire::messages::startup::PasswordMessageFamily> {
+    match socket.next().await {
+        Some(Ok(Frame::Message(F::PasswordMessageFamily(p)))) => Some(p),
+        _ => None,
+    }
+}
+
+/// Send a FATAL error and end the connection.
+async fn fatal(socket: &mut Socket, e: impl Into<WireError>) -> std::io::Result<()> {
+    let e: WireError = e.into();
+    let mut r = e.to_response();
+    for f in r.fields.iter_mut() {
+        if f.0 == b'S' || f.0 == b'V' {
+            f.1 = "FATAL".into();
+        }
+    }
+    socket.feed(B::ErrorResponse(r).into()).await?;
+    socket.flush().await?;
+    let _ = socket.close().await;
+    Ok(())
+}
