@@ -108,7 +108,14 @@ impl Session {
         let LogicalPlan::Dml(dml) = plan else {
             return Err(SqlError::internal("INSERT did not plan to a DML statement"));
         };
-        let batches = self.collect_plan(&dml.input).await?;
+        // Assignment casts: a parameter declared narrower than its column (a driver
+        // sending int2 for a BIGINT) is widened as PostgreSQL does.
+        let batches = self
+            .collect_plan(&dml.input)
+            .await?
+            .iter()
+            .map(|b| cast_to_table(&def, b))
+            .collect::<Result<Vec<_>>>()?;
         let mut wb = WriteBatch::new();
         let mut rows = 0u64;
         match on {

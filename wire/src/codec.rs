@@ -91,6 +91,22 @@ fn decode_isolated(
     }
 }
 
+/// Whether the SQL text of a Query (its body) or a Parse (its name and query, the
+/// first two C strings; parameter OIDs follow in binary) is valid UTF-8.
+fn text_is_utf8(frame: &[u8]) -> bool {
+    let body = frame.get(5..).unwrap_or_default();
+    let text = match frame.first() {
+        Some(b'Q') => body,
+        Some(b'P') => {
+            let mut nuls = body.iter().enumerate().filter(|(_, b)| **b == 0);
+            let end = nuls.nth(1).map_or(body.len(), |(i, _)| i);
+            body.get(..end).unwrap_or(body)
+        }
+        _ => return true,
+    };
+    std::str::from_utf8(text).is_ok()
+}
+
 impl Decoder for HsCodec {
     type Item = Frame;
     type Error = std::io::Error;
@@ -123,10 +139,7 @@ impl Decoder for HsCodec {
             return Ok(None);
         }
         let frame = src.split_to(total);
-        if header == 1
-            && matches!(frame.first(), Some(b'Q') | Some(b'P'))
-            && std::str::from_utf8(&frame[5..]).is_err()
-        {
+        if header == 1 && !text_is_utf8(&frame) {
             return Ok(Some(Frame::Refused(ProtocolError::InvalidUtf8)));
         }
         Ok(Some(match decode_isolated(frame, &self.context()) {
@@ -222,6 +235,18 @@ mod tests {
             Some(Frame::Refused(ProtocolError::InvalidUtf8))
         ));
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn parse_messages_with_binary_parameter_oids_are_accepted() {
+        let mut c = ready();
+        let mut b = BytesMut::new();
+        // Parse: name "", query "SELECT $1", one parameter OID 0x000000c8 (has 0xc8).
+        let body: &[u8] = b"\0SELECT $1\0\0\x01\0\0\0\xc8";
+        b.put_u8(b'P');
+        b.put_i32(4 + body.len() as i32);
+        b.put_slice(body);
+        assert!(matches!(c.decode(&mut b).unwrap(), Some(Frame::Message(_))));
     }
 
     #[test]
