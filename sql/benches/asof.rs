@@ -10,6 +10,10 @@
 //! - asof_count: count(*), count(event_ts), sum(f1) over the same join;
 //! - snapshot: `as_of(features, '2024-01-21')` collected as Arrow.
 //!
+//! Then the online path, single-threaded, per execution: a prepared latest lookup by
+//! key (planned once, run by the fast path), the same lookup sent as SQL text each time
+//! (parsed, recognized by shape), and a query DataFusion must plan each time.
+//!
 //! Peak memory is the process's anonymous RSS high-water mark during each run (file
 //! pages of the memory-mapped tables are not counted: they belong to the page cache).
 #![allow(
@@ -236,4 +240,53 @@ fn main() {
             median(peaks)
         );
     }
+    lookups(&rt, &engine, e);
+}
+
+/// Mean wall time per execution of the online lookup paths.
+fn lookups(rt: &tokio::runtime::Runtime, engine: &Arc<Engine>, e: i64) {
+    use datafusion::common::ScalarValue;
+    let n = env("LOOKUPS", 200_000) as u64;
+    let mut session = engine.session().unwrap();
+    let key = |i: u64| 1 + (mix64(i) % e as u64) as i64;
+    let prepared = rt
+        .block_on(session.prepare("SELECT * FROM features WHERE entity_id = $1", &[]))
+        .unwrap();
+    println!("\n## online lookups, single thread, {n} executions each (random keys)");
+    println!("| path | mean us per execution |");
+    println!("|---|---:|");
+    let t0 = Instant::now();
+    for i in 0..n {
+        let out = rt
+            .block_on(session.execute_prepared(&prepared, vec![ScalarValue::Int64(Some(key(i)))]))
+            .unwrap();
+        let rows = rt.block_on(out.collect()).unwrap();
+        std::hint::black_box(rows);
+    }
+    println!(
+        "| prepared `SELECT * ... WHERE entity_id = $1` | {:.2} |",
+        t0.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+    let t0 = Instant::now();
+    for i in 0..n {
+        let sql = format!("SELECT * FROM features WHERE entity_id = {}", key(i));
+        std::hint::black_box(rt.block_on(session.run(&sql)).unwrap());
+    }
+    println!(
+        "| SQL text `SELECT * ... WHERE entity_id = <literal>` | {:.2} |",
+        t0.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+    let m = n / 20;
+    let t0 = Instant::now();
+    for i in 0..m {
+        let sql = format!(
+            "SELECT f1 + f2 AS s FROM features WHERE entity_id = {}",
+            key(i)
+        );
+        std::hint::black_box(rt.block_on(session.run(&sql)).unwrap());
+    }
+    println!(
+        "| planned by DataFusion each time (`SELECT f1 + f2 ...`, {m} runs) | {:.2} |",
+        t0.elapsed().as_secs_f64() * 1e6 / m as f64
+    );
 }
