@@ -105,3 +105,59 @@ fn psql_reports_errors_with_sqlstate() {
     assert!(!ok);
     assert!(stderr.contains("42P01"), "{stderr}");
 }
+
+#[test]
+fn psql_negotiates_tls_with_a_generated_certificate() {
+    if !psql_available() || Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("psql or openssl not installed: skipping");
+        return;
+    }
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let server = TestServer::start(&[
+        "--tls-cert",
+        cert.to_str().expect("utf-8 path"),
+        "--tls-key",
+        key.to_str().expect("utf-8 path"),
+    ]);
+    let out = Command::new("psql")
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .arg(format!(
+            "host=127.0.0.1 port={} user=test dbname=hindsight sslmode=require",
+            server.port
+        ))
+        .args(["-c", "\\conninfo", "-c", "SELECT 40 + 2"])
+        .output()
+        .expect("run psql");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("SSL connection"), "{stdout}");
+    assert!(stdout.contains("42"), "{stdout}");
+}
