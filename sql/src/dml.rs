@@ -45,7 +45,8 @@ fn table_name(name: &sqlparser::ast::ObjectName) -> Result<String> {
 }
 
 /// PostgreSQL identifier folding: unquoted names are lower-cased.
-pub(crate) fn normalize(i: &sqlparser::ast::Ident) -> String {
+/// An identifier as PostgreSQL resolves it: quoted as written, unquoted lowercased.
+pub fn normalize(i: &sqlparser::ast::Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
     } else {

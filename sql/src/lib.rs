@@ -29,6 +29,7 @@ mod types;
 pub use catalog::{CATALOG, SCHEMA};
 pub use copy::CopyIn;
 pub use dialect::{HindsightDialect, parse};
+pub use dml::normalize as normalize_ident;
 pub use error::{ErrorKind, Result, SqlError};
 pub use literals::{parse_pg_array, parse_pg_bytea};
 pub use session::{

@@ -193,13 +193,7 @@ pub const DUP_MARK: char = '\u{1}';
 
 /// PostgreSQL's name for an output column computed by `e` (`FigureColname`).
 fn figure_name(e: &Expr) -> String {
-    fn norm(i: &Ident) -> String {
-        if i.quote_style.is_some() {
-            i.value.clone()
-        } else {
-            i.value.to_ascii_lowercase()
-        }
-    }
+    let norm = crate::dml::normalize;
     fn type_name(t: &DataType) -> String {
         match t {
             DataType::BigInt(_) | DataType::Int8(_) => "int8".into(),

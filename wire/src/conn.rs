@@ -633,10 +633,7 @@ impl Connection {
         if out.is_empty() {
             return Ok(());
         }
-        let bytes = out.take();
-        let rows = bytes.len();
-        let _ = rows;
-        self.socket.feed(Outgoing::Raw(bytes)).await
+        self.socket.feed(Outgoing::Raw(out.take())).await
     }
 
     // -- extended query ----------------------------------------------------------

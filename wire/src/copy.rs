@@ -11,20 +11,18 @@
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
-use datafusion::arrow::array::Array;
 use futures::{SinkExt, StreamExt};
 use hindsight_sql::ast::{
-    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident,
-    ObjectNamePart, Statement,
+    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, ObjectNamePart,
+    Statement,
 };
-use hindsight_sql::{CopyIn, ErrorKind, Output, SqlError, pgtext};
+use hindsight_sql::{CopyIn, ErrorKind, Output, SqlError, normalize_ident, pgtext};
 use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::copy::{CopyDone, CopyInResponse, CopyOutResponse};
 
 use crate::codec::{Frame, Outgoing};
 use crate::conn::{Connection, guarded};
-use crate::metrics::Metrics;
 use crate::sqlstate::{ProtocolError, WireError};
 
 /// Flush COPY TO output in chunks of about this size.
@@ -53,14 +51,6 @@ pub struct CopyCommand {
     pub from_client: bool,
     pub source: CopySource,
     pub options: CopyOptions,
-}
-
-fn ident(i: &Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_ascii_lowercase()
-    }
 }
 
 fn unsupported(what: &str) -> WireError {
@@ -177,8 +167,6 @@ impl CopyCommand {
         if o.format == CopyFormat::Csv {
             o.delimiter = b',';
             o.null = String::new();
-        } else if o.header && !to {
-            // PostgreSQL allows HEADER for text since 15; accept it.
         }
         if let Some(d) = delimiter {
             o.delimiter = d;
@@ -200,10 +188,10 @@ impl CopyCommand {
                 columns,
             } => {
                 let name = table_name.0.last().and_then(|p| match p {
-                    ObjectNamePart::Identifier(i) => Some(ident(i)),
+                    ObjectNamePart::Identifier(i) => Some(normalize_ident(i)),
                     ObjectNamePart::Function(_) => None,
                 })?;
-                Some((name, columns.iter().map(ident).collect()))
+                Some((name, columns.iter().map(normalize_ident).collect()))
             }
             CopySource::Query(_) => None,
         }
@@ -595,7 +583,12 @@ async fn copy_out(
         let mut record = Vec::with_capacity(width);
         for row in 0..batch.num_rows() {
             record.clear();
-            record.extend(batch.columns().iter().map(|c| copy_cell(c.as_ref(), row)));
+            record.extend(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| pgtext::cell(c.as_ref(), row)),
+            );
             format_record(o, &record, &mut out);
             rows += 1;
             if out.len() >= COPY_OUT_CHUNK {
@@ -607,14 +600,8 @@ async fn copy_out(
     conn.socket
         .feed(Outgoing::Message(B::CopyDone(CopyDone::new())))
         .await?;
-    Metrics::inc(&conn.shared_metrics().statements_total);
     conn.complete(format!("COPY {rows}")).await?;
     Ok(Ok(rows))
-}
-
-/// A cell's text value for COPY (PostgreSQL output format).
-fn copy_cell(array: &dyn Array, row: usize) -> Option<String> {
-    pgtext::cell(array, row)
 }
 
 /// Wrap buffered rows into one CopyData message.
