@@ -113,7 +113,8 @@ async fn run(config: Config) -> Result<()> {
             target_partitions: config.query_threads.max(1),
             ..EngineOptions::default()
         },
-    );
+    )
+    .context("starting the SQL engine")?;
     let mut auth = AuthConfig::loopback_trust();
     auth.trust_loopback = config.trust_loopback;
     auth.trust_remote = config.insecure_trust_remote;

@@ -1,6 +1,6 @@
 //! End-to-end: a scripted psql session against the real server (`\copy` in and out,
-//! latest lookup, as_of, an ASOF JOIN training set). Skipped with a message when psql
-//! is not installed (`.ci/run` installs it).
+//! `\d` and friends, latest lookup, as_of, an ASOF JOIN training set). Skipped with a
+//! message when psql is not installed (`.ci/run` installs it and requires it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,10 +8,10 @@ mod common;
 
 use std::process::Command;
 
-use common::TestServer;
+use common::{TestServer, client_available};
 
 fn psql_available() -> bool {
-    Command::new("psql").arg("--version").output().is_ok()
+    client_available("psql", Command::new("psql").arg("--version"))
 }
 
 fn psql(server: &TestServer, cwd: &std::path::Path, script: &str) -> (bool, String, String) {
@@ -48,7 +48,6 @@ fn psql(server: &TestServer, cwd: &std::path::Path, script: &str) -> (bool, Stri
 #[test]
 fn scripted_psql_session_builds_a_training_set() {
     if !psql_available() {
-        eprintln!("psql not installed: skipping (bash .ci/run installs it)");
         return;
     }
     let server = TestServer::start(&[]);
@@ -91,9 +90,68 @@ SELECT 'done';
 }
 
 #[test]
+fn psql_describes_tables_schemas_and_databases() {
+    if !psql_available() {
+        return;
+    }
+    let server = TestServer::start(&[]);
+    let script = r#"
+CREATE TABLE driver_stats (driver_id BIGINT NOT NULL, event_ts TIMESTAMPTZ NOT NULL,
+  conv_rate DOUBLE PRECISION, tags TEXT[], PRIMARY KEY (driver_id)) WITH (event_time = 'event_ts');
+CREATE TABLE labels (driver_id BIGINT, ts TIMESTAMPTZ, label BOOLEAN);
+\echo == dt
+\dt
+\echo == d
+\d driver_stats
+\echo == dn
+\dn
+\echo == l
+\l
+"#;
+    let (ok, stdout, stderr) = psql(&server, server.dir.path(), script);
+    assert!(ok, "psql failed:\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let section = |name: &str| -> Vec<String> {
+        stdout
+            .split(&format!("== {name}\n"))
+            .nth(1)
+            .unwrap_or("")
+            .lines()
+            .take_while(|l| !l.starts_with("== "))
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        section("dt"),
+        [
+            "public|driver_stats|table|postgres",
+            "public|labels|table|postgres"
+        ],
+        "{stdout}"
+    );
+    assert_eq!(
+        section("d"),
+        [
+            "driver_id|bigint||not null|",
+            "event_ts|timestamp with time zone||not null|",
+            "conv_rate|double precision|||",
+            "tags|text[]|||",
+        ],
+        "{stdout}"
+    );
+    assert!(
+        section("dn").contains(&"public|postgres".to_string()),
+        "{stdout}"
+    );
+    assert!(
+        section("l").iter().any(|l| l.starts_with("hindsight|")),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn psql_reports_errors_with_sqlstate() {
     if !psql_available() {
-        eprintln!("psql not installed: skipping");
         return;
     }
     let server = TestServer::start(&[]);
@@ -108,8 +166,7 @@ fn psql_reports_errors_with_sqlstate() {
 
 #[test]
 fn psql_negotiates_tls_with_a_generated_certificate() {
-    if !psql_available() || Command::new("openssl").arg("version").output().is_err() {
-        eprintln!("psql or openssl not installed: skipping");
+    if !psql_available() || !client_available("openssl", Command::new("openssl").arg("version")) {
         return;
     }
     let certs = tempfile::tempdir().expect("tempdir");

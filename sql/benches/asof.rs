@@ -166,7 +166,7 @@ fn main() {
         .unwrap();
     let db = Db::open(&dir, Options::default()).unwrap();
     let bytes: u64 = db.stats().levels.iter().map(|l| l.bytes).sum();
-    let engine = Engine::new(db, EngineOptions::default());
+    let engine = Engine::new(db, EngineOptions::default()).unwrap();
     let cols = "f.f1, f.f2, f.f3, f.f4, f.f5, f.f6, f.f7, f.f8, f.c1, f.c2";
     let join = format!(
         "SELECT s.entity_id, s.ts, f.event_ts, {cols} FROM spine s \

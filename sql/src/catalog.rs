@@ -1,14 +1,17 @@
 //! The DataFusion catalog over the storage catalog: database `hindsight`, schema
 //! `public`, one table provider per storage table (current-state reads).
 //!
-//! Invariant: the storage catalog is the only source of truth; these providers hold
-//! no state of their own, so DDL is visible to the next statement of every session.
+//! Invariant: the storage catalog is the only source of truth for user tables; these
+//! providers hold no table state of their own, so DDL is visible to the next statement
+//! of every session. Other schemas (`pg_catalog`) are registered once per engine and
+//! are read-only views derived from the catalog.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
-use datafusion::error::Result as DfResult;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use hindsight_storage::Db;
 
 use crate::provider::{HsTable, ReadSpec};
@@ -22,23 +25,47 @@ pub const SCHEMA: &str = "public";
 #[derive(Debug)]
 pub struct HsCatalog {
     schema: Arc<HsSchema>,
+    /// System schemas registered at engine start (`pg_catalog`).
+    system: RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl HsCatalog {
     pub fn new(db: Db) -> Self {
         HsCatalog {
             schema: Arc::new(HsSchema { db }),
+            system: RwLock::new(BTreeMap::new()),
         }
     }
 }
 
 impl CatalogProvider for HsCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec![SCHEMA.to_string()]
+        let system = self.system.read().unwrap_or_else(|e| e.into_inner());
+        std::iter::once(SCHEMA.to_string())
+            .chain(system.keys().cloned())
+            .collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == SCHEMA).then(|| self.schema.clone() as Arc<dyn SchemaProvider>)
+        if name == SCHEMA {
+            return Some(self.schema.clone() as Arc<dyn SchemaProvider>);
+        }
+        let system = self.system.read().unwrap_or_else(|e| e.into_inner());
+        system.get(name).cloned()
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        if name == SCHEMA {
+            return Err(DataFusionError::Plan(format!(
+                "schema \"{SCHEMA}\" holds the database's tables and cannot be replaced"
+            )));
+        }
+        let mut system = self.system.write().unwrap_or_else(|e| e.into_inner());
+        Ok(system.insert(name.to_string(), schema))
     }
 }
 

@@ -36,6 +36,8 @@ pub enum ErrorKind {
     ActiveTransaction,
     NoActiveTransaction,
     InFailedTransaction,
+    /// `RELEASE` / `ROLLBACK TO` a savepoint that does not exist.
+    InvalidSavepoint,
     QueryCanceled,
     OutOfMemory,
     DiskFull,
@@ -188,6 +190,7 @@ fn classify(e: &DataFusionError) -> SqlError {
             e
         }
         DataFusionError::Diagnostic(_, inner) => classify(inner),
+        DataFusionError::Collection(errors) if !errors.is_empty() => classify(&errors[0]),
         DataFusionError::Shared(inner) => classify(inner),
         DataFusionError::SQL(p, _) => SqlError::from(p.as_ref().clone()),
         DataFusionError::NotImplemented(m) => SqlError::unsupported(strip(m)),
@@ -235,7 +238,14 @@ fn classify(e: &DataFusionError) -> SqlError {
                 SqlError::new(ErrorKind::DataException, m)
             }
         }
-        other => SqlError::internal(other.to_string()),
+        other => {
+            let e = plan_error(&other.to_string());
+            if e.kind == ErrorKind::Syntax {
+                SqlError::internal(other.to_string())
+            } else {
+                e
+            }
+        }
     }
 }
 

@@ -1,27 +1,34 @@
 //! The point-lookup fast path: `SELECT <columns> FROM t WHERE key = $1` without
-//! DataFusion.
+//! DataFusion's planner and executor.
 //!
 //! DataFusion's planning costs hundreds of microseconds per statement; online
 //! inference needs a lookup in microseconds. Statements of exactly this shape (plain
-//! columns or `*`; a conjunction of `key = <param or literal>`, `key IN (...)` or
-//! `key = ANY($n)` covering the whole entity key; nothing else) are recognized once,
-//! by AST pattern, and answered with storage point lookups of the current state, with
-//! the same semantics (TTL relative to now, the open transaction's writes) and the same
-//! output schema as the planned query. Anything else goes through DataFusion.
+//! columns or `*`; a conjunction of `key = <param or literal>`, `key IN (...)`,
+//! `key = ANY($n)` or `key = ANY(ARRAY[...])` covering the whole entity key; nothing
+//! else) over `t`, `as_of(t, <ts> [, known_at => <ts>])` or
+//! `t FOR SYSTEM_TIME AS OF <ts>` are recognized once, by AST pattern, and answered
+//! with storage point lookups, with the same semantics as the planned query (the read
+//! point comes from the same [`ReadSpec`], TTL included; the open transaction's
+//! writes are visible) and the same output schema. Anything else goes through
+//! DataFusion.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session as DfSession;
+use datafusion::common::DFSchema;
 use datafusion::common::ScalarValue;
-use hindsight_storage::{Db, ReadAt, Snapshot, TableDef, encode_key};
+use datafusion::execution::context::SessionState;
+use hindsight_storage::{Db, Snapshot, TableDef, encode_key};
 use sqlparser::ast::{
-    BinaryOperator, Expr, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor, Value,
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArgOperator, GroupByExpr,
+    ObjectName, SelectItem, SetExpr, Statement, TableFactor, TableVersion, Value,
 };
 
 use crate::dml::normalize;
 use crate::error::Result;
-use crate::provider::key_value;
+use crate::provider::{ReadSpec, key_value};
 
 /// Where a key column's values come from.
 #[derive(Clone, Debug)]
@@ -36,6 +43,7 @@ enum KeyArg {
 #[derive(Clone, Debug)]
 pub struct FastLookup {
     def: Arc<TableDef>,
+    read: ReadSpec,
     columns: Vec<usize>,
     keys: Vec<KeyArg>,
     schema: SchemaRef,
@@ -62,6 +70,90 @@ fn literal(v: &Value) -> Option<ScalarValue> {
             .ok(),
         Value::SingleQuotedString(s) => Some(ScalarValue::Utf8(Some(s.clone()))),
         Value::Boolean(b) => Some(ScalarValue::Boolean(Some(*b))),
+        _ => None,
+    }
+}
+
+/// `$1, $2, ...` (all parameters) or literals (all literals) of an IN list or array.
+fn value_list(items: &[Expr]) -> Option<KeyArg> {
+    let vals: Vec<&Value> = items
+        .iter()
+        .map(|e| match e {
+            Expr::Value(v) => Some(&v.value),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    if vals.iter().all(|v| param_index(v).is_some()) {
+        Some(KeyArg::Params(
+            vals.iter().filter_map(|v| param_index(v)).collect(),
+        ))
+    } else {
+        Some(KeyArg::Literals(
+            vals.iter()
+                .map(|v| literal(v))
+                .collect::<Option<Vec<_>>>()?,
+        ))
+    }
+}
+
+/// The right side of `key = ANY(...)`: one array parameter, or an `ARRAY[...]`
+/// constructor of parameters or literals (optionally cast, as in `::bigint[]`).
+fn any_arg(e: &Expr) -> Option<KeyArg> {
+    match e {
+        Expr::Value(v) => Some(KeyArg::Array(param_index(&v.value)?)),
+        Expr::Array(a) => value_list(&a.elem),
+        Expr::Cast { expr, .. } => any_arg(expr),
+        Expr::Nested(inner) => any_arg(inner),
+        _ => None,
+    }
+}
+
+/// The table and read spec of a FROM item: `t`, `t FOR SYSTEM_TIME AS OF <ts>`,
+/// `as_of(t, <ts> [, known_at => <ts>])`. Time arguments become DataFusion
+/// expressions (placeholders kept), exactly as the relation planner builds them.
+fn read_of(
+    state: &SessionState,
+    name: &ObjectName,
+    args: Option<&[FunctionArg]>,
+    version: Option<&TableVersion>,
+) -> Option<(String, ReadSpec, String)> {
+    let to_expr = |e: &Expr| {
+        state
+            .create_logical_expr(&e.to_string(), &DFSchema::empty())
+            .ok()
+    };
+    let name = normalize(name.0.last()?.as_ident()?);
+    match (args, version) {
+        (None, None) => Some((name.clone(), ReadSpec::Current, name)),
+        (None, Some(TableVersion::ForSystemTimeAsOf(e))) => {
+            Some((name.clone(), ReadSpec::SystemTime(to_expr(e)?), name))
+        }
+        (Some(args), None) if name == "as_of" => {
+            let mut pos = Vec::new();
+            let mut known_at = None;
+            for a in args {
+                match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => pos.push(e),
+                    FunctionArg::Named {
+                        name: n,
+                        arg: FunctionArgExpr::Expr(e),
+                        operator: FunctionArgOperator::RightArrow | FunctionArgOperator::Assignment,
+                    } if normalize(n) == "known_at" && known_at.is_none() => {
+                        known_at = Some(to_expr(e)?)
+                    }
+                    _ => return None,
+                }
+            }
+            let [table, at] = pos.as_slice() else {
+                return None;
+            };
+            let table = match table {
+                Expr::Identifier(i) => normalize(i),
+                _ => return None,
+            };
+            let at = to_expr(at)?;
+            Some((table, ReadSpec::AsOf { at, known_at }, name))
+        }
         _ => None,
     }
 }
@@ -95,6 +187,7 @@ fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
 impl FastLookup {
     /// Recognize a point-lookup statement; `None` for anything else.
     pub fn recognize(
+        state: &SessionState,
         db: &Db,
         stmt: &Statement,
         declared: &[Option<ArrowType>],
@@ -133,8 +226,8 @@ impl FastLookup {
         let TableFactor::Table {
             name,
             alias,
-            args: None,
-            version: None,
+            args,
+            version,
             with_hints,
             ..
         } = &twj.relation
@@ -144,7 +237,12 @@ impl FastLookup {
         if !with_hints.is_empty() || alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
             return None;
         }
-        let table = normalize(name.0.last()?.as_ident()?);
+        let (table, read, default_qualifier) = read_of(
+            state,
+            name,
+            args.as_ref().map(|a| a.args.as_slice()),
+            version.as_ref(),
+        )?;
         let def = db.catalog().table(&table)?.clone();
         if def.key.is_empty() {
             return None;
@@ -152,7 +250,7 @@ impl FastLookup {
         let qualifier = alias
             .as_ref()
             .map(|a| normalize(&a.name))
-            .unwrap_or_else(|| table.clone());
+            .unwrap_or(default_qualifier);
         // Projection: `*`, `q.*`, plain columns.
         let mut columns = Vec::new();
         for item in &s.projection {
@@ -214,44 +312,13 @@ impl FastLookup {
                     ..
                 } => {
                     let pos = key_pos(&column_of(left, &qualifier)?)?;
-                    let Expr::Value(v) = right.as_ref() else {
-                        return None;
-                    };
-                    (pos, KeyArg::Array(param_index(&v.value)?))
+                    (pos, any_arg(right)?)
                 }
                 Expr::InList {
                     expr,
                     list,
                     negated: false,
-                } => {
-                    let pos = key_pos(&column_of(expr, &qualifier)?)?;
-                    let vals: Option<Vec<&Value>> = list
-                        .iter()
-                        .map(|e| {
-                            if let Expr::Value(v) = e {
-                                Some(&v.value)
-                            } else {
-                                None
-                            }
-                        })
-                        .collect();
-                    let vals = vals?;
-                    if vals.iter().all(|v| param_index(v).is_some()) {
-                        (
-                            pos,
-                            KeyArg::Params(vals.iter().filter_map(|v| param_index(v)).collect()),
-                        )
-                    } else {
-                        (
-                            pos,
-                            KeyArg::Literals(
-                                vals.iter()
-                                    .map(|v| literal(v))
-                                    .collect::<Option<Vec<_>>>()?,
-                            ),
-                        )
-                    }
-                }
+                } => (key_pos(&column_of(expr, &qualifier)?)?, value_list(list)?),
                 _ => return None,
             };
             let slot = keys.get_mut(pos)?;
@@ -274,8 +341,14 @@ impl FastLookup {
                 .map(|f| f.as_ref().clone().with_nullable(true))
                 .collect::<Vec<_>>(),
         ));
+        for e in read.time_exprs() {
+            for i in crate::params::placeholders(e) {
+                params = params.max(i + 1);
+            }
+        }
         Some(FastLookup {
             def,
+            read,
             columns,
             keys,
             schema,
@@ -283,14 +356,27 @@ impl FastLookup {
         })
     }
 
+    /// Whether the lookup reads the current state (no time arguments).
+    pub fn reads_current(&self) -> bool {
+        self.read == ReadSpec::Current
+    }
+
     /// Row schema of the lookup.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
 
-    /// Parameter types: the key column's type, or an array of it for `= ANY($n)`.
+    /// Parameter types: the key column's type, or an array of it for `= ANY($n)`;
+    /// time arguments as the planned query would type them.
     pub fn param_types(&self) -> Vec<Option<ArrowType>> {
         let mut out = vec![None; self.params];
+        for e in self.read.time_exprs() {
+            for (i, t) in crate::params::time_param_types(e) {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(t);
+                }
+            }
+        }
         let key_types = self.def.key_types();
         for (arg, t) in self.keys.iter().zip(key_types) {
             let scalar = hindsight_storage::DataType::Scalar(t).arrow_type();
@@ -308,8 +394,14 @@ impl FastLookup {
         out
     }
 
-    /// Answer the lookup against `snapshot` with parameter values `params`.
-    pub fn execute(&self, snapshot: &Snapshot, params: &[ScalarValue]) -> Result<RecordBatch> {
+    /// Answer the lookup against `snapshot` with parameter values `params`; `state`
+    /// evaluates time arguments (with the statement's clock).
+    pub fn execute(
+        &self,
+        state: &dyn DfSession,
+        snapshot: &Snapshot,
+        params: &[ScalarValue],
+    ) -> Result<RecordBatch> {
         let key_types = self.def.key_types();
         let mut sets: Vec<Vec<hindsight_storage::Value>> = Vec::with_capacity(self.keys.len());
         for (arg, &t) in self.keys.iter().zip(&key_types) {
@@ -347,7 +439,7 @@ impl FastLookup {
                 keys.push(k);
             }
         }
-        let at = ReadAt::latest(snapshot.now_micros());
+        let (_, at) = self.read.read_at(state, params, snapshot.now_micros())?;
         let batch = snapshot.lookup_batch(&self.def, &keys, &at, Some(&self.columns))?;
         Ok(RecordBatch::try_new_with_options(
             self.schema.clone(),

@@ -18,6 +18,8 @@ mod error;
 mod fastpath;
 mod literals;
 mod params;
+mod pgcatalog;
+mod pgfuncs;
 pub mod pgtext;
 pub mod provider;
 mod relation;
@@ -32,6 +34,7 @@ pub use dialect::{HindsightDialect, parse};
 pub use dml::normalize as normalize_ident;
 pub use error::{ErrorKind, Result, SqlError};
 pub use literals::{parse_pg_array, parse_pg_bytea};
+pub use pgfuncs::version_string;
 pub use session::{
     Collected, DEFAULT_SETTINGS, Engine, EngineOptions, Output, Prepared, Session,
     TransactionStatus, row_count,

@@ -66,6 +66,46 @@ impl ReadSpec {
         matches!(self, ReadSpec::History { .. })
     }
 
+    /// How storage reads this spec: scan mode and read point, time arguments
+    /// evaluated with the statement's parameters; `now` is the statement's clock.
+    pub(crate) fn read_at(
+        &self,
+        state: &dyn DfSession,
+        params: &[ScalarValue],
+        now: i64,
+    ) -> Result<(ScanMode, ReadAt), SqlError> {
+        let time = |e: &Expr| eval_time(state, e, params);
+        let known = |e: &Option<Expr>| -> Result<SystemAt, SqlError> {
+            Ok(match e {
+                Some(e) => SystemAt::Micros(time(e)?),
+                None => SystemAt::Current,
+            })
+        };
+        Ok(match self {
+            ReadSpec::Current => (ScanMode::Latest, ReadAt::latest(now)),
+            // The state as the database held it at x: what a current read at x
+            // would have answered, TTL included.
+            ReadSpec::SystemTime(e) => {
+                let x = time(e)?;
+                (
+                    ScanMode::Latest,
+                    ReadAt::latest(x).known_at(SystemAt::Micros(x)),
+                )
+            }
+            ReadSpec::AsOf { at, known_at } => (
+                ScanMode::Latest,
+                ReadAt::as_of(time(at)?).known_at(known(known_at)?),
+            ),
+            ReadSpec::History { known_at } => (
+                ScanMode::History {
+                    from: i64::MIN,
+                    to: i64::MAX,
+                },
+                ReadAt::latest(now).without_ttl().known_at(known(known_at)?),
+            ),
+        })
+    }
+
     /// Time expressions this read evaluates (for placeholder type inference).
     pub fn time_exprs(&self) -> Vec<&Expr> {
         match self {
@@ -270,37 +310,10 @@ impl TableProvider for HsTable {
         let ctx = context::of(state).map_err(SqlError::into_datafusion)?;
         let snapshot = ctx.snapshot().map_err(SqlError::into_datafusion)?;
         let params = ctx.params();
-        let now = snapshot.now_micros();
-        let time = |e: &Expr| eval_time(state, e, &params).map_err(SqlError::into_datafusion);
-        let known = |e: &Option<Expr>| -> DfResult<SystemAt> {
-            Ok(match e {
-                Some(e) => SystemAt::Micros(time(e)?),
-                None => SystemAt::Current,
-            })
-        };
-        let (mode, at) = match &self.read {
-            ReadSpec::Current => (ScanMode::Latest, ReadAt::latest(now)),
-            // The state as the database held it at x: what a current read at x
-            // would have answered, TTL included.
-            ReadSpec::SystemTime(e) => {
-                let x = time(e)?;
-                (
-                    ScanMode::Latest,
-                    ReadAt::latest(x).known_at(SystemAt::Micros(x)),
-                )
-            }
-            ReadSpec::AsOf { at, known_at } => (
-                ScanMode::Latest,
-                ReadAt::as_of(time(at)?).known_at(known(known_at)?),
-            ),
-            ReadSpec::History { known_at } => (
-                ScanMode::History {
-                    from: i64::MIN,
-                    to: i64::MAX,
-                },
-                ReadAt::latest(now).without_ttl().known_at(known(known_at)?),
-            ),
-        };
+        let (mode, at) = self
+            .read
+            .read_at(state, &params, snapshot.now_micros())
+            .map_err(SqlError::into_datafusion)?;
         let plan = self
             .plan_filters(filters, mode, &params)
             .map_err(SqlError::into_datafusion)?;

@@ -141,7 +141,7 @@ fn interval_micros(i: &Interval) -> Option<i64> {
     crate::types::parse_interval_micros(&text).ok()
 }
 
-fn func(name: &str, args: Vec<Expr>) -> Expr {
+pub(crate) fn func(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,

@@ -38,7 +38,10 @@ use crate::asof::AsofPlanner;
 use crate::catalog::{CATALOG, HsCatalog, SCHEMA};
 use crate::context::StatementContext;
 use crate::dialect;
+use crate::dml::normalize as normalize_ident;
 use crate::error::{ErrorKind, Result, SqlError};
+use crate::fastpath::FastLookup;
+use crate::pgcatalog::ClientCompat;
 use crate::relation::HsRelationPlanner;
 use crate::rewrite::rewrite_asof;
 
@@ -66,8 +69,11 @@ impl Default for EngineOptions {
 /// The SQL engine: a storage database plus what every session shares.
 pub struct Engine {
     db: Db,
-    catalog: Arc<HsCatalog>,
     options: EngineOptions,
+    /// The session state every session starts from: catalog (with `pg_catalog`),
+    /// functions, planners. Built once; sessions clone it.
+    template: SessionState,
+    compat: ClientCompat,
 }
 
 impl std::fmt::Debug for Engine {
@@ -77,12 +83,25 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    pub fn new(db: Db, options: EngineOptions) -> Arc<Engine> {
-        Arc::new(Engine {
-            catalog: Arc::new(HsCatalog::new(db.clone())),
+    pub fn new(db: Db, options: EngineOptions) -> Result<Arc<Engine>> {
+        let catalog = Arc::new(HsCatalog::new(db.clone()));
+        let base = SessionStateBuilder::new()
+            .with_config(session_config(&options))
+            .with_default_features()
+            .with_query_planner(Arc::new(HsQueryPlanner {
+                db: db.clone(),
+                asof_rows_per_thread: options.asof_rows_per_thread,
+            }))
+            .build();
+        base.catalog_list()
+            .register_catalog(CATALOG.to_string(), catalog);
+        let template = crate::pgcatalog::install(base, &db)?;
+        Ok(Arc::new(Engine {
             db,
             options,
-        })
+            template,
+            compat: ClientCompat::new(),
+        }))
     }
 
     pub fn db(&self) -> &Db {
@@ -93,6 +112,29 @@ impl Engine {
     pub fn session(self: &Arc<Self>) -> Result<Session> {
         Session::new(self.clone())
     }
+
+    /// Parse `sql`: client catalog queries through the compatibility rewrites, all
+    /// others with Hindsight's dialect.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        match self.compat.parse(sql) {
+            Some(stmts) => Ok(stmts),
+            None => dialect::parse(sql),
+        }
+    }
+}
+
+/// DataFusion settings every session starts with.
+fn session_config(options: &EngineOptions) -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG, SCHEMA)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true)
+        .with_target_partitions(options.target_partitions.max(1));
+    let o = config.options_mut();
+    o.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+    o.sql_parser.map_string_types_to_utf8view = false;
+    o.execution.time_zone = Some("+00:00".to_string());
+    config
 }
 
 /// Plans Hindsight's extension nodes (the as-of join) next to DataFusion's own.
@@ -171,6 +213,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// True when executions are answered by storage point lookups (the fast path).
+    pub fn is_point_lookup(&self) -> bool {
+        self.fast.is_some()
+    }
+
     /// True for an empty statement (only whitespace or comments).
     pub fn is_empty(&self) -> bool {
         self.statement.is_none()
@@ -183,6 +230,8 @@ pub struct Session {
     pub(crate) state: SessionState,
     pub(crate) stmt: Arc<StatementContext>,
     pub(crate) txn: Txn,
+    /// Savepoints of the open transaction block: name and the writes before it.
+    savepoints: Vec<(String, WriteBatch)>,
     settings: BTreeMap<String, String>,
 }
 
@@ -215,39 +264,21 @@ pub const DEFAULT_SETTINGS: &[(&str, &str)] = &[
 impl Session {
     fn new(engine: Arc<Engine>) -> Result<Session> {
         let stmt = Arc::new(StatementContext::default());
-        let mut config = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG, SCHEMA)
-            .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true)
-            .with_target_partitions(engine.options.target_partitions.max(1));
-        {
-            let o = config.options_mut();
-            o.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-            o.sql_parser.map_string_types_to_utf8view = false;
-            o.execution.time_zone = Some("+00:00".to_string());
-        }
+        let mut config = session_config(&engine.options);
         config.set_extension(stmt.clone());
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(
                 engine.options.query_memory_limit,
             )))
             .build_arc()?;
-        let state = SessionStateBuilder::new()
+        let state = SessionStateBuilder::new_from_existing(engine.template.clone())
             .with_config(config)
             .with_runtime_env(runtime)
-            .with_default_features()
-            .with_query_planner(Arc::new(HsQueryPlanner {
-                db: engine.db.clone(),
-                asof_rows_per_thread: engine.options.asof_rows_per_thread,
-            }))
             .with_relation_planners(vec![Arc::new(HsRelationPlanner::new(
                 engine.db.clone(),
                 stmt.clone(),
             ))])
             .build();
-        state
-            .catalog_list()
-            .register_catalog(CATALOG.to_string(), engine.catalog.clone());
         let settings = DEFAULT_SETTINGS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -257,6 +288,7 @@ impl Session {
             state,
             stmt,
             txn: Txn::Idle,
+            savepoints: Vec::new(),
             settings,
         })
     }
@@ -301,7 +333,7 @@ impl Session {
 
     /// Parse `sql` into statements (for the simple query protocol).
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
-        dialect::parse(sql)
+        self.engine.parse(sql)
     }
 
     /// Run every statement of `sql`, collecting all rows (tests, scripts).
@@ -345,10 +377,31 @@ impl Session {
             Statement::StartTransaction { .. } => {
                 if let Txn::Idle = self.txn {
                     self.txn = Txn::Open(WriteBatch::new());
+                    self.savepoints.clear();
                 }
                 Ok(Output::command("BEGIN"))
             }
-            Statement::Commit { .. } => match std::mem::replace(&mut self.txn, Txn::Idle) {
+            Statement::Savepoint { name } => self.savepoint(normalize_ident(&name)),
+            Statement::ReleaseSavepoint { name } => {
+                let at = self.find_savepoint(&normalize_ident(&name))?;
+                self.savepoints.truncate(at);
+                Ok(Output::command("RELEASE"))
+            }
+            Statement::Rollback {
+                savepoint: Some(name),
+                ..
+            } => {
+                let at = self.find_savepoint(&normalize_ident(&name))?;
+                self.savepoints.truncate(at + 1);
+                if let Some((_, before)) = self.savepoints.last() {
+                    self.txn = Txn::Open(before.clone());
+                }
+                Ok(Output::command("ROLLBACK"))
+            }
+            Statement::Commit { .. } => match {
+                self.savepoints.clear();
+                std::mem::replace(&mut self.txn, Txn::Idle)
+            } {
                 Txn::Open(batch) => {
                     self.engine.db.write(batch)?;
                     Ok(Output::command("COMMIT"))
@@ -358,16 +411,12 @@ impl Session {
             },
             Statement::Rollback { .. } => {
                 self.txn = Txn::Idle;
+                self.savepoints.clear();
                 Ok(Output::command("ROLLBACK"))
             }
             Statement::Query(_) => {
-                match crate::fastpath::FastLookup::recognize(&self.engine.db, &stmt, &[]) {
-                    Some(fast) => {
-                        let snapshot = self.statement_snapshot()?;
-                        Ok(Output::Rows(memory_stream(vec![
-                            fast.execute(&snapshot, &params)?,
-                        ])?))
-                    }
+                match FastLookup::recognize(&self.state, &self.engine.db, &stmt, &[]) {
+                    Some(fast) => self.run_fast(&fast, &params),
                     None => self.query(stmt, params).await,
                 }
             }
@@ -378,6 +427,7 @@ impl Session {
             Statement::CreateTable(ct) => self.create_table(ct).await,
             Statement::Drop { .. } => self.drop(stmt),
             Statement::AlterTable(at) => self.alter_table(at),
+            Statement::Vacuum(v) => self.vacuum(v).await,
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(&variable).await,
             Statement::Reset(r) => {
@@ -419,6 +469,77 @@ impl Session {
         self.state.execution_props_mut().query_execution_start_time = Some(now);
         self.stmt.begin(snapshot.clone(), params);
         Ok(snapshot)
+    }
+
+    /// `SAVEPOINT name`: remember the transaction's writes so far (a copy: savepoints
+    /// cost O(writes in the block)).
+    fn savepoint(&mut self, name: String) -> Result<Output> {
+        match &self.txn {
+            Txn::Open(batch) => {
+                self.savepoints.push((name, batch.clone()));
+                Ok(Output::command("SAVEPOINT"))
+            }
+            _ => Err(SqlError::new(
+                ErrorKind::NoActiveTransaction,
+                "SAVEPOINT can only be used in transaction blocks",
+            )),
+        }
+    }
+
+    /// Position of the newest savepoint called `name`.
+    fn find_savepoint(&self, name: &str) -> Result<usize> {
+        if matches!(self.txn, Txn::Idle) {
+            return Err(SqlError::new(
+                ErrorKind::NoActiveTransaction,
+                "savepoints can only be used in transaction blocks",
+            ));
+        }
+        self.savepoints
+            .iter()
+            .rposition(|(n, _)| n == name)
+            .ok_or_else(|| {
+                SqlError::new(
+                    ErrorKind::InvalidSavepoint,
+                    format!("savepoint \"{name}\" does not exist"),
+                )
+            })
+    }
+
+    /// `VACUUM [table]`: flush the memtable and compact every table's files into one
+    /// sorted run (history is kept; superseded versions outside retention go). The
+    /// work runs on a blocking thread; the statement returns when it is done.
+    async fn vacuum(&mut self, v: sqlparser::ast::VacuumStatement) -> Result<Output> {
+        if let Some(name) = &v.table_name {
+            let table = name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(crate::dml::normalize)
+                .unwrap_or_default();
+            if self.engine.db.catalog().table(&table).is_none() {
+                return Err(SqlError::new(
+                    ErrorKind::UndefinedTable,
+                    format!("relation \"{table}\" does not exist"),
+                ));
+            }
+        }
+        let db = self.engine.db.clone();
+        tokio::task::spawn_blocking(move || db.compact_now())
+            .await
+            .map_err(|e| SqlError::internal(format!("compaction task failed: {e}")))??;
+        Ok(Output::command("VACUUM"))
+    }
+
+    /// Answer a recognized point lookup (no DataFusion planning).
+    fn run_fast(&mut self, fast: &FastLookup, params: &[ScalarValue]) -> Result<Output> {
+        let snapshot = if fast.reads_current() {
+            self.statement_snapshot()?
+        } else {
+            // Time arguments may read the statement's clock (`now()`).
+            self.begin_statement(Vec::new())?
+        };
+        let batch = fast.execute(&self.state, &snapshot, params)?;
+        Ok(Output::Rows(memory_stream(vec![batch])?))
     }
 
     /// Plan a statement with DataFusion (catalog, relation planner, as-of join).
@@ -590,10 +711,10 @@ impl Session {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .unzip()
         } else {
-            let key = if name == "time zone" {
-                "timezone".to_string()
-            } else {
-                name.clone()
+            let key = match name.as_str() {
+                "time zone" => "timezone".to_string(),
+                "transaction isolation level" => "transaction_isolation".to_string(),
+                _ => name.clone(),
             };
             match self.settings.get(&key) {
                 Some(v) => (vec![key], vec![v.clone()]),
@@ -628,7 +749,7 @@ impl Session {
 
     /// Prepare `sql` (one statement) with optionally declared parameter types.
     pub async fn prepare(&mut self, sql: &str, declared: &[Option<ArrowType>]) -> Result<Prepared> {
-        let mut stmts = dialect::parse(sql)?;
+        let mut stmts = self.engine.parse(sql)?;
         if stmts.len() > 1 {
             return Err(SqlError::syntax(
                 "cannot insert multiple commands into a prepared statement",
@@ -644,8 +765,7 @@ impl Session {
             });
         };
         rewrite_asof(&mut stmt);
-        if let Some(fast) = crate::fastpath::FastLookup::recognize(&self.engine.db, &stmt, declared)
-        {
+        if let Some(fast) = FastLookup::recognize(&self.state, &self.engine.db, &stmt, declared) {
             return Ok(Prepared {
                 param_types: fast.param_types(),
                 schema: Some(fast.schema()),
@@ -719,12 +839,7 @@ impl Session {
             ));
         }
         let result = match (&p.fast, &p.plan) {
-            (Some(fast), _) => {
-                let snapshot = self.statement_snapshot()?;
-                fast.execute(&snapshot, &params)
-                    .map(|b| memory_stream(vec![b]))
-                    .and_then(|s| s.map(Output::Rows))
-            }
+            (Some(fast), _) => self.run_fast(fast, &params),
             (None, Some(plan)) => {
                 self.begin_statement(params.clone())?;
                 match Self::bind(plan.clone(), &params) {
@@ -751,6 +866,8 @@ pub enum TransactionStatus {
     Failed,
 }
 
+/// Statements allowed in an aborted transaction block (they end it, or roll back to a
+/// savepoint before the error).
 fn is_txn_end(s: &Statement) -> bool {
     matches!(s, Statement::Rollback { .. } | Statement::Commit { .. })
 }

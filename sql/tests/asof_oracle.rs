@@ -117,7 +117,7 @@ async fn run_seed(seed: u64) {
     } else {
         EngineOptions::default()
     };
-    let engine = Engine::new(db.clone(), options);
+    let engine = Engine::new(db.clone(), options).unwrap();
     let mut s = engine.session().unwrap();
     // Short enough that the TTL and the bound decide many matches.
     let ttl = 4 * SEC;

@@ -22,7 +22,7 @@ fn ts(s: &str) -> ScalarValue {
 async fn session() -> (tempfile::TempDir, Session) {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), Options::default()).unwrap();
-    let engine = Engine::new(db, EngineOptions::default());
+    let engine = Engine::new(db, EngineOptions::default()).unwrap();
     let mut s = engine.session().unwrap();
     s.run(
         "CREATE TABLE f (id BIGINT PRIMARY KEY, ts TIMESTAMPTZ, x DOUBLE PRECISION, tags TEXT[]) WITH (event_time = 'ts');
@@ -125,12 +125,77 @@ async fn any_of_an_array_parameter_is_a_multi_get() {
 }
 
 #[tokio::test]
+async fn as_of_with_time_arithmetic_and_array_constructors_are_point_lookups() {
+    let (_d, mut s) = session().await;
+    // pgbench's as-of form: a float factor of an interval.
+    let p = s
+        .prepare(
+            "SELECT id, x FROM as_of(f, TIMESTAMPTZ '2026-01-01 00:00:00+00' + $2 * INTERVAL '1 hour') WHERE id = $1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(p.is_point_lookup());
+    assert_eq!(
+        p.param_types,
+        vec![Some(DataType::Int64), Some(DataType::Float64)]
+    );
+    for (hours, want) in [
+        (36.0, vec![vec!["1", "1"]]),
+        (80.0, vec![vec!["1", "1.5"]]),
+        (-1.0, vec![]),
+    ] {
+        let got = rows(
+            s.execute_prepared(
+                &p,
+                vec![
+                    ScalarValue::Int64(Some(1)),
+                    ScalarValue::Float64(Some(hours)),
+                ],
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(got, want, "{hours} hours");
+    }
+    // = ANY(ARRAY[$1, $2]::bigint[]): one parameter per key.
+    let p = s
+        .prepare(
+            "SELECT id, x FROM f WHERE id = ANY(ARRAY[$1, $2]::bigint[])",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(p.is_point_lookup());
+    assert_eq!(
+        p.param_types,
+        vec![Some(DataType::Int64), Some(DataType::Int64)]
+    );
+    let mut got = rows(
+        s.execute_prepared(
+            &p,
+            vec![ScalarValue::Int64(Some(3)), ScalarValue::Int64(Some(2))],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    got.sort();
+    assert_eq!(got, vec![vec!["2", "2"], vec!["3", "3"]]);
+}
+
+#[tokio::test]
 async fn fast_path_and_planned_path_agree() {
     let (_d, mut s) = session().await;
     for sql in [
         "SELECT * FROM f WHERE id = 2",
         "SELECT x, id, x FROM f WHERE id IN (1, 2, 5)",
         "SELECT * FROM f WHERE 3 = id",
+        "SELECT id, x FROM f WHERE id = ANY(ARRAY[1, 3]::bigint[])",
+        "SELECT id, x FROM as_of(f, TIMESTAMPTZ '2026-01-02 12:00:00+00') WHERE id IN (1, 2)",
+        "SELECT a.x FROM as_of(f, '2026-01-01 00:00:00+00', known_at => now()) AS a WHERE a.id = 1",
+        "SELECT x FROM f FOR SYSTEM_TIME AS OF now() WHERE id = 1",
     ] {
         let fast = rows(s.execute(s.parse(sql).unwrap().remove(0)).await.unwrap()).await;
         // ORDER BY takes the statement off the fast path
@@ -157,6 +222,7 @@ async fn time_travel_arguments_take_parameters() {
         .await
         .unwrap();
     assert_eq!(p.param_types, vec![Some(tstz()), Some(DataType::Int64)]);
+    assert!(p.is_point_lookup());
     let a = rows(
         s.execute_prepared(
             &p,

@@ -142,7 +142,7 @@ fn run_file(path: &Path) {
             ..Options::default()
         };
         let db = Db::open(dir.path(), opts).unwrap();
-        let engine = Engine::new(db, EngineOptions::default());
+        let engine = Engine::new(db, EngineOptions::default()).unwrap();
         let mut runner = sqllogictest::Runner::new(move || {
             let engine = engine.clone();
             let clock = clock.clone();

@@ -1,5 +1,6 @@
 """psycopg 3 against a running Hindsight server: parameterized queries, executemany
-pipelines, auto-prepared statements after repeats, binary results, pandas read_sql.
+pipelines, auto-prepared statements after repeats, binary results, pandas read_sql,
+SQLAlchemy inspect() (get_table_names, has_table) and pandas to_sql through SQLAlchemy.
 
 Usage: python3 psycopg_session.py PORT   (exits non-zero on the first failure)
 """
@@ -64,4 +65,22 @@ df = pd.read_sql(
 )
 assert list(df["user_id"]) == [1, 2], df
 assert df["score"][0] == 1.0 and pd.isna(df["score"][1]), df
+
+# SQLAlchemy: reflection the way ORMs and notebooks use it.
+import sqlalchemy as sa  # noqa: E402
+
+engine = sa.create_engine(f"postgresql+psycopg://py@127.0.0.1:{port}/hindsight")
+insp = sa.inspect(engine)
+assert {"user_feats", "spine"} <= set(insp.get_table_names()), insp.get_table_names()
+assert insp.has_table("user_feats") and not insp.has_table("nope")
+# (get_columns / get_pk_constraint are not supported yet: SQLAlchemy's reflection
+# queries use correlated subqueries inside CASE that DataFusion cannot plan.)
+
+# pandas to_sql (CREATE TABLE from a DataFrame, executemany inserts) and back.
+out = pd.DataFrame({"user_id": [1, 2, 3], "score": [0.5, 1.5, None], "name": ["a", "b", "c"]})
+out.to_sql("pd_scores", engine, index=False)
+back = pd.read_sql("SELECT user_id, score, name FROM pd_scores ORDER BY user_id", engine)
+assert list(back["user_id"]) == [1, 2, 3] and list(back["name"]) == ["a", "b", "c"], back
+assert back["score"][1] == 1.5 and pd.isna(back["score"][2]), back
+engine.dispose()
 print("psycopg session ok")

@@ -141,3 +141,45 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// Whether an external client the test drives is installed (`probe` exits 0). A
+/// missing client skips the test with a message, unless `HINDSIGHT_REQUIRE_CLIENTS=1`
+/// (set by `.ci/run`, which installs every client): then it fails the test, so CI
+/// never passes by skipping.
+pub fn client_available(what: &str, probe: &mut Command) -> bool {
+    let ok = probe
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var("HINDSIGHT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+            "{what} is required (HINDSIGHT_REQUIRE_CLIENTS=1) but not installed"
+        );
+        eprintln!("{what} not installed: skipping (bash .ci/run installs it)");
+    }
+    ok
+}
+
+/// Run a client session script against `server`; it must exit 0 and print `marker`.
+pub fn run_client_session(server: &TestServer, cmd: &mut Command, marker: &str) {
+    let out = cmd
+        .arg(server.port.to_string())
+        .output()
+        .expect("run the client session");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(marker),
+        "client session failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+}
+
+/// Where `.ci/run` installs npm packages for the node-postgres test.
+pub fn npm_prefix() -> std::path::PathBuf {
+    let home = std::env::var_os("HOME").unwrap_or_default();
+    std::path::PathBuf::from(home).join(".cache/hindsight/npm")
+}

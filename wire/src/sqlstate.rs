@@ -33,6 +33,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         K::ActiveTransaction => "25001",
         K::NoActiveTransaction => "25P01",
         K::InFailedTransaction => "25P02",
+        K::InvalidSavepoint => "3B001",
         K::QueryCanceled => "57014",
         K::OutOfMemory => "53200",
         K::DiskFull => "53100",

@@ -1,0 +1,235 @@
+//! What Postgres clients need to describe the database: the `pg_catalog` schema,
+//! Postgres functions (`version()`, `current_schema()`, `pg_table_is_visible`,
+//! `format_type`, `pg_get_userbyid`, ...) and the rewrites that turn the catalog
+//! queries of psql, JDBC, SQLAlchemy and friends into SQL DataFusion can plan.
+//!
+//! Functions Hindsight adds itself are in `pgfuncs`.
+//!
+//! Built on `datafusion-pg-catalog` (the catalog crate of the datafusion-postgres
+//! project): its `pg_class`/`pg_attribute`/`pg_namespace`/`pg_database` are generated
+//! from the DataFusion catalog (so from the storage catalog, at query time), the other
+//! `pg_catalog` tables are a real PostgreSQL's exports, and its parser rewrites
+//! Postgres-only syntax (`OPERATOR(pg_catalog.~)`, `'t'::regclass`, `COLLATE`, ...).
+//!
+//! Invariants: the catalog machinery is built once per engine (a template session
+//! state every session starts from); ordinary queries never go through the
+//! compatibility parser, only statements that mention catalog objects do (and if that
+//! parser rejects one, Hindsight's own dialect parses it, so its errors are ours).
+//! `pg_attribute` reports the declared schema (NOT NULL as written in CREATE TABLE),
+//! not the all-nullable schema DataFusion plans with (see `provider::HsTable`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::CatalogProviderList;
+use datafusion::datasource::TableType;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionState;
+use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use hindsight_storage::Db;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{Expr, GroupByExpr, SelectItem, SetExpr, Statement, VisitMut, VisitorMut};
+
+use crate::catalog::{CATALOG, SCHEMA};
+use crate::error::Result;
+
+/// Words that mark a statement as a client's catalog query.
+const CATALOG_MARKERS: &[&str] = &[
+    "pg_",
+    "information_schema",
+    "::reg",
+    "current_user",
+    "session_user",
+    "current_schema",
+];
+
+/// The rewriting parser for client catalog queries (built once per engine).
+#[derive(Debug)]
+pub(crate) struct ClientCompat {
+    parser: PostgresCompatibilityParser,
+}
+
+impl ClientCompat {
+    pub(crate) fn new() -> Self {
+        ClientCompat {
+            parser: PostgresCompatibilityParser::new(),
+        }
+    }
+
+    /// Parse `sql` with the compatibility rewrites when it looks like a catalog query;
+    /// `None` means "use Hindsight's own parser".
+    pub(crate) fn parse(&self, sql: &str) -> Option<Vec<Statement>> {
+        let lower = sql.to_ascii_lowercase();
+        if !CATALOG_MARKERS.iter().any(|m| lower.contains(m)) {
+            return None;
+        }
+        let mut stmts = self.parser.parse(sql).ok()?;
+        for s in &mut stmts {
+            let _ = s.visit(&mut AggregateScalarSubqueries);
+        }
+        Some(stmts)
+    }
+}
+
+/// Aggregate functions a scalar subquery's projection may already use.
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "first_value",
+    "last_value",
+];
+
+/// Catalog queries use correlated scalar subqueries that return at most one row
+/// (`(SELECT pg_get_expr(d.adbin, ...) FROM pg_attrdef d WHERE d.adrelid = a.attrelid
+/// ...)`); DataFusion decorrelates only aggregated ones. Wrapping the single projected
+/// value in `max()` keeps the answer for zero or one row (PostgreSQL would reject
+/// more than one; these catalog joins are on keys, so there is never more).
+struct AggregateScalarSubqueries;
+
+impl VisitorMut for AggregateScalarSubqueries {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let Expr::Subquery(q) = expr else {
+            return ControlFlow::Continue(());
+        };
+        if q.limit_clause.is_some() || q.order_by.is_some() {
+            return ControlFlow::Continue(());
+        }
+        let SetExpr::Select(select) = q.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+        if grouped || select.distinct.is_some() || select.projection.len() != 1 {
+            return ControlFlow::Continue(());
+        }
+        let item = match &mut select.projection[0] {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => return ControlFlow::Continue(()),
+        };
+        let aggregated = matches!(item, Expr::Function(f)
+            if f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i|
+                AGGREGATES.contains(&i.value.to_ascii_lowercase().as_str())));
+        if !aggregated {
+            *item = crate::rewrite::func("max", vec![item.clone()]);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Install `pg_catalog` and the Postgres functions into a session state whose catalog
+/// list holds Hindsight's catalog.
+pub(crate) fn install(state: SessionState, db: &Db) -> Result<SessionState> {
+    let ctx = SessionContext::new_with_state(state);
+    datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider)
+        .map_err(|e: Box<DataFusionError>| *e)?;
+    // The same pg_catalog, describing tables by their declared schema.
+    let declared = DeclaredSchemas {
+        db: db.clone(),
+        list: ctx.state().catalog_list().clone(),
+    };
+    let static_tables = Arc::new(PgCatalogStaticTables::try_new()?);
+    for f in crate::pgfuncs::functions(&static_tables.pg_type.data()) {
+        ctx.register_udf(f);
+    }
+    let pg_catalog =
+        PgCatalogSchemaProvider::try_new(declared, static_tables, EmptyContextProvider)?;
+    if let Some(catalog) = ctx.catalog(CATALOG) {
+        catalog.register_schema("pg_catalog", Arc::new(pg_catalog))?;
+    }
+    Ok(ctx.state())
+}
+
+/// The DataFusion catalog as `pg_catalog` sees it, with user tables' declared schemas.
+#[derive(Clone)]
+struct DeclaredSchemas {
+    db: Db,
+    list: Arc<dyn CatalogProviderList>,
+}
+
+impl std::fmt::Debug for DeclaredSchemas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeclaredSchemas")
+    }
+}
+
+#[async_trait]
+impl CatalogInfo for DeclaredSchemas {
+    async fn catalog_names(&self) -> std::result::Result<Vec<String>, DataFusionError> {
+        CatalogInfo::catalog_names(&self.list).await
+    }
+
+    async fn schema_names(
+        &self,
+        catalog: &str,
+    ) -> std::result::Result<Option<Vec<String>>, DataFusionError> {
+        CatalogInfo::schema_names(&self.list, catalog).await
+    }
+
+    async fn table_names(
+        &self,
+        catalog: &str,
+        schema: &str,
+    ) -> std::result::Result<Option<Vec<String>>, DataFusionError> {
+        CatalogInfo::table_names(&self.list, catalog, schema).await
+    }
+
+    async fn table_schema(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> std::result::Result<Option<SchemaRef>, DataFusionError> {
+        if catalog == CATALOG && schema == SCHEMA {
+            return Ok(self
+                .db
+                .catalog()
+                .table(table)
+                .map(|def| Arc::new(def.arrow_schema(None))));
+        }
+        CatalogInfo::table_schema(&self.list, catalog, schema, table).await
+    }
+
+    async fn table_type(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> std::result::Result<Option<TableType>, DataFusionError> {
+        CatalogInfo::table_type(&self.list, catalog, schema, table).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_catalog_queries_take_the_compatibility_parser() {
+        let c = ClientCompat::new();
+        assert!(c.parse("SELECT * FROM t WHERE id = 1").is_none());
+        assert!(
+            c.parse("SELECT * FROM t FOR SYSTEM_TIME AS OF now() WHERE pg_x = 1")
+                .is_none()
+        );
+        let s = c
+            .parse("SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default")
+            .unwrap();
+        let text = s[0].to_string();
+        assert!(!text.contains("OPERATOR"), "{text}");
+        assert!(!text.contains("COLLATE"), "{text}");
+    }
+}

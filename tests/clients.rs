@@ -1,0 +1,72 @@
+//! End-to-end: real drivers against the real server, each driven by a session script
+//! in `tests/clients/`: psycopg 3 with pandas and SQLAlchemy (Python), pgjdbc (the
+//! Debian package, Java) and node-postgres (npm `pg`). A missing client is skipped
+//! with a message, or fails the test under `HINDSIGHT_REQUIRE_CLIENTS=1` (`.ci/run`
+//! installs them all and sets it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{TestServer, client_available, npm_prefix, run_client_session};
+
+const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+const PGJDBC: &str = "/usr/share/java/postgresql.jar";
+
+#[test]
+fn psycopg_parameterized_pipelined_prepared_pandas_sqlalchemy() {
+    if !client_available(
+        "python3 with psycopg, pandas and sqlalchemy",
+        Command::new("python3").args(["-c", "import psycopg, pandas, sqlalchemy"]),
+    ) {
+        return;
+    }
+    let server = TestServer::start(&[]);
+    run_client_session(
+        &server,
+        Command::new("python3").arg(format!("{CLIENTS}/psycopg_session.py")),
+        "psycopg session ok",
+    );
+}
+
+#[test]
+fn jdbc_prepared_batches_and_database_metadata() {
+    if !client_available(
+        "java with pgjdbc (libpostgresql-jdbc-java)",
+        Command::new("test").args(["-f", PGJDBC]),
+    ) || !client_available("java", Command::new("java").arg("-version"))
+    {
+        return;
+    }
+    let server = TestServer::start(&[]);
+    run_client_session(
+        &server,
+        Command::new("java")
+            .args(["-cp", PGJDBC])
+            .arg(format!("{CLIENTS}/JdbcSession.java")),
+        "jdbc session ok",
+    );
+}
+
+#[test]
+fn node_postgres_queries_prepared_pool() {
+    let node_path = npm_prefix().join("node_modules");
+    if !client_available(
+        "node with the npm pg package",
+        Command::new("node")
+            .env("NODE_PATH", &node_path)
+            .args(["-e", "require('pg')"]),
+    ) {
+        return;
+    }
+    let server = TestServer::start(&[]);
+    run_client_session(
+        &server,
+        Command::new("node")
+            .env("NODE_PATH", &node_path)
+            .arg(format!("{CLIENTS}/node_pg_session.js")),
+        "node-postgres session ok",
+    );
+}
