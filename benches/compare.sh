@@ -39,16 +39,16 @@ export E V S REPS DATA_DIR
 : "${GROWTH_LONG:=0}"
 export DURATION CLIENTS
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hindsight/target}"
-HS_BIN="$CARGO_TARGET_DIR/release/hindsight"
+HS_BIN="${HS_BIN:-$CARGO_TARGET_DIR/release/hindsight}"
 RUN="${RUN:-$DATA_DIR/compare.$(date +%Y%m%d_%H%M%S)}"; mkdir -p "$RUN"
 echo "run directory: $RUN"
+record() { echo "$1=$2" >>"$RUN/results.env"; }   # key=value figures for the report
+record run_params "E=$E V=$V S=$S REPS=$REPS DURATION=$DURATION CLIENTS=\"$CLIENTS\""
 COLS_DDL="entity_id BIGINT NOT NULL, event_ts TIMESTAMP NOT NULL,
  f1 DOUBLE PRECISION, f2 DOUBLE PRECISION, f3 DOUBLE PRECISION, f4 DOUBLE PRECISION,
  f5 DOUBLE PRECISION, f6 DOUBLE PRECISION, f7 DOUBLE PRECISION, f8 DOUBLE PRECISION,
  c1 BIGINT, c2 BIGINT"
 
-has() { [[ " $STEPS " == *" $1 "* ]]; }
-record() { echo "$1=$2" >>"$RUN/results.env"; }   # key=value figures for the report
 now() { date +%s.%N; }
 hs_psql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$HS_PORT" -U bench -d hindsight "$@"; }
 
@@ -167,6 +167,9 @@ for step in $STEPS; do
       hs_stop; hs_start   # a fresh process: peak memory is the offline work's own
       PGPORT="$HS_PORT" PGUSER=bench PGDATABASE=hindsight SERVER_PID="$HS_PID" \
         python3 "$ROOT/benches/offline_hs.py" --reps "$REPS" | tee "$RUN/hs_offline.log"
+      # offline_pg.py keeps spine_<N> across runs (CREATE IF NOT EXISTS): rebuild it
+      # from this run's spine.
+      psql -X -q -c "DROP TABLE IF EXISTS ${SPINE_TABLE}_$OFFLINE_PG_SPINE"
       SPINE_ROWS="$OFFLINE_PG_SPINE" ALT_PLANS=0 EXPLAIN=0 ONLY=lateral_count,lateral_copy,snap_copy \
         python3 "$SHARED_BENCH/offline_pg.py" --reps "$REPS" | tee "$RUN/pg_offline.log" ;;
     growth) growth ;;

@@ -125,8 +125,7 @@ def main():
       f"{meta.get('spine_rows', 0):,} rows." if meta else "Data: see the run directory.")
     p("")
     p("Reproduce: `bash benches/compare.sh` (defaults E=1000000 V=10 S=1000000 REPS=3 DURATION=20 "
-      "CLIENTS=\"1 4 16\"; this run: " + f"E={os.environ.get('E', '')} REPS={os.environ.get('REPS', '')} "
-      f"DURATION={os.environ.get('DURATION', '')}). Peer setup: PostgreSQL 15 from Debian, started by "
+      "CLIENTS=\"1 4 16\"; this run: " + f"{env.get('run_params', 'see the run directory')}). Peer setup: PostgreSQL 15 from Debian, started by "
       "`../shared/bench/servers.sh` (shared_buffers 4GB, work_mem 256MB, jit off, fsync and "
       "synchronous_commit on), history table with an (entity_id, event_ts) index, latest table with a "
       "primary key, pgbench `-M prepared` (prepared statements), warmed by a warm-up run; DuckDB in "

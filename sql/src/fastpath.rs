@@ -29,6 +29,7 @@ use sqlparser::ast::{
 use crate::dml::normalize;
 use crate::error::Result;
 use crate::provider::{ReadSpec, key_value};
+use crate::timeexpr::CompiledTime;
 
 /// Where a key column's values come from.
 #[derive(Clone, Debug)]
@@ -44,6 +45,8 @@ enum KeyArg {
 pub struct FastLookup {
     def: Arc<TableDef>,
     read: ReadSpec,
+    /// The read's time arguments compiled once (where they compile).
+    compiled: Vec<Arc<CompiledTime>>,
     columns: Vec<usize>,
     keys: Vec<KeyArg>,
     schema: SchemaRef,
@@ -346,14 +349,23 @@ impl FastLookup {
                 params = params.max(i + 1);
             }
         }
-        Some(FastLookup {
+        let mut fast = FastLookup {
             def,
             read,
+            compiled: Vec::new(),
             columns,
             keys,
             schema,
             params,
-        })
+        };
+        let types = fast.param_types();
+        fast.compiled = fast
+            .read
+            .time_exprs()
+            .into_iter()
+            .filter_map(|e| CompiledTime::new(state, e, &types).map(Arc::new))
+            .collect();
+        Some(fast)
     }
 
     /// Whether the lookup reads the current state (no time arguments).
@@ -439,7 +451,15 @@ impl FastLookup {
                 keys.push(k);
             }
         }
-        let (_, at) = self.read.read_at(state, params, snapshot.now_micros())?;
+        let time = |e: &datafusion::logical_expr::Expr| match self
+            .compiled
+            .iter()
+            .find(|c| c.source() == e)
+        {
+            Some(c) => c.eval(params),
+            None => crate::timeexpr::eval_time(state, e, params),
+        };
+        let (_, at) = self.read.read_at_with(snapshot.now_micros(), &time)?;
         let batch = snapshot.lookup_batch(&self.def, &keys, &at, Some(&self.columns))?;
         Ok(RecordBatch::try_new_with_options(
             self.schema.clone(),

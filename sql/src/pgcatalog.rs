@@ -142,7 +142,7 @@ pub(crate) fn install(state: SessionState, db: &Db) -> Result<SessionState> {
         list: ctx.state().catalog_list().clone(),
     };
     let static_tables = Arc::new(PgCatalogStaticTables::try_new()?);
-    for f in crate::pgfuncs::functions(&static_tables.pg_type.data()) {
+    for f in crate::pgfuncs::functions(static_tables.pg_type.data()) {
         ctx.register_udf(f);
     }
     let pg_catalog =

@@ -181,12 +181,13 @@ fn size_pretty(bytes: i64) -> String {
     if bytes.abs() < LIMIT {
         return format!("{bytes} bytes");
     }
-    let mut size = bytes >> 9; // half-kB units
+    // Division, not shifts, so negative sizes round like positive ones (as PostgreSQL).
+    let mut size = bytes / (1 << 9); // half-kB units
     for unit in ["kB", "MB", "GB", "TB"] {
         if size.abs() < LIMIT2 {
             return format!("{} {unit}", half_rounded(size));
         }
-        size >>= 10;
+        size /= 1 << 10;
     }
     format!("{} PB", half_rounded(size))
 }
@@ -291,7 +292,7 @@ impl ScalarUDFImpl for JsonBuildObject {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        if args.args.len() % 2 != 0 {
+        if !args.args.len().is_multiple_of(2) {
             return Err(DataFusionError::Plan(
                 "argument list must have even number of elements".into(),
             ));
@@ -335,7 +336,7 @@ mod tests {
     #[test]
     fn to_regtype_resolves_sql_spellings_and_arrays() {
         let tables = PgCatalogStaticTables::try_new().unwrap();
-        let oids = type_oids(&tables.pg_type.data());
+        let oids = type_oids(tables.pg_type.data());
         for (name, oid) in [
             ("int8", Some(20)),
             ("bigint", Some(20)),

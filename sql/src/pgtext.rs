@@ -24,6 +24,11 @@ pub fn float(v: f64) -> String {
         } else {
             "-Infinity".into()
         }
+    } else if v == 0.0 || (1e-4..1e15).contains(&v.abs()) {
+        // The shortest round-trip digits of a double in this range have a decimal
+        // exponent in -4..15 (they parse back to the same double), so no exponent
+        // form: one formatting pass.
+        format!("{v}")
     } else {
         // PostgreSQL: shortest digits; exponent form below 1e-4 or from 1e15 on, with
         // at least two exponent digits.
@@ -227,6 +232,11 @@ mod tests {
         assert_eq!(float(1e-5), "1e-05");
         assert_eq!(float(1e15), "1e+15");
         assert_eq!(float(123456.789), "123456.789");
+        assert_eq!(float(1e-4), "0.0001");
+        assert_eq!(float(-2.5e-7), "-2.5e-07");
+        assert_eq!(float(999999999999999.9), "999999999999999.9");
+        assert_eq!(float(1e14), "100000000000000");
+        assert_eq!(float(-1.5e300), "-1.5e+300");
         assert_eq!(timestamp(0), "1970-01-01 00:00:00");
         assert_eq!(timestamp(1_500_000), "1970-01-01 00:00:01.5");
         assert_eq!(timestamp(-1), "1969-12-31 23:59:59.999999");

@@ -74,7 +74,15 @@ impl ReadSpec {
         params: &[ScalarValue],
         now: i64,
     ) -> Result<(ScanMode, ReadAt), SqlError> {
-        let time = |e: &Expr| eval_time(state, e, params);
+        self.read_at_with(now, &|e: &Expr| eval_time(state, e, params))
+    }
+
+    /// [`ReadSpec::read_at`] with a given evaluator of time arguments.
+    pub(crate) fn read_at_with(
+        &self,
+        now: i64,
+        time: &dyn Fn(&Expr) -> Result<i64, SqlError>,
+    ) -> Result<(ScanMode, ReadAt), SqlError> {
         let known = |e: &Option<Expr>| -> Result<SystemAt, SqlError> {
             Ok(match e {
                 Some(e) => SystemAt::Micros(time(e)?),

@@ -356,19 +356,10 @@ impl Session {
         mut stmt: Statement,
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
-        if matches!(self.txn, Txn::Failed) && !is_txn_end(&stmt) {
-            return Err(SqlError::new(
-                ErrorKind::InFailedTransaction,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ));
-        }
+        self.check_not_failed_unless_end(&stmt)?;
         rewrite_asof(&mut stmt);
         let result = self.dispatch(stmt, params).await;
-        if result.is_err()
-            && let Txn::Open(_) = self.txn
-        {
-            self.txn = Txn::Failed;
-        }
+        self.fail_open_txn_on_error(&result);
         result
     }
 
@@ -398,17 +389,10 @@ impl Session {
                 }
                 Ok(Output::command("ROLLBACK"))
             }
-            Statement::Commit { .. } => match {
+            Statement::Commit { .. } => {
                 self.savepoints.clear();
-                std::mem::replace(&mut self.txn, Txn::Idle)
-            } {
-                Txn::Open(batch) => {
-                    self.engine.db.write(batch)?;
-                    Ok(Output::command("COMMIT"))
-                }
-                Txn::Failed => Ok(Output::command("ROLLBACK")),
-                Txn::Idle => Ok(Output::command("COMMIT")),
-            },
+                self.commit()
+            }
             Statement::Rollback { .. } => {
                 self.txn = Txn::Idle;
                 self.savepoints.clear();
@@ -469,6 +453,18 @@ impl Session {
         self.state.execution_props_mut().query_execution_start_time = Some(now);
         self.stmt.begin(snapshot.clone(), params);
         Ok(snapshot)
+    }
+
+    /// `COMMIT`: write the open block's batch atomically (an aborted block rolls back).
+    fn commit(&mut self) -> Result<Output> {
+        match std::mem::replace(&mut self.txn, Txn::Idle) {
+            Txn::Open(batch) => {
+                self.engine.db.write(batch)?;
+                Ok(Output::command("COMMIT"))
+            }
+            Txn::Failed => Ok(Output::command("ROLLBACK")),
+            Txn::Idle => Ok(Output::command("COMMIT")),
+        }
     }
 
     /// `SAVEPOINT name`: remember the transaction's writes so far (a copy: savepoints
@@ -829,32 +825,61 @@ impl Session {
         p: &Prepared,
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
+        if let Some(result) = self.execute_point_lookup(p, &params) {
+            return result;
+        }
         let Some(stmt) = &p.statement else {
             return Ok(Output::command("EMPTY"));
         };
-        if matches!(self.txn, Txn::Failed) && !is_txn_end(stmt) {
-            return Err(SqlError::new(
-                ErrorKind::InFailedTransaction,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ));
-        }
-        let result = match (&p.fast, &p.plan) {
-            (Some(fast), _) => self.run_fast(fast, &params),
-            (None, Some(plan)) => {
+        self.check_not_failed_unless_end(stmt)?;
+        let result = match &p.plan {
+            Some(plan) => {
                 self.begin_statement(params.clone())?;
                 match Self::bind(plan.clone(), &params) {
-                    Ok(bound) => self.run_plan(&bound).await.map(Output::Rows),
+                    // Boxed: DataFusion's planning futures are large; keeping them
+                    // out of this future keeps every caller's future small.
+                    Ok(bound) => Box::pin(self.run_plan(&bound)).await.map(Output::Rows),
                     Err(e) => Err(e),
                 }
             }
-            (None, None) => return self.execute_with(stmt.clone(), params).await,
+            None => return Box::pin(self.execute_with(stmt.clone(), params)).await,
         };
+        self.fail_open_txn_on_error(&result);
+        result
+    }
+
+    /// Execute a prepared point lookup synchronously (no DataFusion, no await);
+    /// `None` when `p` is not one. The wire layer calls this first: a lookup takes
+    /// microseconds, so it skips the cancel/timeout machinery too.
+    pub fn execute_point_lookup(
+        &mut self,
+        p: &Prepared,
+        params: &[ScalarValue],
+    ) -> Option<Result<Output>> {
+        let fast = p.fast.as_ref()?;
+        let stmt = p.statement.as_ref()?;
+        if let Err(e) = self.check_not_failed_unless_end(stmt) {
+            return Some(Err(e));
+        }
+        let result = self.run_fast(fast, params);
+        self.fail_open_txn_on_error(&result);
+        Some(result)
+    }
+
+    fn check_not_failed_unless_end(&self, stmt: &Statement) -> Result<()> {
+        if is_txn_end(stmt) {
+            return Ok(());
+        }
+        self.check_not_failed()
+    }
+
+    /// An error inside an open transaction block aborts it.
+    fn fail_open_txn_on_error<T>(&mut self, result: &Result<T>) {
         if result.is_err()
             && let Txn::Open(_) = self.txn
         {
             self.txn = Txn::Failed;
         }
-        result
     }
 }
 

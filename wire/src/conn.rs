@@ -529,7 +529,7 @@ impl Connection {
         }
         let deadline = self.deadline();
         let cancel = self.reg.cancel.clone();
-        let out = match guarded(&cancel, deadline, self.session.execute(stmt)).await {
+        let out = match guarded(&cancel, deadline, Box::pin(self.session.execute(stmt))).await {
             Ok(o) => o,
             Err(e) => return Ok(Err(e)),
         };
@@ -659,7 +659,7 @@ impl Connection {
                 };
                 // A COPY is prepared as the empty statement; Execute runs the COPY.
                 let text = if copy.is_some() { "" } else { p.query.as_str() };
-                let prepared = match self.session.prepare(text, &declared).await {
+                let prepared = match Box::pin(self.session.prepare(text, &declared)).await {
                     Ok(x) => x,
                     Err(e) => return Ok(Err(e.into())),
                 };
@@ -772,14 +772,23 @@ impl Connection {
         Metrics::inc(&self.shared.metrics.statements_total);
         let deadline = self.deadline();
         if let PortalState::Ready = portal.state {
-            let cancel = self.reg.cancel.clone();
-            let out = guarded(
-                &cancel,
-                deadline,
-                self.session
-                    .execute_prepared(&portal.stmt.prepared, portal.params.clone()),
-            )
-            .await;
+            let out = match self
+                .session
+                .execute_point_lookup(&portal.stmt.prepared, &portal.params)
+            {
+                Some(out) => out.map_err(WireError::from),
+                None => {
+                    let cancel = self.reg.cancel.clone();
+                    // Boxed: the SQL layer's futures are large, and moving them
+                    // through each await level by value showed up as memcpy in
+                    // profiles.
+                    let run = Box::pin(
+                        self.session
+                            .execute_prepared(&portal.stmt.prepared, portal.params.clone()),
+                    );
+                    guarded(&cancel, deadline, run).await
+                }
+            };
             match out {
                 Err(e) => return Ok(Err(e)),
                 Ok(Output::Command { tag: "EMPTY", .. }) => {

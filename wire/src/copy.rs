@@ -540,7 +540,7 @@ async fn copy_out(
     };
     let cancel = conn.cancel_signal();
     let deadline = conn.statement_deadline();
-    let mut stream = match guarded(&cancel, deadline, conn.session.execute(stmt)).await {
+    let mut stream = match guarded(&cancel, deadline, Box::pin(conn.session.execute(stmt))).await {
         Ok(Output::Rows(s)) => s,
         Ok(Output::Command { .. }) => {
             return Ok(Err(unsupported("COPY TO needs a query that returns rows")));
