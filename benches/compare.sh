@@ -44,6 +44,7 @@ RUN="${RUN:-$DATA_DIR/compare.$(date +%Y%m%d_%H%M%S)}"; mkdir -p "$RUN"
 echo "run directory: $RUN"
 record() { echo "$1=$2" >>"$RUN/results.env"; }   # key=value figures for the report
 record run_params "E=$E V=$V S=$S REPS=$REPS DURATION=$DURATION CLIENTS=\"$CLIENTS\""
+record hs_rev "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
 COLS_DDL="entity_id BIGINT NOT NULL, event_ts TIMESTAMP NOT NULL,
  f1 DOUBLE PRECISION, f2 DOUBLE PRECISION, f3 DOUBLE PRECISION, f4 DOUBLE PRECISION,
  f5 DOUBLE PRECISION, f6 DOUBLE PRECISION, f7 DOUBLE PRECISION, f8 DOUBLE PRECISION,

@@ -116,7 +116,7 @@ def main():
       "every server and client on the same box, loopback TCP. The machine is shared: medians, ratios and "
       "server CPU per operation (the noise-robust figure) are what to read.")
     p("")
-    rev = sh(f"git -C {os.path.dirname(os.path.abspath(__file__))} rev-parse --short HEAD")
+    rev = env.get("hs_rev") or sh(f"git -C {os.path.dirname(os.path.abspath(__file__))} rev-parse --short HEAD")
     duck = sh("python3 -c 'import duckdb; print(duckdb.__version__)'")
     redis = sh("redis-server --version").split(" sha")[0]
     p(f"Versions: Hindsight {rev} (release build); {sh('pgbench --version')}; {redis}; DuckDB {duck}.")
