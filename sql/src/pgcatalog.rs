@@ -65,8 +65,13 @@ impl ClientCompat {
     /// Parse `sql` with the compatibility rewrites when it looks like a catalog query;
     /// `None` means "use Hindsight's own parser".
     pub(crate) fn parse(&self, sql: &str) -> Option<Vec<Statement>> {
-        let lower = sql.to_ascii_lowercase();
-        if !CATALOG_MARKERS.iter().any(|m| lower.contains(m)) {
+        // Every simple query passes here: search without allocating a lowered copy.
+        let text = sql.as_bytes();
+        let mentions = |m: &str| {
+            text.windows(m.len())
+                .any(|w| w.eq_ignore_ascii_case(m.as_bytes()))
+        };
+        if !CATALOG_MARKERS.iter().any(|m| mentions(m)) {
             return None;
         }
         let mut stmts = self.parser.parse(sql).ok()?;
