@@ -65,7 +65,8 @@ setup() {
     $sudo apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
     # The Debian packages start their own servers; the suite runs its own instances.
-    $sudo systemctl stop redis-server postgresql >/dev/null 2>&1 || true
+    $sudo systemctl stop redis-server postgresql >/dev/null 2>&1 \
+      || { $sudo service redis-server stop; $sudo service postgresql stop; } >/dev/null 2>&1 || true
   fi
   python3 -c "import numpy, pyarrow, duckdb, psycopg" 2>/dev/null \
     || python3 -m pip install -q numpy pyarrow duckdb "psycopg[binary]"

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BinaryBuilder, ListArray, RecordBatch, RecordBatchOptions, StringArray,
-    new_null_array,
+    Array, ArrayBuilder, ArrayRef, BinaryBuilder, ListArray, RecordBatch, RecordBatchOptions,
+    StringArray, StringBuilder, new_null_array,
 };
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -30,8 +30,14 @@ pub struct CopyIn {
     def: Arc<TableDef>,
     /// Table column index of each incoming field.
     targets: Vec<usize>,
-    /// Buffered text fields, one vector per incoming field.
-    fields: Vec<Vec<Option<String>>>,
+    /// Buffered text fields, one column per incoming field (no allocation per value).
+    fields: Vec<StringBuilder>,
+    /// Per incoming field: trim surrounding whitespace (numbers, times and booleans
+    /// are parsed from trimmed text, as PostgreSQL's input functions do; text keeps
+    /// its spaces; bytea and arrays have their own syntax).
+    trim: Vec<bool>,
+    /// Rows buffered in `fields`.
+    buffered: usize,
     batch: WriteBatch,
     rows: u64,
 }
@@ -62,7 +68,11 @@ impl CopyIn {
     }
 
     /// Add one row (`None`: NULL). `line` numbers errors.
-    pub fn push(&mut self, row: Vec<Option<String>>, line: u64) -> Result<()> {
+    pub fn push<'a>(
+        &mut self,
+        row: impl ExactSizeIterator<Item = Option<&'a str>>,
+        line: u64,
+    ) -> Result<()> {
         if row.len() != self.targets.len() {
             let what = if row.len() < self.targets.len() {
                 "missing data for column"
@@ -74,11 +84,16 @@ impl CopyIn {
                 format!("{what} (COPY {}, line {line})", self.def.name),
             ));
         }
-        for (col, v) in self.fields.iter_mut().zip(row) {
-            col.push(v);
+        for ((col, &trim), v) in self.fields.iter_mut().zip(&self.trim).zip(row) {
+            match v {
+                Some(v) if trim => col.append_value(v.trim()),
+                Some(v) => col.append_value(v),
+                None => col.append_null(),
+            }
         }
         self.rows += 1;
-        if self.fields.first().map_or(0, Vec::len) >= CHUNK_ROWS {
+        self.buffered += 1;
+        if self.buffered >= CHUNK_ROWS {
             self.convert(line)?;
         }
         Ok(())
@@ -86,7 +101,7 @@ impl CopyIn {
 
     /// Convert buffered text rows to a typed batch and add them to the write batch.
     fn convert(&mut self, line: u64) -> Result<()> {
-        let n = self.fields.first().map_or(0, Vec::len);
+        let n = std::mem::take(&mut self.buffered);
         if n == 0 {
             return Ok(());
         }
@@ -97,7 +112,7 @@ impl CopyIn {
             .map(|f| new_null_array(f.data_type(), n))
             .collect();
         for (text, &target) in self.fields.iter_mut().zip(&self.targets) {
-            let values = std::mem::take(text);
+            let values = text.finish();
             let (Some(slot), Some(field), Some(def)) = (
                 columns.get_mut(target),
                 schema.fields().get(target),
@@ -106,7 +121,7 @@ impl CopyIn {
                 continue;
             };
             let type_name = crate::types::pg_type_name(def.data_type);
-            *slot = parse_column(values, field.data_type(), &type_name).map_err(|e| {
+            *slot = parse_column(&values, field.data_type(), &type_name).map_err(|e| {
                 SqlError::new(
                     e.kind,
                     format!(
@@ -136,7 +151,7 @@ impl CopyIn {
 }
 
 /// Parse text values as a column of `ty`.
-fn parse_column(values: Vec<Option<String>>, ty: &DataType, type_name: &str) -> Result<ArrayRef> {
+fn parse_column(values: &StringArray, ty: &DataType, type_name: &str) -> Result<ArrayRef> {
     let invalid = |v: &str| {
         SqlError::new(
             ErrorKind::InvalidTextRepresentation,
@@ -146,7 +161,7 @@ fn parse_column(values: Vec<Option<String>>, ty: &DataType, type_name: &str) -> 
     match ty {
         DataType::Binary => {
             let mut b = BinaryBuilder::new();
-            for v in &values {
+            for v in values {
                 match v {
                     None => b.append_null(),
                     Some(s) => b.append_value(parse_pg_bytea(s).ok_or_else(|| invalid(s))?),
@@ -156,19 +171,28 @@ fn parse_column(values: Vec<Option<String>>, ty: &DataType, type_name: &str) -> 
         }
         DataType::List(elem) => {
             let mut offsets = vec![0i32];
-            let mut items: Vec<Option<String>> = Vec::new();
+            let mut items = StringBuilder::new();
             let mut valid = Vec::with_capacity(values.len());
-            for v in &values {
+            for v in values {
                 match v {
                     None => valid.push(false),
                     Some(s) => {
-                        items.extend(parse_pg_array(s).ok_or_else(|| invalid(s))?);
+                        for item in parse_pg_array(s).ok_or_else(|| invalid(s))? {
+                            match item {
+                                Some(i) => items.append_value(i.trim()),
+                                None => items.append_null(),
+                            }
+                        }
                         valid.push(true);
                     }
                 }
                 offsets.push(i32::try_from(items.len()).map_err(|_| invalid("array"))?);
             }
-            let inner = parse_column(items, elem.data_type(), type_name.trim_end_matches("[]"))?;
+            let inner = parse_column(
+                &items.finish(),
+                elem.data_type(),
+                type_name.trim_end_matches("[]"),
+            )?;
             Ok(Arc::new(ListArray::try_new(
                 Arc::new(Field::new_list_field(elem.data_type().clone(), true)),
                 datafusion::arrow::buffer::OffsetBuffer::new(offsets.into()),
@@ -179,28 +203,25 @@ fn parse_column(values: Vec<Option<String>>, ty: &DataType, type_name: &str) -> 
         DataType::Boolean => {
             let parsed: Vec<Option<bool>> = values
                 .iter()
-                .map(
-                    |v| match v.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
-                        None => Ok(None),
-                        Some(s) => match s.as_str() {
-                            "t" | "true" | "y" | "yes" | "on" | "1" => Ok(Some(true)),
-                            "f" | "false" | "n" | "no" | "off" | "0" => Ok(Some(false)),
-                            _ => Err(invalid(&s)),
-                        },
+                .map(|v| match v.map(|s| s.trim().to_ascii_lowercase()) {
+                    None => Ok(None),
+                    Some(s) => match s.as_str() {
+                        "t" | "true" | "y" | "yes" | "on" | "1" => Ok(Some(true)),
+                        "f" | "false" | "n" | "no" | "off" | "0" => Ok(Some(false)),
+                        _ => Err(invalid(&s)),
                     },
-                )
+                })
                 .collect::<Result<_>>()?;
             Ok(Arc::new(datafusion::arrow::array::BooleanArray::from(
                 parsed,
             )))
         }
         other => {
-            let text: StringArray = values.iter().map(|v| v.as_deref().map(str::trim)).collect();
             let options = CastOptions {
                 safe: false,
                 format_options: FormatOptions::default(),
             };
-            cast_with_options(&text, other, &options).map_err(|e| {
+            cast_with_options(values, other, &options).map_err(|e| {
                 let msg = e.to_string();
                 // Name the offending value where arrow's message carries it.
                 let value = msg.split('\'').nth(1).unwrap_or(&msg).to_string();
@@ -230,8 +251,25 @@ impl Session {
                 })
                 .collect::<Result<Vec<_>>>()?
         };
+        let trim = targets
+            .iter()
+            .map(|&t| {
+                def.columns.get(t).is_some_and(|c| {
+                    !matches!(
+                        c.data_type,
+                        hindsight_storage::DataType::List(_)
+                            | hindsight_storage::DataType::Scalar(
+                                hindsight_storage::ScalarType::Bytes
+                                    | hindsight_storage::ScalarType::Text
+                            )
+                    )
+                })
+            })
+            .collect();
         Ok(CopyIn {
-            fields: vec![Vec::new(); targets.len()],
+            fields: targets.iter().map(|_| StringBuilder::new()).collect(),
+            trim,
+            buffered: 0,
             targets,
             def,
             batch: WriteBatch::new(),

@@ -20,7 +20,7 @@ use datafusion::catalog::Session as DfSession;
 use datafusion::common::DFSchema;
 use datafusion::common::ScalarValue;
 use datafusion::execution::context::SessionState;
-use hindsight_storage::{Db, Snapshot, TableDef, encode_key};
+use hindsight_storage::{Db, Projection, ScalarType, Snapshot, TableDef, encode_key};
 use sqlparser::ast::{
     BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArgOperator, GroupByExpr,
     ObjectName, SelectItem, SetExpr, Statement, TableFactor, TableVersion, Value,
@@ -44,10 +44,12 @@ enum KeyArg {
 #[derive(Clone, Debug)]
 pub struct FastLookup {
     def: Arc<TableDef>,
+    /// The projected columns, resolved once.
+    proj: Projection,
+    key_types: Vec<ScalarType>,
     read: ReadSpec,
     /// The read's time arguments compiled once (where they compile).
     compiled: Vec<Arc<CompiledTime>>,
-    columns: Vec<usize>,
     keys: Vec<KeyArg>,
     schema: SchemaRef,
     params: usize,
@@ -349,11 +351,13 @@ impl FastLookup {
                 params = params.max(i + 1);
             }
         }
+        let proj = Projection::new(&def, Some(&columns)).ok()?;
         let mut fast = FastLookup {
+            key_types: def.key_types(),
+            proj,
             def,
             read,
             compiled: Vec::new(),
-            columns,
             keys,
             schema,
             params,
@@ -414,9 +418,9 @@ impl FastLookup {
         snapshot: &Snapshot,
         params: &[ScalarValue],
     ) -> Result<RecordBatch> {
-        let key_types = self.def.key_types();
+        let key_types = &self.key_types;
         let mut sets: Vec<Vec<hindsight_storage::Value>> = Vec::with_capacity(self.keys.len());
-        for (arg, &t) in self.keys.iter().zip(&key_types) {
+        for (arg, &t) in self.keys.iter().zip(key_types) {
             let scalars: Vec<ScalarValue> = match arg {
                 KeyArg::Param(i) => params.get(*i).cloned().into_iter().collect(),
                 KeyArg::Params(v) => v.iter().filter_map(|i| params.get(*i).cloned()).collect(),
@@ -433,24 +437,7 @@ impl FastLookup {
             };
             sets.push(scalars.iter().filter_map(|s| key_value(s, t)).collect());
         }
-        let mut combos: Vec<Vec<hindsight_storage::Value>> = vec![vec![]];
-        for set in &sets {
-            combos = combos
-                .iter()
-                .flat_map(|p| {
-                    set.iter()
-                        .map(move |v| [p.clone(), vec![v.clone()]].concat())
-                })
-                .collect();
-        }
-        let mut keys = Vec::with_capacity(combos.len());
-        let mut seen = std::collections::HashSet::new();
-        for c in combos {
-            let k = encode_key(&c, &key_types, &[])?;
-            if seen.insert(k.clone()) {
-                keys.push(k);
-            }
-        }
+        let keys = encode_combinations(&sets, key_types)?;
         let time = |e: &datafusion::logical_expr::Expr| match self
             .compiled
             .iter()
@@ -460,12 +447,43 @@ impl FastLookup {
             None => crate::timeexpr::eval_time(state, e, params),
         };
         let (_, at) = self.read.read_at_with(snapshot.now_micros(), &time)?;
-        let batch = snapshot.lookup_batch(&self.def, &keys, &at, Some(&self.columns))?;
-        Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            batch.columns().to_vec(),
-            &datafusion::arrow::array::RecordBatchOptions::new()
-                .with_row_count(Some(batch.num_rows())),
-        )?)
+        Ok(snapshot.lookup_projected(&self.def, &keys, &at, &self.proj, self.schema.clone())?)
     }
+}
+
+/// Encoded keys of every combination of the key columns' values (one set per key
+/// column, in key order), first occurrences only, in order.
+fn encode_combinations(
+    sets: &[Vec<hindsight_storage::Value>],
+    key_types: &[ScalarType],
+) -> Result<Vec<Vec<u8>>> {
+    if let [set] = sets
+        && let [single] = set.as_slice()
+    {
+        // The common lookup: one key column, one value.
+        return Ok(vec![encode_key(
+            std::slice::from_ref(single),
+            key_types,
+            &[],
+        )?]);
+    }
+    let mut combos: Vec<Vec<hindsight_storage::Value>> = vec![vec![]];
+    for set in sets {
+        combos = combos
+            .iter()
+            .flat_map(|p| {
+                set.iter()
+                    .map(move |v| [p.clone(), vec![v.clone()]].concat())
+            })
+            .collect();
+    }
+    let mut keys = Vec::with_capacity(combos.len());
+    let mut seen = std::collections::HashSet::new();
+    for c in combos {
+        let k = encode_key(&c, key_types, &[])?;
+        if seen.insert(k.clone()) {
+            keys.push(k);
+        }
+    }
+    Ok(keys)
 }

@@ -37,7 +37,7 @@ pub use literals::{parse_pg_array, parse_pg_bytea};
 pub use pgfuncs::version_string;
 pub use session::{
     Collected, DEFAULT_SETTINGS, Engine, EngineOptions, Output, Prepared, Session,
-    TransactionStatus, row_count,
+    TransactionStatus, memory_stream, row_count,
 };
 pub use types::{parse_interval_micros, pg_type_name, storage_type};
 

@@ -16,19 +16,22 @@ use datafusion::arrow::datatypes::{
 
 /// Format a float like PostgreSQL (shortest representation that round-trips).
 pub fn float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
+    let mut s = String::new();
+    write_float(v, &mut s);
+    s
+}
+
+/// [`float`] into a writer: no allocation in the common range.
+pub fn write_float(v: f64, w: &mut impl std::fmt::Write) {
+    let _ = if v.is_nan() {
+        w.write_str("NaN")
     } else if v.is_infinite() {
-        if v > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        }
+        w.write_str(if v > 0.0 { "Infinity" } else { "-Infinity" })
     } else if v == 0.0 || (1e-4..1e15).contains(&v.abs()) {
         // The shortest round-trip digits of a double in this range have a decimal
         // exponent in -4..15 (they parse back to the same double), so no exponent
         // form: one formatting pass.
-        format!("{v}")
+        write!(w, "{v}")
     } else {
         // PostgreSQL: shortest digits; exponent form below 1e-4 or from 1e15 on, with
         // at least two exponent digits.
@@ -36,46 +39,74 @@ pub fn float(v: f64) -> String {
         let (mantissa, exp) = e.split_once('e').unwrap_or((e.as_str(), "0"));
         let exp: i32 = exp.parse().unwrap_or(0);
         if !(-4..15).contains(&exp) {
-            format!(
+            write!(
+                w,
                 "{mantissa}e{}{:02}",
                 if exp < 0 { '-' } else { '+' },
                 exp.abs()
             )
         } else {
-            format!("{v}")
+            write!(w, "{v}")
         }
-    }
+    };
 }
 
 /// Microseconds since the epoch as `YYYY-MM-DD HH:MM:SS[.ffffff]`.
 pub fn timestamp(us: i64) -> String {
+    let mut s = String::new();
+    write_timestamp(us, &mut s);
+    s
+}
+
+/// [`timestamp`] into a writer.
+pub fn write_timestamp(us: i64, w: &mut impl std::fmt::Write) {
     let secs = us.div_euclid(1_000_000);
     let frac = us.rem_euclid(1_000_000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    format!("{} {}", date(days as i32), clock(rem as u64, frac as u64))
+    write_date(days as i32, w);
+    let _ = w.write_char(' ');
+    write_clock(rem as u64, frac as u64, w);
 }
 
 /// `HH:MM:SS[.ffffff]` of a number of seconds and microseconds (no trailing zeros in
 /// the fraction, as PostgreSQL prints times and interval clocks).
 pub fn clock(secs: u64, frac_us: u64) -> String {
-    let mut out = format!(
+    let mut s = String::new();
+    write_clock(secs, frac_us, &mut s);
+    s
+}
+
+/// [`clock`] into a writer.
+pub fn write_clock(secs: u64, frac_us: u64, w: &mut impl std::fmt::Write) {
+    let _ = write!(
+        w,
         "{:02}:{:02}:{:02}",
         secs / 3600,
         (secs % 3600) / 60,
         secs % 60
     );
     if frac_us != 0 {
-        let f = format!("{frac_us:06}");
-        out.push('.');
-        out.push_str(f.trim_end_matches('0'));
+        let mut frac = frac_us;
+        let mut width = 6;
+        while frac.is_multiple_of(10) {
+            frac /= 10;
+            width -= 1;
+        }
+        let _ = write!(w, ".{frac:0width$}");
     }
-    out
 }
 
 /// Days since the epoch as `YYYY-MM-DD` (years beyond 9999 or before 1 as PostgreSQL
 /// would not show them; such dates are out of range for clients anyway).
 pub fn date(days: i32) -> String {
+    let mut s = String::new();
+    write_date(days, &mut s);
+    s
+}
+
+/// [`date`] into a writer.
+pub fn write_date(days: i32, w: &mut impl std::fmt::Write) {
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -85,11 +116,37 @@ pub fn date(days: i32) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    if y <= 0 {
-        format!("{:04}-{m:02}-{d:02} BC", 1 - y)
+    let _ = if y <= 0 {
+        write!(w, "{:04}-{m:02}-{d:02} BC", 1 - y)
     } else {
-        format!("{y:04}-{m:02}-{d:02}")
-    }
+        write!(w, "{y:04}-{m:02}-{d:02}")
+    };
+}
+
+/// Row `i` of `array` in text format written to `w`, without allocating, for the
+/// types point lookups return most (integers, floats, timestamps, text); `false`
+/// when the type is not one of them (use [`cell`]). NULL is not handled here.
+pub fn write_cell(array: &dyn Array, i: usize, w: &mut impl std::fmt::Write) -> bool {
+    let _ = match array.data_type() {
+        DataType::Int16 => write!(w, "{}", array.as_primitive::<Int16Type>().value(i)),
+        DataType::Int32 => write!(w, "{}", array.as_primitive::<Int32Type>().value(i)),
+        DataType::Int64 => write!(w, "{}", array.as_primitive::<Int64Type>().value(i)),
+        DataType::Float64 => {
+            write_float(array.as_primitive::<Float64Type>().value(i), w);
+            Ok(())
+        }
+        DataType::Utf8 => w.write_str(array.as_string::<i32>().value(i)),
+        DataType::Utf8View => w.write_str(array.as_string_view().value(i)),
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+            write_timestamp(array.as_primitive::<TimestampMicrosecondType>().value(i), w);
+            match tz {
+                Some(_) => w.write_str("+00"),
+                None => Ok(()),
+            }
+        }
+        _ => return false,
+    };
+    true
 }
 
 fn to_micros(unit: TimeUnit, v: i64) -> i64 {

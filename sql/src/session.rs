@@ -400,7 +400,9 @@ impl Session {
             }
             Statement::Query(_) => {
                 match FastLookup::recognize(&self.state, &self.engine.db, &stmt, &[]) {
-                    Some(fast) => self.run_fast(&fast, &params),
+                    Some(fast) => self
+                        .run_fast(&fast, &params)
+                        .and_then(|b| Ok(Output::Rows(memory_stream(vec![b])?))),
                     None => self.query(stmt, params).await,
                 }
             }
@@ -527,15 +529,14 @@ impl Session {
     }
 
     /// Answer a recognized point lookup (no DataFusion planning).
-    fn run_fast(&mut self, fast: &FastLookup, params: &[ScalarValue]) -> Result<Output> {
+    fn run_fast(&mut self, fast: &FastLookup, params: &[ScalarValue]) -> Result<RecordBatch> {
         let snapshot = if fast.reads_current() {
             self.statement_snapshot()?
         } else {
             // Time arguments may read the statement's clock (`now()`).
             self.begin_statement(Vec::new())?
         };
-        let batch = fast.execute(&self.state, &snapshot, params)?;
-        Ok(Output::Rows(memory_stream(vec![batch])?))
+        fast.execute(&self.state, &snapshot, params)
     }
 
     /// Plan a statement with DataFusion (catalog, relation planner, as-of join).
@@ -849,13 +850,24 @@ impl Session {
     }
 
     /// Execute a prepared point lookup synchronously (no DataFusion, no await);
-    /// `None` when `p` is not one. The wire layer calls this first: a lookup takes
-    /// microseconds, so it skips the cancel/timeout machinery too.
+    /// `None` when `p` is not one.
     pub fn execute_point_lookup(
         &mut self,
         p: &Prepared,
         params: &[ScalarValue],
     ) -> Option<Result<Output>> {
+        self.point_lookup(p, params)
+            .map(|r| r.and_then(|b| Ok(Output::Rows(memory_stream(vec![b])?))))
+    }
+
+    /// A prepared point lookup's rows as one batch, computed synchronously; `None`
+    /// when `p` is not a point lookup. The wire layer calls this first: a lookup
+    /// takes microseconds, so it skips the stream, cancel and timeout machinery.
+    pub fn point_lookup(
+        &mut self,
+        p: &Prepared,
+        params: &[ScalarValue],
+    ) -> Option<Result<RecordBatch>> {
         let fast = p.fast.as_ref()?;
         let stmt = p.statement.as_ref()?;
         if let Err(e) = self.check_not_failed_unless_end(stmt) {
@@ -941,7 +953,7 @@ fn rename_stream(stream: SendableRecordBatchStream) -> SendableRecordBatchStream
 }
 
 /// A stream over in-memory batches.
-pub(crate) fn memory_stream(batches: Vec<RecordBatch>) -> Result<SendableRecordBatchStream> {
+pub fn memory_stream(batches: Vec<RecordBatch>) -> Result<SendableRecordBatchStream> {
     let schema = batches
         .first()
         .map(|b| b.schema())

@@ -38,13 +38,13 @@ use crate::fsutil::{remove_if_exists, sync_dir};
 use crate::manifest::{
     self, FileMeta, Manifest, ManifestState, VersionEdit, manifest_name, sst_name,
 };
-use crate::memtable::{MemEntry, MemTable, entries_to_versions};
+use crate::memtable::{MemEntry, MemTable, Payload, entries_to_versions};
 use crate::scan::{ScanIter, ScanOptions};
 use crate::sst::{SstReader, SstWriter, WriterOptions};
 use crate::types::{ColumnDef, TableDef, TableId, TableOptions, Value};
 use crate::version::{NUM_LEVELS, SstFile, Version};
 use crate::view::{Projection, ReadAt, Row, SystemAt, View};
-use crate::wal::{self, LogWriter, MAX_FRAME_LEN, WAL_MAGIC, encode_frame, segment_name};
+use crate::wal::{self, LogWriter, MAX_FRAME_LEN, WAL_MAGIC, segment_name};
 
 /// When a commit is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -683,7 +683,6 @@ impl Inner {
                 .collect();
         }
         let mut results = Vec::with_capacity(group.len());
-        let mut frames = Vec::new();
         let mut staged: Vec<(Ticket, Vec<u8>, CommitInfo, usize)> = Vec::new();
         let (mut seq, mut micros) = (w.last_seq, w.last_micros);
         for (ticket, b) in group {
@@ -706,7 +705,6 @@ impl Inner {
                 ));
                 continue;
             }
-            encode_frame(&payload, &mut frames);
             seq = next_seq;
             micros = next_micros;
             let info = CommitInfo {
@@ -718,32 +716,40 @@ impl Inner {
         if staged.is_empty() {
             return results;
         }
-        let durable = w.wal.append(&frames).and_then(|()| match self.opts.sync {
-            SyncPolicy::Always => {
-                self.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
-                w.wal.sync()
+        let payloads: Vec<&[u8]> = staged.iter().map(|(_, p, ..)| p.as_slice()).collect();
+        let durable = w
+            .wal
+            .append_frames(&payloads)
+            .and_then(|bytes| match self.opts.sync {
+                SyncPolicy::Always => {
+                    self.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
+                    w.wal.sync().map(|()| bytes)
+                }
+                _ => Ok(bytes),
+            });
+        let wal_bytes = match durable {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // The log's tail is now unknown: refuse all further writes.
+                self.fail(&e);
+                let msg = e.to_string();
+                results.extend(
+                    staged
+                        .into_iter()
+                        .map(|(t, ..)| (t, Err(clone_error(&e, &msg)))),
+                );
+                return results;
             }
-            _ => Ok(()),
-        });
-        if let Err(e) = durable {
-            // The log's tail is now unknown: refuse all further writes.
-            self.fail(&e);
-            let msg = e.to_string();
-            results.extend(
-                staged
-                    .into_iter()
-                    .map(|(t, ..)| (t, Err(clone_error(&e, &msg)))),
-            );
-            return results;
-        }
+        };
+        drop(payloads);
         w.last_seq = seq;
         w.last_micros = micros;
         self.counters
             .wal_bytes
-            .fetch_add(frames.len() as u64, Ordering::Relaxed);
+            .fetch_add(wal_bytes, Ordering::Relaxed);
         let mem = self.view.load().mem.clone();
         for (ticket, payload, info, rows) in staged {
-            let payload: Arc<[u8]> = payload.into();
+            let payload: Payload = Arc::new(payload);
             match self.apply(&mut w, &mem, &payload) {
                 Ok(()) => {
                     self.counters.batches.fetch_add(1, Ordering::Relaxed);
@@ -761,7 +767,7 @@ impl Inner {
     }
 
     /// Apply a logged payload: catalog changes, then rows.
-    fn apply(&self, w: &mut WriterState, mem: &Arc<MemTable>, payload: &Arc<[u8]>) -> Result<()> {
+    fn apply(&self, w: &mut WriterState, mem: &Arc<MemTable>, payload: &Payload) -> Result<()> {
         let decoded = batch::decode(payload)
             .map_err(|e| Error::corruption("<batch>", e.offset as u64, e.detail))?;
         for op in &decoded.catalog {
@@ -1313,7 +1319,7 @@ impl Snapshot {
         let mem = MemTable::new(0, self.seq, self.view.catalog.clone());
         let mut payload = Vec::with_capacity(batch.approximate_bytes() + 32);
         batch.encode(crate::view::OVERLAY_SEQ, self.now, &mut payload);
-        let payload: Arc<[u8]> = payload.into();
+        let payload: Payload = Arc::new(payload);
         let decoded = batch::decode(&payload)
             .map_err(|e| Error::corruption("<overlay>", e.offset as u64, e.detail))?;
         mem.apply(&payload, &decoded, &self.view.catalog);
@@ -1485,19 +1491,32 @@ impl Snapshot {
         at: &ReadAt,
         columns: Option<&[usize]>,
     ) -> Result<arrow_array::RecordBatch> {
-        let seq = self.resolve(table, at.system)?;
         let proj = Projection::new(table, columns)?;
-        let view = self.view_at(at.system);
         let schema = Arc::new(table.arrow_schema(columns));
-        let mut builders: Vec<crate::arrowutil::ColumnBuilder> = schema
-            .fields()
+        self.lookup_projected(table, keys, at, &proj, schema)
+    }
+
+    /// [`Snapshot::lookup_batch`] with the projection and the output schema resolved
+    /// by the caller (a prepared lookup resolves them once). `schema` must have the
+    /// projection's column types; its names and nullability are the caller's.
+    pub fn lookup_projected(
+        &self,
+        table: &TableDef,
+        keys: &[Vec<u8>],
+        at: &ReadAt,
+        proj: &Projection,
+        schema: arrow_schema::SchemaRef,
+    ) -> Result<arrow_array::RecordBatch> {
+        let seq = self.resolve(table, at.system)?;
+        let view = self.view_at(at.system);
+        let mut builders: Vec<crate::arrowutil::ColumnBuilder> = proj
+            .types()
             .iter()
-            .zip(proj.column_types(table, columns))
-            .map(|(_, ty)| crate::arrowutil::ColumnBuilder::new(ty, keys.len()))
+            .map(|&ty| crate::arrowutil::ColumnBuilder::new(ty, keys.len()))
             .collect();
         let mut n = 0;
         for k in keys {
-            if let Some(row) = view.get(table, k, at, seq, &proj)? {
+            if let Some(row) = view.get(table, k, at, seq, proj)? {
                 for (b, v) in builders.iter_mut().zip(&row.values) {
                     b.append_value(v);
                 }
@@ -1535,9 +1554,9 @@ impl Snapshot {
         let view = self.view_at(system);
         let schema = Arc::new(table.arrow_schema(columns));
         let mut builders: Vec<crate::arrowutil::ColumnBuilder> = proj
-            .column_types(table, columns)
-            .into_iter()
-            .map(|ty| crate::arrowutil::ColumnBuilder::new(ty, requests.len()))
+            .types()
+            .iter()
+            .map(|&ty| crate::arrowutil::ColumnBuilder::new(ty, requests.len()))
             .collect();
         for (k, at) in requests {
             match view.get(table, k, at, seq, &proj)? {
@@ -1777,7 +1796,7 @@ fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
                     )
                 })?;
             }
-            let payload: Arc<[u8]> = Arc::from(payload);
+            let payload: Payload = Arc::new(payload.to_vec());
             replay_mem.apply(&payload, &decoded, &catalog);
             last_seq = decoded.seq;
             last_micros = last_micros.max(decoded.commit_micros);

@@ -113,6 +113,8 @@ pub struct Row {
 #[derive(Clone, Debug)]
 pub struct Projection {
     cols: Vec<ColumnRole>,
+    /// Type of each projected column.
+    types: Vec<DataType>,
     feature_types: Vec<DataType>,
     key_types: Vec<ScalarType>,
     need_key: bool,
@@ -133,9 +135,16 @@ impl Projection {
                 })
                 .collect::<Result<Vec<_>>>()?,
         };
+        let all: Vec<usize> = (0..table.columns.len()).collect();
+        let types = columns
+            .unwrap_or(&all)
+            .iter()
+            .filter_map(|&c| table.columns.get(c).map(|c| c.data_type))
+            .collect();
         Ok(Projection {
             need_key: cols.iter().any(|r| matches!(r, ColumnRole::Key(_))),
             cols,
+            types,
             feature_types: table.feature_types(),
             key_types: table.key_types(),
         })
@@ -146,18 +155,9 @@ impl Projection {
         &self.cols
     }
 
-    /// Types of the projected columns (`columns` as given to [`Projection::new`]).
-    pub(crate) fn column_types(
-        &self,
-        table: &TableDef,
-        columns: Option<&[usize]>,
-    ) -> Vec<DataType> {
-        let all: Vec<usize> = (0..table.columns.len()).collect();
-        columns
-            .unwrap_or(&all)
-            .iter()
-            .filter_map(|&c| table.columns.get(c).map(|c| c.data_type))
-            .collect()
+    /// Types of the projected columns.
+    pub fn types(&self) -> &[DataType] {
+        &self.types
     }
 }
 

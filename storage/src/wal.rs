@@ -15,7 +15,7 @@
 //! leaves the evidence in place.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 
 use crate::codec::le_u32_at;
@@ -35,11 +35,18 @@ pub(crate) fn segment_name(number: u64) -> String {
     format!("{number:06}.wal")
 }
 
+/// The header of the frame holding `payload`: magic, length, CRC32 of the payload.
+pub(crate) fn frame_header(payload: &[u8]) -> [u8; FRAME_HEADER_LEN] {
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    h[..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
+    h[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[8..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    h
+}
+
 /// Append one frame for `payload` to `out`.
 pub(crate) fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(&frame_header(payload));
     out.extend_from_slice(payload);
 }
 
@@ -89,6 +96,36 @@ impl LogWriter {
             .map_err(|e| Error::io(&self.path, e))?;
         self.size += frames.len() as u64;
         Ok(())
+    }
+
+    /// Append one frame per payload, written straight from the payloads (vectored
+    /// writes: a large batch is not copied into a frame buffer first). Returns the
+    /// bytes appended.
+    pub(crate) fn append_frames(&mut self, payloads: &[&[u8]]) -> Result<u64> {
+        let headers: Vec<[u8; FRAME_HEADER_LEN]> =
+            payloads.iter().map(|p| frame_header(p)).collect();
+        let mut slices: Vec<IoSlice<'_>> = headers
+            .iter()
+            .zip(payloads)
+            .flat_map(|(h, p)| [IoSlice::new(h), IoSlice::new(p)])
+            .collect();
+        let total: u64 = slices.iter().map(|s| s.len() as u64).sum();
+        let mut rest: &mut [IoSlice<'_>] = &mut slices;
+        while !rest.is_empty() {
+            match self.file.write_vectored(rest) {
+                Ok(0) => {
+                    return Err(Error::io(
+                        &self.path,
+                        std::io::Error::from(std::io::ErrorKind::WriteZero),
+                    ));
+                }
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(&self.path, e)),
+            }
+        }
+        self.size += total;
+        Ok(total)
     }
 
     /// Make everything appended so far durable.

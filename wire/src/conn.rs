@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
@@ -64,9 +64,33 @@ struct Stmt {
     copy: Option<CopyCommand>,
     /// Parameter OIDs as the client declared them (0: unspecified).
     declared: Vec<u32>,
+    /// The encoded RowDescription of its rows in text format (libpq describes the
+    /// portal on every execution; this answers without rebuilding it), or None if
+    /// the statement returns no rows.
+    text_row_description: Option<BytesMut>,
 }
 
 impl Stmt {
+    fn new(prepared: Prepared, copy: Option<CopyCommand>, declared: Vec<u32>) -> Stmt {
+        let text_row_description = prepared
+            .schema
+            .as_ref()
+            .filter(|s| !s.fields().is_empty())
+            .and_then(|s| {
+                let mut buf = BytesMut::new();
+                B::RowDescription(row_description(s, &[]))
+                    .encode(&mut buf)
+                    .ok()
+                    .map(|()| buf)
+            });
+        Stmt {
+            prepared,
+            copy,
+            declared,
+            text_row_description,
+        }
+    }
+
     fn param_oids(&self) -> Vec<u32> {
         self.prepared
             .param_types
@@ -600,7 +624,6 @@ impl Connection {
                     }
                 }
             };
-            let columns = batch.columns();
             let n = batch.num_rows();
             let mut row = offset;
             while row < n {
@@ -609,19 +632,12 @@ impl Connection {
                     self.flush_rows(&mut out).await?;
                     return Ok(Ok(false));
                 }
-                out.begin(columns.len() as i16);
-                for (c, col) in columns.iter().enumerate() {
-                    encode_cell(
-                        col.as_ref(),
-                        row,
-                        binary.get(c).copied().unwrap_or(false),
-                        &mut out.buf,
-                    );
-                }
-                out.finish();
-                row += 1;
-                sent += 1;
-                state.2 += 1;
+                // Up to the limit, or until the buffer is worth a flush.
+                let room = if limit > 0 { limit - sent } else { n - row };
+                let end = encode_rows(&mut out, &batch.slice(row, room.min(n - row)), 0, binary);
+                row += end;
+                sent += end;
+                state.2 += end as u64;
                 if out.len() >= ROW_FLUSH_BYTES {
                     self.flush_rows(&mut out).await?;
                 }
@@ -663,14 +679,8 @@ impl Connection {
                     Ok(x) => x,
                     Err(e) => return Ok(Err(e.into())),
                 };
-                self.statements.insert(
-                    name,
-                    Arc::new(Stmt {
-                        prepared,
-                        copy,
-                        declared: p.type_oids,
-                    }),
-                );
+                self.statements
+                    .insert(name, Arc::new(Stmt::new(prepared, copy, p.type_oids)));
                 self.socket
                     .feed(B::ParseComplete(ParseComplete::new()).into())
                     .await?;
@@ -707,15 +717,14 @@ impl Connection {
                                 .into(),
                         )
                         .await?;
-                    self.describe_rows(stmt.prepared.schema.as_ref(), &[])
-                        .await?;
+                    self.describe_rows(&stmt, &[]).await?;
                 } else {
                     let Some(portal) = self.portals.get(&name) else {
                         return Ok(Err(ProtocolError::NoSuchPortal(name).into()));
                     };
-                    let schema = portal.stmt.prepared.schema.clone();
+                    let stmt = portal.stmt.clone();
                     let binary = portal.binary.clone();
-                    self.describe_rows(schema.as_ref(), &binary).await?;
+                    self.describe_rows(&stmt, &binary).await?;
                 }
             }
             F::Execute(e) => {
@@ -739,18 +748,18 @@ impl Connection {
         Ok(Ok(()))
     }
 
-    async fn describe_rows(
-        &mut self,
-        schema: Option<&SchemaRef>,
-        binary: &[bool],
-    ) -> std::io::Result<()> {
-        match schema {
-            Some(s) if !s.fields().is_empty() => {
+    /// RowDescription (or NoData) of a statement's rows in the formats `binary`.
+    async fn describe_rows(&mut self, stmt: &Stmt, binary: &[bool]) -> std::io::Result<()> {
+        let Some(text) = &stmt.text_row_description else {
+            return self.socket.feed(B::NoData(NoData::new()).into()).await;
+        };
+        match &stmt.prepared.schema {
+            Some(s) if binary.contains(&true) => {
                 self.socket
                     .feed(B::RowDescription(row_description(s, binary)).into())
                     .await
             }
-            _ => self.socket.feed(B::NoData(NoData::new()).into()).await,
+            _ => self.socket.feed(Outgoing::Raw(text.clone())).await,
         }
     }
 
@@ -774,9 +783,28 @@ impl Connection {
         if let PortalState::Ready = portal.state {
             let out = match self
                 .session
-                .execute_point_lookup(&portal.stmt.prepared, &portal.params)
+                .point_lookup(&portal.stmt.prepared, &portal.params)
             {
-                Some(out) => out.map_err(WireError::from),
+                Some(Ok(batch)) => {
+                    let limit = usize::try_from(max_rows).unwrap_or(0);
+                    if limit == 0 || batch.num_rows() <= limit {
+                        // The whole answer at once: encode it straight into the
+                        // socket's buffer, no stream.
+                        portal.state = PortalState::Done;
+                        let mut out = RowWriter::default();
+                        encode_rows(&mut out, &batch, 0, &portal.binary);
+                        self.flush_rows(&mut out).await?;
+                        self.complete(command_tag("SELECT", Some(batch.num_rows() as u64)))
+                            .await?;
+                        self.portals.insert(name, portal);
+                        self.shared.metrics.observe(started.elapsed());
+                        return Ok(Ok(()));
+                    }
+                    hindsight_sql::memory_stream(vec![batch])
+                        .map(Output::Rows)
+                        .map_err(WireError::from)
+                }
+                Some(Err(e)) => Err(e.into()),
                 None => {
                     let cancel = self.reg.cancel.clone();
                     // Boxed: the SQL layer's futures are large, and moving them
@@ -855,6 +883,30 @@ impl Connection {
         self.portals.insert(name, portal);
         Ok(result)
     }
+}
+
+/// Encode rows of `batch` from `from` as DataRows into `out`, stopping once the
+/// buffer reaches [`ROW_FLUSH_BYTES`]; returns the number of rows encoded.
+fn encode_rows(out: &mut RowWriter, batch: &RecordBatch, from: usize, binary: &[bool]) -> usize {
+    let columns = batch.columns();
+    let mut row = from;
+    while row < batch.num_rows() {
+        out.begin(columns.len() as i16);
+        for (c, col) in columns.iter().enumerate() {
+            encode_cell(
+                col.as_ref(),
+                row,
+                binary.get(c).copied().unwrap_or(false),
+                &mut out.buf,
+            );
+        }
+        out.finish();
+        row += 1;
+        if out.len() >= ROW_FLUSH_BYTES {
+            break;
+        }
+    }
+    row - from
 }
 
 /// Decode Bind's parameters against a statement.

@@ -298,13 +298,50 @@ async fn copy_in(
 
 /// Move complete records from the parser into the sink.
 fn drain(parser: &mut RecordParser, sink: &mut CopyIn, at_end: bool) -> Result<(), WireError> {
-    while let Some(record) = parser.next_record(at_end)? {
-        sink.push(record, parser.line)?;
+    while let Some((record, line)) = parser.next_record(at_end)? {
+        sink.push(record.fields(), line)?;
     }
     Ok(())
 }
 
+/// One parsed record: its fields' unescaped text back to back, with each field's end
+/// and NULL flag. Reused from record to record, so parsing allocates nothing once
+/// the buffers have grown to the widest record.
+#[derive(Debug, Default)]
+pub struct Record {
+    text: String,
+    /// (end offset in `text`, is NULL) per field.
+    ends: Vec<(usize, bool)>,
+}
+
+impl Record {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
+
+    fn end_field(&mut self, null: bool) {
+        self.ends.push((self.text.len(), null));
+    }
+
+    /// The fields in order (`None`: NULL).
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = Option<&str>> + '_ {
+        self.ends.iter().enumerate().map(|(i, &(end, null))| {
+            let start = i
+                .checked_sub(1)
+                .and_then(|p| self.ends.get(p))
+                .map_or(0, |e| e.0);
+            (!null).then(|| self.text.get(start..end).unwrap_or_default())
+        })
+    }
+}
+
 /// Splits COPY input into records of fields, across chunk boundaries.
+///
+/// Records are found with `memchr` (a newline outside CSV quotes; in text format a
+/// backslash escapes the next byte), then split in one pass over the record's bytes.
+/// Delimiter, quote and escape are ASCII, so every split lands on a UTF-8 boundary
+/// of the record, which is validated once as a whole.
 pub struct RecordParser {
     o: CopyOptions,
     buf: Vec<u8>,
@@ -313,6 +350,7 @@ pub struct RecordParser {
     pub line: u64,
     header_pending: bool,
     ended: bool,
+    record: Record,
 }
 
 impl RecordParser {
@@ -324,6 +362,7 @@ impl RecordParser {
             pos: 0,
             line: 0,
             ended: false,
+            record: Record::default(),
         }
     }
 
@@ -335,8 +374,9 @@ impl RecordParser {
         self.buf.extend_from_slice(data);
     }
 
-    /// The next complete record; at the end of input a final unterminated line counts.
-    pub fn next_record(&mut self, at_end: bool) -> Result<Option<Vec<Option<String>>>, WireError> {
+    /// The next complete record and its line number; at the end of input a final
+    /// unterminated line counts.
+    pub fn next_record(&mut self, at_end: bool) -> Result<Option<(&Record, u64)>, WireError> {
         loop {
             if self.ended {
                 return Ok(None);
@@ -345,13 +385,13 @@ impl RecordParser {
             if rest.is_empty() {
                 return Ok(None);
             }
-            let Some((end, next)) = self.record_end(rest, at_end) else {
+            let Some((end, next)) = record_end(&self.o, rest, at_end) else {
                 return Ok(None);
             };
-            let raw = rest.get(..end).unwrap_or_default().to_vec();
+            let raw = rest.get(..end).unwrap_or_default();
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
             self.pos += next;
             self.line += 1;
-            let raw = raw.strip_suffix(b"\r").map(<[u8]>::to_vec).unwrap_or(raw);
             if raw == b"\\." {
                 self.ended = true;
                 return Ok(None);
@@ -360,153 +400,184 @@ impl RecordParser {
                 self.header_pending = false;
                 continue;
             }
-            let line = String::from_utf8(raw).map_err(|_| ProtocolError::InvalidUtf8)?;
-            return Ok(Some(match self.o.format {
-                CopyFormat::Text => self.split_text(&line)?,
-                CopyFormat::Csv => self.split_csv(&line),
-            }));
+            let line = std::str::from_utf8(raw).map_err(|_| ProtocolError::InvalidUtf8)?;
+            self.record.clear();
+            match self.o.format {
+                CopyFormat::Text => split_text(&self.o, line, &mut self.record),
+                CopyFormat::Csv => split_csv(&self.o, line, &mut self.record),
+            }
+            return Ok(Some((&self.record, self.line)));
         }
     }
+}
 
-    /// Where the record starting at `rest` ends (exclusive) and the next one starts.
-    fn record_end(&self, rest: &[u8], at_end: bool) -> Option<(usize, usize)> {
-        let mut in_quotes = false;
-        let mut i = 0;
-        while let Some(&b) = rest.get(i) {
-            if self.o.format == CopyFormat::Csv {
-                if in_quotes && b == self.o.escape && rest.get(i + 1) == Some(&self.o.quote) {
-                    i += 2;
-                    continue;
+/// Where the record starting at `rest` ends (exclusive) and the next one starts.
+fn record_end(o: &CopyOptions, rest: &[u8], at_end: bool) -> Option<(usize, usize)> {
+    let mut i = 0;
+    match o.format {
+        CopyFormat::Text => {
+            while let Some(off) = rest.get(i..).and_then(|r| memchr::memchr2(b'\\', b'\n', r)) {
+                let at = i + off;
+                if rest.get(at) == Some(&b'\n') {
+                    return Some((at, at + 1));
                 }
-                if b == self.o.quote {
+                i = at + 2;
+            }
+        }
+        CopyFormat::Csv => {
+            let mut in_quotes = false;
+            loop {
+                let r = rest.get(i..).unwrap_or_default();
+                let found = if in_quotes {
+                    memchr::memchr2(o.escape, o.quote, r)
+                } else {
+                    memchr::memchr2(o.quote, b'\n', r)
+                };
+                let Some(off) = found else { break };
+                let at = i + off;
+                let b = rest.get(at).copied().unwrap_or(0);
+                if in_quotes && b == o.escape && rest.get(at + 1) == Some(&o.quote) {
+                    i = at + 2;
+                } else if b == o.quote {
                     in_quotes = !in_quotes;
+                    i = at + 1;
+                } else if b == b'\n' && !in_quotes {
+                    return Some((at, at + 1));
+                } else {
+                    i = at + 1;
                 }
-            } else if b == b'\\' {
-                i += 2;
-                continue;
             }
-            if b == b'\n' && !in_quotes {
-                return Some((i, i + 1));
-            }
-            i += 1;
         }
-        at_end.then_some((rest.len(), rest.len()))
     }
+    at_end.then_some((rest.len(), rest.len()))
+}
 
-    fn split_text(&self, line: &str) -> Result<Vec<Option<String>>, WireError> {
-        let delim = char::from(self.o.delimiter);
-        let mut fields = Vec::new();
-        let mut cur = String::new();
-        let mut raw = String::new();
-        let mut chars = line.chars().peekable();
-        let push = |fields: &mut Vec<Option<String>>, cur: &mut String, raw: &mut String| {
-            let v = std::mem::take(cur);
-            let r = std::mem::take(raw);
-            fields.push(if r == self.o.null { None } else { Some(v) });
-        };
-        while let Some(c) = chars.next() {
-            if c == delim {
-                push(&mut fields, &mut cur, &mut raw);
+/// Split a text-format record: fields end at an unescaped delimiter; backslash
+/// escapes as PostgreSQL's COPY (\b \f \n \r \t \v, octal, \x hex, else the next
+/// character itself). A field is NULL when its raw (escaped) text is the NULL string.
+fn split_text(o: &CopyOptions, line: &str, rec: &mut Record) {
+    let b = line.as_bytes();
+    let piece = |from: usize, to: usize| line.get(from..to).unwrap_or_default();
+    let mut i = 0;
+    loop {
+        let field_start = i;
+        let mut seg = i;
+        while let Some(&c) = b.get(i) {
+            if c == o.delimiter {
+                break;
+            }
+            if c != b'\\' {
+                i += 1;
                 continue;
             }
-            raw.push(c);
-            if c != '\\' {
-                cur.push(c);
-                continue;
-            }
-            let Some(e) = chars.next() else {
+            rec.text.push_str(piece(seg, i));
+            let Some(&e) = b.get(i + 1) else {
+                // A trailing lone backslash is dropped.
+                i += 1;
+                seg = i;
                 break;
             };
-            raw.push(e);
+            i += 2;
+            seg = i;
             match e {
-                'b' => cur.push('\u{8}'),
-                'f' => cur.push('\u{c}'),
-                'n' => cur.push('\n'),
-                'r' => cur.push('\r'),
-                't' => cur.push('\t'),
-                'v' => cur.push('\u{b}'),
-                '0'..='7' => {
-                    let mut v = e.to_digit(8).unwrap_or(0);
+                b'b' => rec.text.push('\u{8}'),
+                b'f' => rec.text.push('\u{c}'),
+                b'n' => rec.text.push('\n'),
+                b'r' => rec.text.push('\r'),
+                b't' => rec.text.push('\t'),
+                b'v' => rec.text.push('\u{b}'),
+                b'0'..=b'7' => {
+                    let mut v = u32::from(e - b'0');
                     for _ in 0..2 {
-                        match chars.peek().and_then(|d| d.to_digit(8)) {
-                            Some(d) => {
-                                v = v * 8 + d;
-                                if let Some(x) = chars.next() {
-                                    raw.push(x);
-                                }
+                        match b.get(i) {
+                            Some(&d @ b'0'..=b'7') => {
+                                v = v * 8 + u32::from(d - b'0');
+                                i += 1;
                             }
-                            None => break,
+                            _ => break,
                         }
                     }
-                    cur.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                    seg = i;
+                    rec.text.push(char::from_u32(v).unwrap_or('\u{fffd}'));
                 }
-                'x' => {
+                b'x' => {
                     let mut v = 0;
                     let mut n = 0;
                     while n < 2 {
-                        match chars.peek().and_then(|d| d.to_digit(16)) {
+                        match b.get(i).and_then(|d| char::from(*d).to_digit(16)) {
                             Some(d) => {
                                 v = v * 16 + d;
                                 n += 1;
-                                if let Some(x) = chars.next() {
-                                    raw.push(x);
-                                }
+                                i += 1;
                             }
                             None => break,
                         }
                     }
+                    seg = i;
                     if n == 0 {
-                        cur.push('x');
+                        rec.text.push('x');
                     } else {
-                        cur.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                        rec.text.push(char::from_u32(v).unwrap_or('\u{fffd}'));
                     }
                 }
-                other => cur.push(other),
+                // Any other character stands for itself (it may be multi-byte: the
+                // literal segment restarts at it).
+                _ => seg = i - 1,
             }
         }
-        push(&mut fields, &mut cur, &mut raw);
-        Ok(fields)
+        rec.text.push_str(piece(seg, i));
+        rec.end_field(piece(field_start, i) == o.null);
+        if i >= b.len() {
+            return;
+        }
+        i += 1;
     }
+}
 
-    fn split_csv(&self, line: &str) -> Vec<Option<String>> {
-        let (q, esc, delim) = (
-            char::from(self.o.quote),
-            char::from(self.o.escape),
-            char::from(self.o.delimiter),
-        );
-        let mut fields = Vec::new();
-        let mut cur = String::new();
+/// Split a CSV record: quoted fields may hold delimiters, newlines and escaped
+/// quotes; an unquoted field equal to the NULL string is NULL, a quoted one never is.
+fn split_csv(o: &CopyOptions, line: &str, rec: &mut Record) {
+    let b = line.as_bytes();
+    let piece = |from: usize, to: usize| line.get(from..to).unwrap_or_default();
+    let mut i = 0;
+    loop {
+        let start = rec.text.len();
+        let mut seg = i;
         let mut quoted = false;
         let mut in_quotes = false;
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
+        while let Some(&c) = b.get(i) {
             if in_quotes {
-                if c == esc && chars.peek() == Some(&q) {
-                    if let Some(x) = chars.next() {
-                        cur.push(x);
-                    }
-                } else if c == q {
+                if c == o.escape && b.get(i + 1) == Some(&o.quote) {
+                    rec.text.push_str(piece(seg, i));
+                    seg = i + 1;
+                    i += 2;
+                } else if c == o.quote {
+                    rec.text.push_str(piece(seg, i));
                     in_quotes = false;
+                    i += 1;
+                    seg = i;
                 } else {
-                    cur.push(c);
+                    i += 1;
                 }
-            } else if c == q {
+            } else if c == o.quote {
+                rec.text.push_str(piece(seg, i));
                 in_quotes = true;
                 quoted = true;
-            } else if c == delim {
-                fields.push(self.csv_value(std::mem::take(&mut cur), quoted));
-                quoted = false;
+                i += 1;
+                seg = i;
+            } else if c == o.delimiter {
+                break;
             } else {
-                cur.push(c);
+                i += 1;
             }
         }
-        fields.push(self.csv_value(cur, quoted));
-        fields
-    }
-
-    /// An unquoted field equal to the NULL string is NULL; a quoted one never is.
-    fn csv_value(&self, v: String, quoted: bool) -> Option<String> {
-        (quoted || v != self.o.null).then_some(v)
+        rec.text.push_str(piece(seg, i));
+        let null = !quoted && rec.text.get(start..).unwrap_or_default() == o.null;
+        rec.end_field(null);
+        if i >= b.len() {
+            return;
+        }
+        i += 1;
     }
 }
 
@@ -682,10 +753,14 @@ mod tests {
         }
     }
 
+    fn owned(r: &Record) -> Vec<Option<String>> {
+        r.fields().map(|f| f.map(str::to_string)).collect()
+    }
+
     fn all(p: &mut RecordParser) -> Vec<Vec<Option<String>>> {
         let mut v = Vec::new();
-        while let Some(r) = p.next_record(true).unwrap() {
-            v.push(r);
+        while let Some((r, _)) = p.next_record(true).unwrap() {
+            v.push(owned(r));
         }
         v
     }
@@ -695,11 +770,13 @@ mod tests {
         let mut p = RecordParser::new(opts(false));
         p.feed(b"1\ta\\tb\t\\N\n2\tx");
         assert_eq!(
-            p.next_record(false).unwrap(),
-            Some(vec![Some("1".into()), Some("a\tb".into()), None])
+            p.next_record(false)
+                .unwrap()
+                .map(|(r, line)| (owned(r), line)),
+            Some((vec![Some("1".into()), Some("a\tb".into()), None], 1))
         );
         // The second line is incomplete until more data or the end arrives.
-        assert_eq!(p.next_record(false).unwrap(), None);
+        assert!(p.next_record(false).unwrap().is_none());
         p.feed(b"y\t\\\\z\n\\.\n");
         assert_eq!(
             all(&mut p),
@@ -726,6 +803,43 @@ mod tests {
                     Some("".into()),
                     Some("line1\nline2 \"q\"".into())
                 ],
+            ]
+        );
+    }
+
+    #[test]
+    fn text_escapes_octal_hex_multibyte_and_trailing_backslash() {
+        let mut p = RecordParser::new(opts(false));
+        // \101 and \x41 are 'A'; \x without digits is 'x'; \é is 'é'; an escaped
+        // newline stays inside the record; a trailing lone backslash is dropped.
+        p.feed("\\101\\x41\\xg\t\\é\\\nz\tend\\".as_bytes());
+        assert_eq!(
+            all(&mut p),
+            vec![vec![
+                Some("AAxg".into()),
+                Some("é\nz".into()),
+                Some("end".into())
+            ]]
+        );
+    }
+
+    #[test]
+    fn csv_custom_escape_and_quoted_null_string() {
+        let mut o = opts(true);
+        o.escape = b'\\';
+        o.null = "NA".into();
+        let mut p = RecordParser::new(o);
+        p.feed(b"\"a\\\"b\",NA,\"NA\",\"x,y\"\nlast,\"\"");
+        assert_eq!(
+            all(&mut p),
+            vec![
+                vec![
+                    Some("a\"b".into()),
+                    None,
+                    Some("NA".into()),
+                    Some("x,y".into())
+                ],
+                vec![Some("last".into()), Some("".into())],
             ]
         );
     }

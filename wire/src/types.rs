@@ -175,31 +175,20 @@ pub fn encode_cell(array: &dyn Array, i: usize, binary: bool, buf: &mut BytesMut
 }
 
 fn encode_text(array: &dyn Array, i: usize, buf: &mut BytesMut) {
-    use std::fmt::Write as _;
     let mut w = Writer(buf);
-    let _ = match array.data_type() {
-        DataType::Int16 => write!(w, "{}", array.as_primitive::<Int16Type>().value(i)),
-        DataType::Int32 => write!(w, "{}", array.as_primitive::<Int32Type>().value(i)),
-        DataType::Int64 => write!(w, "{}", array.as_primitive::<Int64Type>().value(i)),
-        DataType::Utf8 => {
-            w.0.put_slice(array.as_string::<i32>().value(i).as_bytes());
-            Ok(())
-        }
-        DataType::Utf8View => {
-            w.0.put_slice(array.as_string_view().value(i).as_bytes());
-            Ok(())
-        }
+    if pgtext::write_cell(array, i, &mut w) {
+        return;
+    }
+    match array.data_type() {
         DataType::Interval(_) | DataType::Duration(_) => {
             w.0.put_slice(interval_text(array, i).as_bytes());
-            Ok(())
         }
         _ => {
             if let Some(s) = pgtext::cell(array, i) {
                 w.0.put_slice(s.as_bytes());
             }
-            Ok(())
         }
-    };
+    }
 }
 
 struct Writer<'a>(&'a mut BytesMut);
