@@ -129,6 +129,15 @@ pg_ingest() {
   record csv_bytes "$(stat -c %s "$DATA_DIR/features.csv")"
 }
 
+# COPY a CSV (with header) in chunks of $COPY_CHUNK_ROWS rows, one COPY (one atomic
+# batch) each: a single COPY is one write batch, and a batch is at most 1 GiB (about
+# 9M rows of this width), so the 100M-version table is loaded in pieces.
+: "${COPY_CHUNK_ROWS:=5000000}"
+hs_copy_chunks() {
+  tail -n +2 "$2" | split -l "$COPY_CHUNK_ROWS" --filter \
+    "psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $HS_PORT -U bench -d hindsight -c '\\copy $1 FROM pstdin WITH (FORMAT csv)'"
+}
+
 # --- growth: latest-by-key latency vs table size -------------------------------------------
 growth() {
   local sizes="1000000" n e dir tbl
@@ -137,8 +146,9 @@ growth() {
     e=$((n / V)); dir="$DATA_DIR/growth_$n"; tbl="features_$n"
     [ -f "$dir/meta.json" ] || python3 "$SHARED_BENCH/gen.py" --out "$dir" -E "$e" -V "$V" -S 1000 --format csv
     hs_psql -c "DROP TABLE IF EXISTS $tbl" \
-      -c "CREATE TABLE $tbl ($COLS_DDL, PRIMARY KEY (entity_id)) WITH (event_time = 'event_ts')" \
-      -c "\\copy $tbl FROM '$dir/features.csv' WITH (FORMAT csv, HEADER true)" -c "VACUUM"
+      -c "CREATE TABLE $tbl ($COLS_DDL, PRIMARY KEY (entity_id)) WITH (event_time = 'event_ts')"
+    hs_copy_chunks "$tbl" "$dir/features.csv"
+    hs_psql -c "VACUUM"
     E="$e" HIST_TABLE="$tbl" WORKLOADS="latest" CLIENTS=1 PGPORT="$HS_PORT" PGUSER=bench \
       PGDATABASE=hindsight SERVER_PID="$HS_PID" "$ROOT/benches/online_hs.sh" | tee "$RUN/growth_$n.log"
     echo "$n $(grep -o 'raw: .*' "$RUN/growth_$n.log" | cut -d' ' -f2)" >>"$RUN/growth.paths"
