@@ -428,3 +428,41 @@ async fn empty_and_multi_statement_inputs() {
     let outs = s.run("SELECT 1 AS a; SELECT 2 AS b").await.unwrap();
     assert_eq!(outs.len(), 2);
 }
+
+#[tokio::test]
+async fn constant_queries_are_planned_once_and_anything_else_is_not() {
+    let (_d, mut s) = session().await;
+    let p = s
+        .prepare("SELECT 1 + 1 AS two, 'x' AS t", &[])
+        .await
+        .unwrap();
+    assert!(p.is_constant());
+    for _ in 0..3 {
+        let got = rows(s.execute_prepared(&p, vec![]).await.unwrap()).await;
+        assert_eq!(got, vec![vec!["2", "x"]]);
+    }
+    let v = s.prepare("VALUES (1), (2)", &[]).await.unwrap();
+    assert!(v.is_constant());
+    assert_eq!(
+        rows(s.execute_prepared(&v, vec![]).await.unwrap()).await,
+        vec![vec!["1"], vec!["2"]]
+    );
+    // A function, a parameter, a cast (may depend on the session's time zone) or a
+    // table: planned per execution, as before.
+    for sql in [
+        "SELECT now()",
+        "SELECT random()",
+        "SELECT $1::bigint + 1",
+        "SELECT CAST('2026-01-01' AS TIMESTAMPTZ)",
+        "SELECT count(*) FROM f",
+        "EXPLAIN SELECT 1",
+    ] {
+        let p = s.prepare(sql, &[]).await.unwrap();
+        assert!(!p.is_constant(), "{sql}");
+    }
+    // An aborted transaction block refuses it like any statement.
+    s.run("BEGIN").await.unwrap();
+    assert!(s.run("SELECT * FROM nosuch").await.is_err());
+    assert!(s.execute_prepared(&p, vec![]).await.is_err());
+    s.run("ROLLBACK").await.unwrap();
+}
