@@ -39,6 +39,8 @@ pub enum ErrorKind {
     /// `RELEASE` / `ROLLBACK TO` a savepoint that does not exist.
     InvalidSavepoint,
     QueryCanceled,
+    /// A statement exceeds an implementation limit (the size of one write batch).
+    ProgramLimitExceeded,
     OutOfMemory,
     DiskFull,
     DataCorrupted,
@@ -122,6 +124,7 @@ fn from_storage(e: &StorageError) -> SqlError {
         StorageError::NullViolation(_) => ErrorKind::NotNullViolation,
         StorageError::OutsideRetention(_) => ErrorKind::TimeTravelOutOfRange,
         StorageError::InvalidArgument(_) => ErrorKind::InvalidParameterValue,
+        StorageError::BatchTooLarge { .. } => ErrorKind::ProgramLimitExceeded,
         StorageError::Corruption { .. } => ErrorKind::DataCorrupted,
         StorageError::Io { source, .. } if source.raw_os_error() == Some(28) => ErrorKind::DiskFull,
         StorageError::Io { .. } => ErrorKind::Io,
@@ -134,7 +137,13 @@ fn from_storage(e: &StorageError) -> SqlError {
         StorageError::TableExists(t) => format!("relation \"{t}\" already exists"),
         other => other.to_string(),
     };
-    SqlError::new(kind, message)
+    let err = SqlError::new(kind, message);
+    match e {
+        StorageError::BatchTooLarge { .. } => {
+            err.with_hint("one statement or COPY is one atomic batch: split the load into several")
+        }
+        _ => err,
+    }
 }
 
 impl From<DataFusionError> for SqlError {
@@ -300,5 +309,13 @@ mod tests {
         let back: SqlError = DataFusionError::Context("ctx".into(), Box::new(wrapped)).into();
         assert_eq!(back.kind, ErrorKind::FeatureNotSupported);
         assert_eq!(back.hint.as_deref(), Some("y"));
+        let e: SqlError = StorageError::BatchTooLarge {
+            bytes: 2 << 30,
+            limit: 1 << 30,
+        }
+        .into();
+        assert_eq!(e.kind, ErrorKind::ProgramLimitExceeded);
+        assert!(e.message.contains("2147483648 bytes"), "{}", e.message);
+        assert!(e.hint.is_some_and(|h| h.contains("split")));
     }
 }

@@ -697,11 +697,10 @@ impl Inner {
             if payload.len() > MAX_FRAME_LEN {
                 results.push((
                     ticket,
-                    Err(Error::InvalidArgument(format!(
-                        "a batch of {} bytes exceeds the {} byte limit; split it",
-                        payload.len(),
-                        MAX_FRAME_LEN
-                    ))),
+                    Err(Error::BatchTooLarge {
+                        bytes: payload.len(),
+                        limit: MAX_FRAME_LEN,
+                    }),
                 ));
                 continue;
             }

@@ -60,6 +60,10 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A write batch larger than one WAL frame may hold.
+    #[error("a write batch of {bytes} bytes exceeds the {limit} byte limit of one batch")]
+    BatchTooLarge { bytes: usize, limit: usize },
+
     /// Another process holds the data directory.
     #[error("data directory {0} is in use by another process")]
     Locked(PathBuf),

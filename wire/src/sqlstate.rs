@@ -35,6 +35,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         K::InFailedTransaction => "25P02",
         K::InvalidSavepoint => "3B001",
         K::QueryCanceled => "57014",
+        K::ProgramLimitExceeded => "54000",
         K::OutOfMemory => "53200",
         K::DiskFull => "53100",
         K::DataCorrupted => "XX001",
