@@ -454,3 +454,29 @@ async fn scram_users_and_wrong_passwords() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_lookup_answers_larger_than_one_output_buffer_arrive_whole() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    // 3,000 entities with 300-byte names: ~1 MB of DataRows, several times the
+    // 256 KiB at which the server flushes its output buffer.
+    let name = "n".repeat(300);
+    c.batch_execute(&format!(
+        "INSERT INTO driver_stats (driver_id, event_ts, name)
+         SELECT 100 + x, TIMESTAMPTZ '2026-01-05 00:00:00+00', '{name}' FROM generate_series(0, 2999) AS t(x)"
+    ))
+    .await
+    .unwrap();
+    let ids: Vec<i64> = (100..3100).collect();
+    let stmt = c
+        .prepare("SELECT driver_id, name FROM driver_stats WHERE driver_id = ANY($1)")
+        .await
+        .unwrap();
+    let rows = c.query(&stmt, &[&ids]).await.unwrap();
+    assert_eq!(rows.len(), 3000);
+    let mut got: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    got.sort_unstable();
+    assert_eq!(got, ids);
+    assert!(rows.iter().all(|r| r.get::<_, String>(1) == name));
+}

@@ -44,9 +44,8 @@ enum KeyArg {
 #[derive(Clone, Debug)]
 pub struct FastLookup {
     def: Arc<TableDef>,
-    /// The projected columns, resolved once.
+    /// The projected columns (and the key's types), resolved once.
     proj: Projection,
-    key_types: Vec<ScalarType>,
     read: ReadSpec,
     /// The read's time arguments compiled once (where they compile).
     compiled: Vec<Arc<CompiledTime>>,
@@ -353,7 +352,6 @@ impl FastLookup {
         }
         let proj = Projection::new(&def, Some(&columns)).ok()?;
         let mut fast = FastLookup {
-            key_types: def.key_types(),
             proj,
             def,
             read,
@@ -418,7 +416,7 @@ impl FastLookup {
         snapshot: &Snapshot,
         params: &[ScalarValue],
     ) -> Result<RecordBatch> {
-        let key_types = &self.key_types;
+        let key_types = self.proj.key_types();
         let mut sets: Vec<Vec<hindsight_storage::Value>> = Vec::with_capacity(self.keys.len());
         for (arg, &t) in self.keys.iter().zip(key_types) {
             let scalars: Vec<ScalarValue> = match arg {

@@ -411,7 +411,7 @@ impl Session {
                 match FastLookup::recognize(&self.state, &self.engine.db, &stmt, &[]) {
                     Some(fast) => self
                         .run_fast(&fast, &params)
-                        .and_then(|b| Ok(Output::Rows(memory_stream(vec![b])?))),
+                        .map(|b| Output::Rows(memory_stream(vec![b]))),
                     None => self.query(stmt, params).await,
                 }
             }
@@ -750,7 +750,7 @@ impl Session {
                 vec![Arc::new(StringArray::from(values))],
             )?
         };
-        Ok(Output::Rows(memory_stream(vec![batch])?))
+        Ok(Output::Rows(memory_stream(vec![batch])))
     }
 
     /// Prepare `sql` (one statement) with optionally declared parameter types.
@@ -844,8 +844,8 @@ impl Session {
         p: &Prepared,
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
-        if let Some(result) = self.execute_point_lookup(p, &params) {
-            return result;
+        if let Some(result) = self.point_lookup(p, &params) {
+            return result.map(|b| Output::Rows(memory_stream(vec![b])));
         }
         let Some(stmt) = &p.statement else {
             return Ok(Output::command("EMPTY"));
@@ -873,17 +873,6 @@ impl Session {
         };
         self.fail_open_txn_on_error(&result);
         result
-    }
-
-    /// Execute a prepared point lookup synchronously (no DataFusion, no await);
-    /// `None` when `p` is not one.
-    pub fn execute_point_lookup(
-        &mut self,
-        p: &Prepared,
-        params: &[ScalarValue],
-    ) -> Option<Result<Output>> {
-        self.point_lookup(p, params)
-            .map(|r| r.and_then(|b| Ok(Output::Rows(memory_stream(vec![b])?))))
     }
 
     /// A prepared point lookup's rows as one batch, computed synchronously; `None`
@@ -1025,17 +1014,17 @@ fn rename_stream(stream: SendableRecordBatchStream) -> SendableRecordBatchStream
 }
 
 /// A stream over in-memory batches.
-pub fn memory_stream(batches: Vec<RecordBatch>) -> Result<SendableRecordBatchStream> {
+pub fn memory_stream(batches: Vec<RecordBatch>) -> SendableRecordBatchStream {
     let schema = batches
         .first()
         .map(|b| b.schema())
         .unwrap_or_else(|| Arc::new(Schema::empty()));
-    Ok(Box::pin(
+    Box::pin(
         datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
             schema,
             futures::stream::iter(batches.into_iter().map(Ok)),
         ),
-    ))
+    )
 }
 
 /// A statement's output with all rows in memory.

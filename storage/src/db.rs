@@ -740,7 +740,6 @@ impl Inner {
                 return results;
             }
         };
-        drop(payloads);
         w.last_seq = seq;
         w.last_micros = micros;
         self.counters

@@ -159,6 +159,11 @@ impl Projection {
     pub fn types(&self) -> &[DataType] {
         &self.types
     }
+
+    /// Types of the table's key columns, in key order.
+    pub fn key_types(&self) -> &[ScalarType] {
+        &self.key_types
+    }
 }
 
 /// Sequence number of the rows of a transaction's uncommitted writes (see

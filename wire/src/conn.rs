@@ -634,10 +634,10 @@ impl Connection {
                 }
                 // Up to the limit, or until the buffer is worth a flush.
                 let room = if limit > 0 { limit - sent } else { n - row };
-                let end = encode_rows(&mut out, &batch.slice(row, room.min(n - row)), 0, binary);
-                row += end;
-                sent += end;
-                state.2 += end as u64;
+                let done = encode_rows(&mut out, &batch, row..row + room.min(n - row), binary);
+                row += done;
+                sent += done;
+                state.2 += done as u64;
                 if out.len() >= ROW_FLUSH_BYTES {
                     self.flush_rows(&mut out).await?;
                 }
@@ -792,17 +792,23 @@ impl Connection {
                         // socket's buffer, no stream.
                         portal.state = PortalState::Done;
                         let mut out = RowWriter::default();
-                        encode_rows(&mut out, &batch, 0, &portal.binary);
-                        self.flush_rows(&mut out).await?;
+                        let mut row = 0;
+                        while row < batch.num_rows() {
+                            row += encode_rows(
+                                &mut out,
+                                &batch,
+                                row..batch.num_rows(),
+                                &portal.binary,
+                            );
+                            self.flush_rows(&mut out).await?;
+                        }
                         self.complete(command_tag("SELECT", Some(batch.num_rows() as u64)))
                             .await?;
                         self.portals.insert(name, portal);
                         self.shared.metrics.observe(started.elapsed());
                         return Ok(Ok(()));
                     }
-                    hindsight_sql::memory_stream(vec![batch])
-                        .map(Output::Rows)
-                        .map_err(WireError::from)
+                    Ok(Output::Rows(hindsight_sql::memory_stream(vec![batch])))
                 }
                 Some(Err(e)) => Err(e.into()),
                 None => {
@@ -885,12 +891,19 @@ impl Connection {
     }
 }
 
-/// Encode rows of `batch` from `from` as DataRows into `out`, stopping once the
-/// buffer reaches [`ROW_FLUSH_BYTES`]; returns the number of rows encoded.
-fn encode_rows(out: &mut RowWriter, batch: &RecordBatch, from: usize, binary: &[bool]) -> usize {
+/// Encode `rows` of `batch` as DataRows into `out`, stopping early once the buffer
+/// reaches [`ROW_FLUSH_BYTES`]; returns the number of rows encoded (at least one of
+/// a non-empty range).
+fn encode_rows(
+    out: &mut RowWriter,
+    batch: &RecordBatch,
+    rows: std::ops::Range<usize>,
+    binary: &[bool],
+) -> usize {
     let columns = batch.columns();
-    let mut row = from;
-    while row < batch.num_rows() {
+    let end = rows.end.min(batch.num_rows());
+    let mut row = rows.start;
+    while row < end {
         out.begin(columns.len() as i16);
         for (c, col) in columns.iter().enumerate() {
             encode_cell(
@@ -906,7 +919,7 @@ fn encode_rows(out: &mut RowWriter, batch: &RecordBatch, from: usize, binary: &[
             break;
         }
     }
-    row - from
+    row - rows.start
 }
 
 /// Decode Bind's parameters against a statement.
