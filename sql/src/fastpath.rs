@@ -20,7 +20,9 @@ use datafusion::catalog::Session as DfSession;
 use datafusion::common::DFSchema;
 use datafusion::common::ScalarValue;
 use datafusion::execution::context::SessionState;
-use hindsight_storage::{Db, Projection, ScalarType, Snapshot, TableDef, encode_key};
+use hindsight_storage::{
+    Db, Projection, ReadAt, ScalarType, Snapshot, TableDef, Value as StorageValue, encode_key,
+};
 use sqlparser::ast::{
     BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArgOperator, GroupByExpr,
     ObjectName, SelectItem, SetExpr, Statement, TableFactor, TableVersion, Value,
@@ -375,6 +377,11 @@ impl FastLookup {
         self.read == ReadSpec::Current
     }
 
+    /// Storage types of the row values (schema order).
+    pub fn row_types(&self) -> &[hindsight_storage::DataType] {
+        self.proj.types()
+    }
+
     /// Row schema of the lookup.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
@@ -408,16 +415,41 @@ impl FastLookup {
         out
     }
 
-    /// Answer the lookup against `snapshot` with parameter values `params`; `state`
-    /// evaluates time arguments (with the statement's clock).
+    /// Answer the lookup against `snapshot` with parameter values `params` as one
+    /// Arrow batch; `state` evaluates time arguments (with the statement's clock).
     pub fn execute(
         &self,
         state: &dyn DfSession,
         snapshot: &Snapshot,
         params: &[ScalarValue],
     ) -> Result<RecordBatch> {
+        let (keys, at) = self.read_point(state, snapshot, params)?;
+        Ok(snapshot.lookup_projected(&self.def, &keys, &at, &self.proj, self.schema.clone())?)
+    }
+
+    /// [`FastLookup::execute`] row by row: `row` gets the values of each present
+    /// entity (in the order of [`FastLookup::schema`]) from a reused buffer. Returns
+    /// the number of rows. The online path: no Arrow arrays are built.
+    pub fn execute_rows(
+        &self,
+        state: &dyn DfSession,
+        snapshot: &Snapshot,
+        params: &[ScalarValue],
+        row: impl FnMut(&[StorageValue]),
+    ) -> Result<usize> {
+        let (keys, at) = self.read_point(state, snapshot, params)?;
+        Ok(snapshot.lookup_rows(&self.def, &keys, &at, &self.proj, row)?)
+    }
+
+    /// The encoded keys and the read point of one execution.
+    fn read_point(
+        &self,
+        state: &dyn DfSession,
+        snapshot: &Snapshot,
+        params: &[ScalarValue],
+    ) -> Result<(Vec<Vec<u8>>, ReadAt)> {
         let key_types = self.proj.key_types();
-        let mut sets: Vec<Vec<hindsight_storage::Value>> = Vec::with_capacity(self.keys.len());
+        let mut sets: Vec<Vec<StorageValue>> = Vec::with_capacity(self.keys.len());
         for (arg, &t) in self.keys.iter().zip(key_types) {
             let scalars: Vec<ScalarValue> = match arg {
                 KeyArg::Param(i) => params.get(*i).cloned().into_iter().collect(),
@@ -445,14 +477,14 @@ impl FastLookup {
             None => crate::timeexpr::eval_time(state, e, params),
         };
         let (_, at) = self.read.read_at_with(snapshot.now_micros(), &time)?;
-        Ok(snapshot.lookup_projected(&self.def, &keys, &at, &self.proj, self.schema.clone())?)
+        Ok((keys, at))
     }
 }
 
 /// Encoded keys of every combination of the key columns' values (one set per key
 /// column, in key order), first occurrences only, in order.
 fn encode_combinations(
-    sets: &[Vec<hindsight_storage::Value>],
+    sets: &[Vec<StorageValue>],
     key_types: &[ScalarType],
 ) -> Result<Vec<Vec<u8>>> {
     if let [set] = sets
@@ -465,7 +497,7 @@ fn encode_combinations(
             &[],
         )?]);
     }
-    let mut combos: Vec<Vec<hindsight_storage::Value>> = vec![vec![]];
+    let mut combos: Vec<Vec<StorageValue>> = vec![vec![]];
     for set in sets {
         combos = combos
             .iter()

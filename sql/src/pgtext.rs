@@ -123,30 +123,94 @@ pub fn write_date(days: i32, w: &mut impl std::fmt::Write) {
     };
 }
 
-/// Row `i` of `array` in text format written to `w`, without allocating, for the
-/// types point lookups return most (integers, floats, timestamps, text); `false`
-/// when the type is not one of them (use [`cell`]). NULL is not handled here.
-pub fn write_cell(array: &dyn Array, i: usize, w: &mut impl std::fmt::Write) -> bool {
-    let _ = match array.data_type() {
-        DataType::Int16 => write!(w, "{}", array.as_primitive::<Int16Type>().value(i)),
-        DataType::Int32 => write!(w, "{}", array.as_primitive::<Int32Type>().value(i)),
-        DataType::Int64 => write!(w, "{}", array.as_primitive::<Int64Type>().value(i)),
-        DataType::Float64 => {
-            write_float(array.as_primitive::<Float64Type>().value(i), w);
+/// One non-NULL value of the types point lookups return most, borrowed: what the
+/// text and binary writers of the wire format share between Arrow columns
+/// ([`cell_ref`]) and the storage values of the online path.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CellRef<'a> {
+    Bool(bool),
+    Int16(i16),
+    Int32(i32),
+    Int64(i64),
+    Float32(f32),
+    Float64(f64),
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    /// Days since the epoch.
+    Date(i32),
+    /// Microseconds since the epoch; `tz`: a `timestamptz` (printed with `+00`).
+    Timestamp {
+        micros: i64,
+        tz: bool,
+    },
+}
+
+/// Row `i` of `array` as a [`CellRef`], for the types it covers; `None` for others
+/// (NULL is not handled here).
+pub fn cell_ref(array: &dyn Array, i: usize) -> Option<CellRef<'_>> {
+    Some(match array.data_type() {
+        DataType::Boolean => CellRef::Bool(array.as_boolean().value(i)),
+        DataType::Int16 => CellRef::Int16(array.as_primitive::<Int16Type>().value(i)),
+        DataType::Int32 => CellRef::Int32(array.as_primitive::<Int32Type>().value(i)),
+        DataType::Int64 => CellRef::Int64(array.as_primitive::<Int64Type>().value(i)),
+        DataType::Float32 => CellRef::Float32(array.as_primitive::<Float32Type>().value(i)),
+        DataType::Float64 => CellRef::Float64(array.as_primitive::<Float64Type>().value(i)),
+        DataType::Utf8 => CellRef::Text(array.as_string::<i32>().value(i)),
+        DataType::Utf8View => CellRef::Text(array.as_string_view().value(i)),
+        DataType::Binary => CellRef::Bytes(array.as_binary::<i32>().value(i)),
+        DataType::Date32 => CellRef::Date(array.as_primitive::<Date32Type>().value(i)),
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => CellRef::Timestamp {
+            micros: array.as_primitive::<TimestampMicrosecondType>().value(i),
+            tz: tz.is_some(),
+        },
+        _ => return None,
+    })
+}
+
+/// A [`CellRef`] in PostgreSQL's text format, without allocating.
+pub fn write_cell_ref(c: CellRef<'_>, w: &mut impl std::fmt::Write) {
+    let _ = match c {
+        CellRef::Bool(b) => w.write_str(if b { "t" } else { "f" }),
+        CellRef::Int16(v) => write!(w, "{v}"),
+        CellRef::Int32(v) => write!(w, "{v}"),
+        CellRef::Int64(v) => write!(w, "{v}"),
+        // Shortest f32 digits, not the f64 widening's noise.
+        CellRef::Float32(v) if v.is_finite() => write!(w, "{v}"),
+        CellRef::Float32(v) => {
+            write_float(f64::from(v), w);
             Ok(())
         }
-        DataType::Utf8 => w.write_str(array.as_string::<i32>().value(i)),
-        DataType::Utf8View => w.write_str(array.as_string_view().value(i)),
-        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
-            write_timestamp(array.as_primitive::<TimestampMicrosecondType>().value(i), w);
-            match tz {
-                Some(_) => w.write_str("+00"),
-                None => Ok(()),
-            }
+        CellRef::Float64(v) => {
+            write_float(v, w);
+            Ok(())
         }
-        _ => return false,
+        CellRef::Text(s) => w.write_str(s),
+        CellRef::Bytes(b) => {
+            let _ = w.write_str("\\x");
+            b.iter().try_for_each(|x| write!(w, "{x:02x}"))
+        }
+        CellRef::Date(d) => {
+            write_date(d, w);
+            Ok(())
+        }
+        CellRef::Timestamp { micros, tz } => {
+            write_timestamp(micros, w);
+            if tz { w.write_str("+00") } else { Ok(()) }
+        }
     };
-    true
+}
+
+/// Row `i` of `array` in text format written to `w`, without allocating, for the
+/// types [`cell_ref`] covers; `false` for other types (use [`cell`]). NULL is not
+/// handled here.
+pub fn write_cell(array: &dyn Array, i: usize, w: &mut impl std::fmt::Write) -> bool {
+    match cell_ref(array, i) {
+        Some(c) => {
+            write_cell_ref(c, w);
+            true
+        }
+        None => false,
+    }
 }
 
 fn to_micros(unit: TimeUnit, v: i64) -> i64 {

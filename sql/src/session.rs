@@ -227,6 +227,12 @@ impl Prepared {
         self.fast.is_some()
     }
 
+    /// The storage types of a point lookup's row values (in schema order), as
+    /// [`Session::point_lookup_rows`] hands them out; `None` for other statements.
+    pub fn point_lookup_types(&self) -> Option<&[hindsight_storage::DataType]> {
+        self.fast.as_ref().map(|f| f.row_types())
+    }
+
     /// True for an empty statement (only whitespace or comments).
     pub fn is_empty(&self) -> bool {
         self.statement.is_none()
@@ -539,13 +545,18 @@ impl Session {
 
     /// Answer a recognized point lookup (no DataFusion planning).
     fn run_fast(&mut self, fast: &FastLookup, params: &[ScalarValue]) -> Result<RecordBatch> {
-        let snapshot = if fast.reads_current() {
-            self.statement_snapshot()?
+        let snapshot = self.fast_snapshot(fast)?;
+        fast.execute(&self.state, &snapshot, params)
+    }
+
+    /// The snapshot a fast lookup reads.
+    fn fast_snapshot(&mut self, fast: &FastLookup) -> Result<Snapshot> {
+        if fast.reads_current() {
+            self.statement_snapshot()
         } else {
             // Time arguments may read the statement's clock (`now()`).
-            self.begin_statement(Vec::new())?
-        };
-        fast.execute(&self.state, &snapshot, params)
+            self.begin_statement(Vec::new())
+        }
     }
 
     /// Plan a statement with DataFusion (catalog, relation planner, as-of join).
@@ -889,6 +900,28 @@ impl Session {
             return Some(Err(e));
         }
         let result = self.run_fast(fast, params);
+        self.fail_open_txn_on_error(&result);
+        Some(result)
+    }
+
+    /// [`Session::point_lookup`] row by row: `row` gets each present entity's values
+    /// (in the order of the statement's schema) from one reused buffer; returns the
+    /// number of rows. `None` when `p` is not a point lookup. Nothing is allocated per
+    /// row for fixed-width values: this is what the wire layer's Execute uses.
+    pub fn point_lookup_rows(
+        &mut self,
+        p: &Prepared,
+        params: &[ScalarValue],
+        row: impl FnMut(&[hindsight_storage::Value]),
+    ) -> Option<Result<usize>> {
+        let fast = p.fast.as_ref()?;
+        let stmt = p.statement.as_ref()?;
+        if let Err(e) = self.check_not_failed_unless_end(stmt) {
+            return Some(Err(e));
+        }
+        let result = self
+            .fast_snapshot(fast)
+            .and_then(|snapshot| fast.execute_rows(&self.state, &snapshot, params, row));
         self.fail_open_txn_on_error(&result);
         Some(result)
     }

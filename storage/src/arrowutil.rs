@@ -231,6 +231,14 @@ fn bytes_view(array: &dyn Array, text: bool) -> Option<BytesView<'_>> {
     })
 }
 
+/// A one-row Arrow array of `v` as a column of type `ty` (the canonical array of the
+/// type, as scans and lookups produce it).
+pub fn value_array(ty: DataType, v: &Value) -> ArrayRef {
+    let mut b = ColumnBuilder::new(ty, 1);
+    b.append_value(v);
+    b.finish()
+}
+
 /// Builds the canonical Arrow array of one storage column type.
 pub(crate) enum ColumnBuilder {
     Bool(BooleanBuilder),

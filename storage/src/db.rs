@@ -1505,22 +1505,16 @@ impl Snapshot {
         proj: &Projection,
         schema: arrow_schema::SchemaRef,
     ) -> Result<arrow_array::RecordBatch> {
-        let seq = self.resolve(table, at.system)?;
-        let view = self.view_at(at.system);
         let mut builders: Vec<crate::arrowutil::ColumnBuilder> = proj
             .types()
             .iter()
             .map(|&ty| crate::arrowutil::ColumnBuilder::new(ty, keys.len()))
             .collect();
-        let mut n = 0;
-        for k in keys {
-            if let Some(row) = view.get(table, k, at, seq, proj)? {
-                for (b, v) in builders.iter_mut().zip(&row.values) {
-                    b.append_value(v);
-                }
-                n += 1;
+        let n = self.lookup_rows(table, keys, at, proj, |row| {
+            for (b, v) in builders.iter_mut().zip(row) {
+                b.append_value(v);
             }
-        }
+        })?;
         let arrays = builders.into_iter().map(|b| b.finish()).collect();
         arrow_array::RecordBatch::try_new_with_options(
             schema,
@@ -1528,6 +1522,34 @@ impl Snapshot {
             &arrow_array::RecordBatchOptions::new().with_row_count(Some(n)),
         )
         .map_err(crate::scan::arrow_err)
+    }
+
+    /// Point lookups of already-encoded keys, row by row: `row` is called with the
+    /// projected values of each present entity, in the order of `keys` (absent
+    /// entities are skipped), from one reused buffer. Returns the number of rows.
+    /// This is the online path: nothing is allocated per row for fixed-width values.
+    pub fn lookup_rows(
+        &self,
+        table: &TableDef,
+        keys: &[Vec<u8>],
+        at: &ReadAt,
+        proj: &Projection,
+        mut row: impl FnMut(&[Value]),
+    ) -> Result<usize> {
+        let seq = self.resolve(table, at.system)?;
+        let view = self.view_at(at.system);
+        let mut values = Vec::with_capacity(proj.types().len());
+        let mut n = 0;
+        for k in keys {
+            if view
+                .get_into(table, k, at, seq, proj, &mut values)?
+                .is_some()
+            {
+                row(&values);
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// One point lookup per request, each at its own read point: a batch with one row

@@ -54,6 +54,7 @@ mod versions;
 mod view;
 mod wal;
 
+pub use arrowutil::value_array;
 pub use batch::{WriteBatch, encode_batch_keys};
 pub use catalog::{Catalog, CatalogOp};
 pub use db::{Clock, CommitInfo, Db, LevelStats, Options, Snapshot, Stats, SyncPolicy, fmt_micros};

@@ -309,25 +309,53 @@ impl View {
         seq: u64,
         proj: &Projection,
     ) -> Result<Option<Row>> {
+        let mut values = Vec::with_capacity(proj.cols.len());
+        Ok(self
+            .get_into(table, key, at, seq, proj, &mut values)?
+            .map(|(event_time, seq)| Row {
+                values,
+                event_time,
+                seq,
+            }))
+    }
+
+    /// [`View::get`] into a reused buffer: `out` is cleared and, if the entity is
+    /// present, receives the projected values; returns the version's (event time,
+    /// sequence).
+    pub(crate) fn get_into(
+        &self,
+        table: &TableDef,
+        key: &[u8],
+        at: &ReadAt,
+        seq: u64,
+        proj: &Projection,
+        out: &mut Vec<Value>,
+    ) -> Result<Option<(i64, u64)>> {
+        out.clear();
         let Some(hit) = self.find(table.id, key, at.et_max(), seq)? else {
             return Ok(None);
         };
         if hit.tomb || hit.et < at.floor(table) {
             return Ok(None);
         }
-        materialize(key, &hit, proj).map(Some)
+        materialize(key, &hit, proj, out)?;
+        Ok(Some((hit.et, hit.seq)))
     }
 }
 
-/// Decode the projected columns of a hit.
-fn materialize(key: &[u8], hit: &Hit<'_>, proj: &Projection) -> Result<Row> {
+/// Decode the projected columns of a hit into `values`.
+fn materialize(
+    key: &[u8],
+    hit: &Hit<'_>,
+    proj: &Projection,
+    values: &mut Vec<Value>,
+) -> Result<()> {
     let key_values = if proj.need_key {
         decode_key(key, &proj.key_types)
             .map_err(|e| Error::corruption("<key>", e.offset as u64, e.detail))?
     } else {
         Vec::new()
     };
-    let mut values = Vec::with_capacity(proj.cols.len());
     match &hit.src {
         HitSource::Mem(e) => {
             let feats = rowcodec::decode_values(e.row(), &proj.feature_types)
@@ -348,11 +376,7 @@ fn materialize(key: &[u8], hit: &Hit<'_>, proj: &Projection) -> Result<Row> {
             }
         }
     }
-    Ok(Row {
-        values,
-        event_time: hit.et,
-        seq: hit.seq,
-    })
+    Ok(())
 }
 
 fn pick(

@@ -610,3 +610,85 @@ fn overlay_shows_uncommitted_writes_to_current_reads_only() {
         "an upper bound of the visible versions"
     );
 }
+
+#[test]
+fn keys_sharing_their_first_eight_bytes_are_found_across_blocks() {
+    // The block search compares 8-byte key prefixes first; keys that agree on them
+    // (text keys with a common prefix, of different lengths) must still be found in
+    // the right block, present or absent, with several versions per key spanning
+    // block boundaries (tiny blocks of 7 rows).
+    let d = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    let db = open(d.path(), &clock);
+    let t = db
+        .create_table(TableDef::new(
+            "customers",
+            vec![textc("id").not_null(), tsc("ts").not_null(), i64c("v")],
+            vec![0],
+            Some(1),
+            NO_TTL,
+        ))
+        .unwrap();
+    let key = |i: u64| {
+        if i.is_multiple_of(3) {
+            format!("customer-{i}")
+        } else {
+            format!("customer-{i:06}-x")
+        }
+    };
+    let mut b = WriteBatch::new();
+    for i in 0..400u64 {
+        for v in 0..(i % 4 + 1) as i64 {
+            b.put(
+                &t,
+                &[
+                    Value::Text(key(i)),
+                    Value::Timestamp(v * 10),
+                    Value::Int64(v),
+                ],
+            )
+            .unwrap();
+        }
+    }
+    db.write(b).unwrap();
+    db.flush().unwrap();
+    db.compact_now().unwrap();
+    let snap = db.snapshot();
+    let proj = Projection::new(&t, None).unwrap();
+    for i in 0..400u64 {
+        let row = snap
+            .get(
+                &t,
+                &[Value::Text(key(i))],
+                &ReadAt::latest(clock.now()),
+                &proj,
+            )
+            .unwrap()
+            .unwrap_or_else(|| panic!("{} not found", key(i)));
+        assert_eq!(row.values[2], Value::Int64((i % 4) as i64), "{}", key(i));
+        let old = snap
+            .get(&t, &[Value::Text(key(i))], &ReadAt::as_of(0), &proj)
+            .unwrap()
+            .unwrap();
+        assert_eq!(old.values[2], Value::Int64(0));
+    }
+    for absent in [
+        "customer-",
+        "customer-00",
+        "customer-000001",
+        "customer-999999-x",
+        "customer-1-",
+    ] {
+        assert!(
+            snap.get(
+                &t,
+                &[Value::Text(absent.into())],
+                &ReadAt::latest(clock.now()),
+                &proj
+            )
+            .unwrap()
+            .is_none(),
+            "{absent}"
+        );
+    }
+}

@@ -18,13 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType as ArrowType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::{SinkExt, StreamExt};
 use hindsight_sql::ast::Statement;
 use hindsight_sql::{ErrorKind, Output, Prepared, Session, SqlError, TransactionStatus};
+use hindsight_storage::{DataType as StorageType, Value};
 use pgwire::api::auth::sasl::scram::{ScramSecret, ScramServerAuth};
 use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
@@ -48,7 +49,7 @@ use crate::copy::{self, CopyCommand};
 use crate::metrics::Metrics;
 use crate::server::{CancelSignal, Registration, Shared, Slot};
 use crate::sqlstate::{ProtocolError, WireError};
-use crate::types::{arrow_type_of_oid, decode_param, encode_cell, pg_type};
+use crate::types::{arrow_type_of_oid, decode_param, encode_cell, encode_value, pg_type};
 
 /// How long a client may take to finish startup and authentication.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -68,6 +69,9 @@ struct Stmt {
     /// portal on every execution; this answers without rebuilding it), or None if
     /// the statement returns no rows.
     text_row_description: Option<BytesMut>,
+    /// For a point lookup: each column's storage type and the Arrow type it is
+    /// described as (what [`encode_value`] needs).
+    lookup: Option<Vec<(StorageType, ArrowType)>>,
 }
 
 impl Stmt {
@@ -83,11 +87,22 @@ impl Stmt {
                     .ok()
                     .map(|()| buf)
             });
+        let lookup = match (prepared.point_lookup_types(), &prepared.schema) {
+            (Some(types), Some(schema)) if types.len() == schema.fields().len() => Some(
+                types
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(t, f)| (*t, f.data_type().clone()))
+                    .collect(),
+            ),
+            _ => None,
+        };
         Stmt {
             prepared,
             copy,
             declared,
             text_row_description,
+            lookup,
         }
     }
 
@@ -781,35 +796,43 @@ impl Connection {
         Metrics::inc(&self.shared.metrics.statements_total);
         let deadline = self.deadline();
         if let PortalState::Ready = portal.state {
+            let limit = usize::try_from(max_rows).unwrap_or(0);
+            if limit == 0
+                && let Some(lookup) = &portal.stmt.lookup
+            {
+                // A point lookup answered whole: rows are encoded straight from the
+                // storage values into the output buffer (no Arrow arrays, no stream;
+                // it takes microseconds, so no cancel/timeout machinery either).
+                portal.state = PortalState::Done;
+                let mut out = RowWriter::default();
+                let binary = &portal.binary;
+                let rows =
+                    self.session
+                        .point_lookup_rows(&portal.stmt.prepared, &portal.params, |row| {
+                            encode_lookup_row(&mut out, row, lookup, binary)
+                        });
+                let n = match rows {
+                    Some(Ok(n)) => n,
+                    Some(Err(e)) => return Ok(Err(e.into())),
+                    None => {
+                        return Ok(Err(ProtocolError::Violation(
+                            "statement is not a point lookup".into(),
+                        )
+                        .into()));
+                    }
+                };
+                self.flush_rows(&mut out).await?;
+                self.complete(command_tag("SELECT", Some(n as u64))).await?;
+                self.portals.insert(name, portal);
+                self.shared.metrics.observe(started.elapsed());
+                return Ok(Ok(()));
+            }
             let out = match self
                 .session
                 .point_lookup(&portal.stmt.prepared, &portal.params)
             {
-                Some(Ok(batch)) => {
-                    let limit = usize::try_from(max_rows).unwrap_or(0);
-                    if limit == 0 || batch.num_rows() <= limit {
-                        // The whole answer at once: encode it straight into the
-                        // socket's buffer, no stream.
-                        portal.state = PortalState::Done;
-                        let mut out = RowWriter::default();
-                        let mut row = 0;
-                        while row < batch.num_rows() {
-                            row += encode_rows(
-                                &mut out,
-                                &batch,
-                                row..batch.num_rows(),
-                                &portal.binary,
-                            );
-                            self.flush_rows(&mut out).await?;
-                        }
-                        self.complete(command_tag("SELECT", Some(batch.num_rows() as u64)))
-                            .await?;
-                        self.portals.insert(name, portal);
-                        self.shared.metrics.observe(started.elapsed());
-                        return Ok(Ok(()));
-                    }
-                    Ok(Output::Rows(hindsight_sql::memory_stream(vec![batch])))
-                }
+                // A point lookup with a row limit: stream its one batch.
+                Some(Ok(batch)) => Ok(Output::Rows(hindsight_sql::memory_stream(vec![batch]))),
                 Some(Err(e)) => Err(e.into()),
                 None => {
                     let cancel = self.reg.cancel.clone();
@@ -889,6 +912,21 @@ impl Connection {
         self.portals.insert(name, portal);
         Ok(result)
     }
+}
+
+/// Encode one row of a point lookup (storage values) as a DataRow into `out`.
+fn encode_lookup_row(
+    out: &mut RowWriter,
+    row: &[Value],
+    types: &[(StorageType, ArrowType)],
+    binary: &[bool],
+) {
+    out.begin(row.len() as i16);
+    for (c, (v, (ty, arrow))) in row.iter().zip(types).enumerate() {
+        let bin = binary.get(c).copied().unwrap_or(false);
+        encode_value(v, *ty, arrow, bin, &mut out.buf);
+    }
+    out.finish();
 }
 
 /// Encode `rows` of `batch` as DataRows into `out`, stopping early once the buffer

@@ -11,13 +11,14 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Field, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
-    Int64Type, IntervalMonthDayNanoType, TimeUnit, TimestampMicrosecondType,
+    DataType, Field, Int8Type, IntervalMonthDayNanoType, TimeUnit, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
     UInt32Type,
 };
 use datafusion::common::ScalarValue;
-use hindsight_sql::{parse_pg_array, parse_pg_bytea, pgtext};
+use hindsight_sql::pgtext::{self, CellRef};
+use hindsight_sql::{parse_pg_array, parse_pg_bytea};
+use hindsight_storage::Value;
 
 use crate::sqlstate::ProtocolError;
 
@@ -161,16 +162,94 @@ pub fn encode_cell(array: &dyn Array, i: usize, binary: bool, buf: &mut BytesMut
         buf.put_i32(-1);
         return;
     }
+    with_length(buf, |buf| {
+        if binary {
+            encode_binary(array, i, buf);
+        } else {
+            encode_text(array, i, buf);
+        }
+    });
+}
+
+/// Append one storage value of a point lookup's row as a DataRow field: `ty` is the
+/// column's storage type and `arrow` the Arrow type it is described as (its
+/// canonical one). Byte for byte what [`encode_cell`] writes for the same value in
+/// an Arrow column: the common types share [`CellRef`]'s writers, the others go
+/// through a one-row Arrow array.
+pub fn encode_value(
+    v: &Value,
+    ty: hindsight_storage::DataType,
+    arrow: &DataType,
+    binary: bool,
+    buf: &mut BytesMut,
+) {
+    if v.is_null() {
+        buf.put_i32(-1);
+        return;
+    }
+    match value_ref(v, arrow) {
+        Some(c) => with_length(buf, |buf| {
+            if binary {
+                encode_cell_ref_binary(c, buf);
+            } else {
+                pgtext::write_cell_ref(c, &mut Writer(buf));
+            }
+        }),
+        None => encode_cell(
+            hindsight_storage::value_array(ty, v).as_ref(),
+            0,
+            binary,
+            buf,
+        ),
+    }
+}
+
+/// Write a length-prefixed field: the 4-byte length is filled in after `body`.
+fn with_length(buf: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) {
     let at = buf.len();
     buf.put_i32(0);
-    if binary {
-        encode_binary(array, i, buf);
-    } else {
-        encode_text(array, i, buf);
-    }
+    body(buf);
     let len = (buf.len() - at - 4) as i32;
     if let Some(slot) = buf.get_mut(at..at + 4) {
         slot.copy_from_slice(&len.to_be_bytes());
+    }
+}
+
+/// A storage value as a [`CellRef`] when its column is described as `ty`.
+fn value_ref<'a>(v: &'a Value, ty: &DataType) -> Option<CellRef<'a>> {
+    Some(match (v, ty) {
+        (Value::Bool(b), DataType::Boolean) => CellRef::Bool(*b),
+        (Value::Int16(x), DataType::Int16) => CellRef::Int16(*x),
+        (Value::Int32(x), DataType::Int32) => CellRef::Int32(*x),
+        (Value::Int64(x), DataType::Int64) => CellRef::Int64(*x),
+        (Value::Float32(x), DataType::Float32) => CellRef::Float32(*x),
+        (Value::Float64(x), DataType::Float64) => CellRef::Float64(*x),
+        (Value::Text(s), DataType::Utf8 | DataType::Utf8View) => CellRef::Text(s),
+        (Value::Bytes(b), DataType::Binary) => CellRef::Bytes(b),
+        (Value::Date(d), DataType::Date32) => CellRef::Date(*d),
+        (Value::Timestamp(t), DataType::Timestamp(TimeUnit::Microsecond, tz)) => {
+            CellRef::Timestamp {
+                micros: *t,
+                tz: tz.is_some(),
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// A [`CellRef`] in PostgreSQL's binary format.
+fn encode_cell_ref_binary(c: CellRef<'_>, buf: &mut BytesMut) {
+    match c {
+        CellRef::Bool(b) => buf.put_u8(u8::from(b)),
+        CellRef::Int16(v) => buf.put_i16(v),
+        CellRef::Int32(v) => buf.put_i32(v),
+        CellRef::Int64(v) => buf.put_i64(v),
+        CellRef::Float32(v) => buf.put_f32(v),
+        CellRef::Float64(v) => buf.put_f64(v),
+        CellRef::Text(s) => buf.put_slice(s.as_bytes()),
+        CellRef::Bytes(b) => buf.put_slice(b),
+        CellRef::Date(d) => buf.put_i32(d - PG_EPOCH_DAYS),
+        CellRef::Timestamp { micros, .. } => buf.put_i64(micros - PG_EPOCH_US),
     }
 }
 
@@ -292,30 +371,23 @@ fn timestamp_micros(array: &dyn Array, i: usize) -> i64 {
 }
 
 fn encode_binary(array: &dyn Array, i: usize, buf: &mut BytesMut) {
+    if let Some(c) = pgtext::cell_ref(array, i) {
+        return encode_cell_ref_binary(c, buf);
+    }
     match array.data_type() {
-        DataType::Boolean => buf.put_u8(u8::from(array.as_boolean().value(i))),
         DataType::Int8 => buf.put_i16(array.as_primitive::<Int8Type>().value(i).into()),
         DataType::UInt8 => buf.put_i16(array.as_primitive::<UInt8Type>().value(i).into()),
-        DataType::Int16 => buf.put_i16(array.as_primitive::<Int16Type>().value(i)),
         DataType::UInt16 => buf.put_i32(array.as_primitive::<UInt16Type>().value(i).into()),
-        DataType::Int32 => buf.put_i32(array.as_primitive::<Int32Type>().value(i)),
         DataType::UInt32 => buf.put_i64(array.as_primitive::<UInt32Type>().value(i).into()),
-        DataType::Int64 => buf.put_i64(array.as_primitive::<Int64Type>().value(i)),
         DataType::Float16 => buf.put_f32(
             array
                 .as_primitive::<datafusion::arrow::datatypes::Float16Type>()
                 .value(i)
                 .to_f32(),
         ),
-        DataType::Float32 => buf.put_f32(array.as_primitive::<Float32Type>().value(i)),
-        DataType::Float64 => buf.put_f64(array.as_primitive::<Float64Type>().value(i)),
-        DataType::Binary => buf.put_slice(array.as_binary::<i32>().value(i)),
         DataType::LargeBinary => buf.put_slice(array.as_binary::<i64>().value(i)),
         DataType::BinaryView => buf.put_slice(array.as_binary_view().value(i)),
         DataType::FixedSizeBinary(_) => buf.put_slice(array.as_fixed_size_binary().value(i)),
-        DataType::Date32 => {
-            buf.put_i32(array.as_primitive::<Date32Type>().value(i) - PG_EPOCH_DAYS)
-        }
         DataType::Timestamp(..) => buf.put_i64(timestamp_micros(array, i) - PG_EPOCH_US),
         DataType::Interval(_) | DataType::Duration(_) => {
             let (months, days, us) = interval_parts(array, i);
@@ -629,6 +701,75 @@ mod tests {
         let mut b = BytesMut::new();
         encode_cell(array, 0, binary, &mut b);
         b[4..].to_vec()
+    }
+
+    /// The online path (storage values) writes exactly the bytes of the Arrow path
+    /// for every storage type, value and format, NULL included.
+    #[test]
+    fn storage_values_encode_exactly_like_their_arrow_cells() {
+        use hindsight_storage::{DataType as St, ScalarType as S, Value as V};
+        let cases: Vec<(St, Vec<V>)> = vec![
+            (St::Scalar(S::Bool), vec![V::Bool(true), V::Bool(false)]),
+            (St::Scalar(S::Int16), vec![V::Int16(-7), V::Int16(i16::MAX)]),
+            (St::Scalar(S::Int32), vec![V::Int32(0), V::Int32(i32::MIN)]),
+            (
+                St::Scalar(S::Int64),
+                vec![V::Int64(-42), V::Int64(i64::MAX)],
+            ),
+            (
+                St::Scalar(S::Float32),
+                vec![V::Float32(0.1), V::Float32(f32::NAN), V::Float32(-1e30)],
+            ),
+            (
+                St::Scalar(S::Float64),
+                vec![
+                    V::Float64(0.1),
+                    V::Float64(1e15),
+                    V::Float64(-2.5e-7),
+                    V::Float64(f64::INFINITY),
+                    V::Float64(123456.789),
+                ],
+            ),
+            (
+                St::Scalar(S::Text),
+                vec![V::Text("a \"b\"\\".into()), V::Text(String::new())],
+            ),
+            (St::Scalar(S::Bytes), vec![V::Bytes(vec![0, 10, 255])]),
+            (St::Scalar(S::Date), vec![V::Date(-1), V::Date(20_000)]),
+            (
+                St::Scalar(S::Timestamp),
+                vec![V::Timestamp(1_500_000), V::Timestamp(-1)],
+            ),
+            (
+                St::Scalar(S::TimestampTz),
+                vec![V::Timestamp(1_767_225_600_000_000)],
+            ),
+            (
+                St::List(S::Float32),
+                vec![
+                    V::List(vec![V::Float32(1.5), V::Float32(-0.25)]),
+                    V::List(vec![]),
+                ],
+            ),
+            (
+                St::List(S::Text),
+                vec![V::List(vec![V::Text("x y".into())])],
+            ),
+        ];
+        for (ty, values) in cases {
+            let arrow = ty.arrow_type();
+            for v in values.iter().chain([&V::Null]) {
+                let array = hindsight_storage::value_array(ty, v);
+                assert_eq!(array.data_type(), &arrow);
+                for binary in [false, true] {
+                    let mut a = BytesMut::new();
+                    encode_cell(array.as_ref(), 0, binary, &mut a);
+                    let mut b = BytesMut::new();
+                    encode_value(v, ty, &arrow, binary, &mut b);
+                    assert_eq!(a, b, "{ty:?} {v:?} binary={binary}");
+                }
+            }
+        }
     }
 
     #[test]

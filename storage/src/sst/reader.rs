@@ -4,6 +4,7 @@
 //! index and metadata sections. Each data block's checksum is verified the first
 //! time the block is read (then remembered in a per-block flag), so warm point
 //! lookups do not re-hash blocks. Every offset taken from the file is bounds-checked.
+//! The mapping is advised `MADV_HUGEPAGE` (Linux), see the writer.
 
 use std::cmp::Ordering;
 use std::fs::File;
@@ -29,6 +30,10 @@ pub(crate) struct SstReader {
     map: Mmap,
     pub(crate) meta: SstMeta,
     pub(crate) index: Vec<BlockHandle>,
+    /// The first 8 bytes of each block's last key, big-endian and zero-padded: the
+    /// block search runs over this contiguous array (a few cache lines) instead of
+    /// following one heap pointer per probe.
+    last_key_prefix: Vec<u64>,
     bloom: (usize, usize),
     commit_times_at: (usize, usize),
     commit_times: OnceLock<Vec<(u64, i64)>>,
@@ -72,6 +77,10 @@ impl SstReader {
         // of a deleted file stays valid until unmapped. Modification by another
         // process is outside the engine's contract (documented in ARCHITECTURE.md).
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        // Huge pages where the page cache holds the file in 2 MiB folios (see the
+        // writer): far fewer TLB misses for lookups. Only advice: ignored elsewhere.
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::HugePage);
         let corrupt = |offset: u64, detail: String| Error::corruption(path, offset, detail);
         let len = map.len();
         if len < SST_MAGIC.len() + FOOTER_LEN {
@@ -143,11 +152,13 @@ impl SstReader {
             ));
         }
         let verified = (0..index.len()).map(|_| AtomicBool::new(false)).collect();
+        let last_key_prefix = index.iter().map(|h| key_prefix(&h.last_key)).collect();
         Ok(SstReader {
             path: path.to_path_buf(),
             map,
             meta,
             index,
+            last_key_prefix,
             bloom,
             commit_times_at: times_at,
             commit_times: OnceLock::new(),
@@ -247,7 +258,7 @@ impl SstReader {
         seq_max: u64,
     ) -> Result<Option<FileHit<'_>>> {
         let probe = KeyProbe::new(key);
-        let mut b = self.index.partition_point(|h| h.last_key.as_slice() < key);
+        let mut b = self.seek_block(key);
         while let Some(h) = self.index.get(b) {
             let key_continues = h.last_key.as_slice() == key;
             let may_have = h.min_et <= et_max && h.min_seq <= seq_max;
@@ -278,10 +289,31 @@ impl SstReader {
         Ok(None)
     }
 
-    /// The first block that may hold `key` or a later key.
+    /// The first block that may hold `key` or a later key: the first whose last key
+    /// is `>= key`. Prefixes order like the keys (a smaller prefix means a smaller
+    /// key), so only blocks with an equal prefix need the full comparison.
     pub(crate) fn seek_block(&self, key: &[u8]) -> usize {
-        self.index.partition_point(|h| h.last_key.as_slice() < key)
+        let p = key_prefix(key);
+        let lo = self.last_key_prefix.partition_point(|&x| x < p);
+        let tied = self
+            .last_key_prefix
+            .get(lo..)
+            .unwrap_or_default()
+            .partition_point(|&x| x == p);
+        let tied_blocks = self.index.get(lo..lo + tied).unwrap_or_default();
+        lo + tied_blocks.partition_point(|h| h.last_key.as_slice() < key)
     }
+}
+
+/// The first 8 bytes of `key` as a big-endian integer (zero-padded): `a < b` implies
+/// `key_prefix(a) <= key_prefix(b)`.
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    if let (Some(dst), Some(src)) = (b.get_mut(..n), key.get(..n)) {
+        dst.copy_from_slice(src);
+    }
+    u64::from_be_bytes(b)
 }
 
 /// Outcome of a lookup inside one block.
@@ -293,10 +325,18 @@ enum Found {
     MaybeNextBlock,
 }
 
-/// A parsed data block: its row count and the byte range of each column.
+/// A parsed data block: its row count and the byte range of each column. Parsing
+/// checks the header and that the last column ends the block; each column's bounds
+/// are read (and checked) from the header when the column is used, so a lookup that
+/// reads a few columns allocates nothing.
 pub(crate) struct BlockView<'a> {
     pub(crate) rows: usize,
-    cols: Vec<&'a [u8]>,
+    /// The `col_end` table of the header.
+    ends: &'a [u8],
+    /// Column bytes (after the header).
+    data: &'a [u8],
+    /// Offset of `data` in the block, for error positions.
+    data_at: usize,
     feature_types: &'a [DataType],
 }
 
@@ -318,31 +358,43 @@ impl<'a> BlockView<'a> {
                 INTERNAL_COLUMNS + feature_types.len()
             )));
         }
-        let mut ends = Vec::with_capacity(ncols);
-        for _ in 0..ncols {
-            ends.push(r.u32("column end")? as usize);
-        }
+        let ends = r.bytes(ncols * 4, "column ends")?;
         let data_at = r.offset();
         let data = bytes.get(data_at..).unwrap_or_default();
-        let mut cols = Vec::with_capacity(ncols);
-        let mut start = 0usize;
-        for (c, &end) in ends.iter().enumerate() {
-            let col = data.get(start..end).ok_or_else(|| {
-                DecodeError::new(data_at, format!("column {c} bounds {start}..{end} invalid"))
-            })?;
-            cols.push(col);
-            start = end;
-        }
-        if start != data.len() {
+        let last = ncols
+            .checked_sub(1)
+            .and_then(|c| le_u32_at(ends, c * 4))
+            .map_or(0, |e| e as usize);
+        if last != data.len() {
             return Err(DecodeError::new(
-                data_at + start,
-                "trailing bytes after last column",
+                data_at + last.min(data.len()),
+                "last column does not end the block",
             ));
         }
         Ok(BlockView {
             rows,
-            cols,
+            ends,
+            data,
+            data_at,
             feature_types,
+        })
+    }
+
+    /// The bytes of column `c`.
+    fn col(&self, c: usize) -> Result<&'a [u8], DecodeError> {
+        let end_of = |i: usize| le_u32_at(self.ends, i * 4).map(|e| e as usize);
+        let start = match c.checked_sub(1) {
+            None => Some(0),
+            Some(p) => end_of(p),
+        };
+        let (Some(start), Some(end)) = (start, end_of(c)) else {
+            return Err(DecodeError::new(0, format!("no column {c}")));
+        };
+        self.data.get(start..end).ok_or_else(|| {
+            DecodeError::new(
+                self.data_at,
+                format!("column {c} bounds {start}..{end} invalid"),
+            )
         })
     }
 
@@ -356,10 +408,7 @@ impl<'a> BlockView<'a> {
                 .get(c - INTERNAL_COLUMNS)
                 .ok_or_else(|| DecodeError::new(0, format!("no column {c}")))?
         };
-        let bytes = self
-            .cols
-            .get(c)
-            .ok_or_else(|| DecodeError::new(0, format!("no column {c}")))?;
+        let bytes = self.col(c)?;
         let mut r = Reader::new(bytes);
         let chunk = Chunk::parse(&mut r, self.rows, ty)?;
         if !r.is_empty() {
@@ -370,13 +419,10 @@ impl<'a> BlockView<'a> {
 
     /// Feature `f` of row `row`, decoded directly (NULL if the file predates it).
     pub(crate) fn feature_value(&self, f: usize, row: usize) -> Result<Value, DecodeError> {
-        let (Some(&ty), Some(bytes)) = (
-            self.feature_types.get(f),
-            self.cols.get(INTERNAL_COLUMNS + f),
-        ) else {
+        let Some(&ty) = self.feature_types.get(f) else {
             return Ok(Value::Null);
         };
-        value_at(bytes, self.rows, row, ty)
+        value_at(self.col(INTERNAL_COLUMNS + f)?, self.rows, row, ty)
     }
 
     /// Feature `f` of this block, or `None` if the file predates that feature.
