@@ -372,9 +372,10 @@ impl FastLookup {
         Some(fast)
     }
 
-    /// Whether the lookup reads the current state (no time arguments).
-    pub fn reads_current(&self) -> bool {
-        self.read == ReadSpec::Current
+    /// Whether executing needs the statement's clock: a time argument that did not
+    /// compile (it calls `now()` or another non-immutable function).
+    pub fn needs_clock(&self) -> bool {
+        self.read.time_exprs().len() > self.compiled.len()
     }
 
     /// Storage types of the row values (schema order).

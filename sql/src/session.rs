@@ -551,11 +551,11 @@ impl Session {
 
     /// The snapshot a fast lookup reads.
     fn fast_snapshot(&mut self, fast: &FastLookup) -> Result<Snapshot> {
-        if fast.reads_current() {
-            self.statement_snapshot()
-        } else {
-            // Time arguments may read the statement's clock (`now()`).
+        if fast.needs_clock() {
+            // Time arguments read the statement's clock (`now()`).
             self.begin_statement(Vec::new())
+        } else {
+            self.statement_snapshot()
         }
     }
 

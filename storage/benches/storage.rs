@@ -6,8 +6,8 @@
 //! - `ingest`: 1,000-row batches from Arrow, fsync per batch (group commit), 1 and 4
 //!   writer threads, background flush and compaction running.
 //! - `lookup`: point lookups over E x V versions (default 1M x 10, built once and
-//!   cached under the target directory): latest hit, latest miss, as-of hit,
-//!   multi-get of 100 keys.
+//!   cached under the target directory): latest hit, latest through the row-wise
+//!   online path, latest miss, as-of hit, multi-get of 100 keys.
 //! - `scan`: latest-per-key and full-history scans into Arrow.
 //! - `compaction`: full compaction of freshly flushed level-0 files; reports
 //!   write amplification.
@@ -147,6 +147,21 @@ fn lookup(c: &mut Criterion) {
                 )
                 .unwrap();
             assert!(r.is_some());
+        })
+    });
+    // The online path: encoded key, values into a reused buffer (what the server's
+    // prepared point lookup runs).
+    let mut encoded = vec![Vec::new()];
+    group.bench_function("latest_rows", |b| {
+        b.iter(|| {
+            encoded[0] =
+                encode_key(&[Value::Int64(next_key())], &[ScalarType::Int64], &[]).unwrap();
+            let n = snap
+                .lookup_rows(&t, &encoded, &latest.without_ttl(), &proj, |row| {
+                    std::hint::black_box(row);
+                })
+                .unwrap();
+            assert_eq!(n, 1);
         })
     });
     group.bench_function("latest_miss", |b| {

@@ -18,7 +18,7 @@ use crate::keycodec::decode_key;
 use crate::memtable::{MemEntry, MemTable};
 use crate::rowcodec;
 use crate::sst::bloom::key_hash;
-use crate::sst::{BlockView, RowRef};
+use crate::sst::{BlockView, INTERNAL_COLUMNS, RowRef};
 use crate::types::{ColumnRole, DataType, ScalarType, TableDef, TableId, Value};
 use crate::version::{NUM_LEVELS, SstFile, Version};
 
@@ -367,6 +367,16 @@ fn materialize(
             }
         }
         HitSource::File(f, at, block) => {
+            // Overlap the cache misses: every column's header first, then every
+            // value, then decode (each loop's loads are independent of each other).
+            let features = || {
+                proj.cols.iter().filter_map(|r| match r {
+                    ColumnRole::Feature(fi) => Some(*fi),
+                    _ => None,
+                })
+            };
+            features().for_each(|fi| block.prefetch_column(INTERNAL_COLUMNS + fi));
+            features().for_each(|fi| block.prefetch_feature(fi, at.row));
             for r in &proj.cols {
                 values.push(pick(r, &key_values, hit.et, |fi| {
                     block

@@ -562,6 +562,17 @@ pub fn decode_text(text: &str, target: &DataType) -> Result<ScalarValue, Protoco
                 f.data_type(),
             )))
         }
+        // Integers (every key and most parameters): parsed directly; anything the
+        // standard parser refuses gets Arrow's cast and its error below.
+        DataType::Int64 if let Ok(v) = text.trim().parse::<i64>() => {
+            Ok(ScalarValue::Int64(Some(v)))
+        }
+        DataType::Int32 if let Ok(v) = text.trim().parse::<i32>() => {
+            Ok(ScalarValue::Int32(Some(v)))
+        }
+        DataType::Int16 if let Ok(v) = text.trim().parse::<i16>() => {
+            Ok(ScalarValue::Int16(Some(v)))
+        }
         other => ScalarValue::try_from_string(text.trim().to_string(), other)
             .map_err(|_| invalid(text, other)),
     }

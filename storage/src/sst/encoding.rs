@@ -603,6 +603,54 @@ impl<'a> Chunk<'a> {
         }
     }
 
+    /// The first row whose key is `>= target`, for chunks of fixed-length integer
+    /// keys (KEY_U64) probed with a key of that length; `None` for other chunks.
+    ///
+    /// Interpolation steps (the key's place between the range's first and last
+    /// keys) alternate with bisection steps, so uniform keys (the common dense ids)
+    /// need two or three probes, each a likely cache miss, and no distribution needs
+    /// more than about twice a binary search's.
+    pub(crate) fn lower_bound_u64(&self, target: &KeyProbe<'_>) -> Option<usize> {
+        let Body::KeyU64 { len, vals } = &self.body else {
+            return None;
+        };
+        if target.bytes.len() != *len {
+            return None;
+        }
+        let t = target.as_u64;
+        let key = |i: usize| vals.get(i) as u64;
+        // Invariant: rows before `lo` are < t, rows from `hi` on are >= t.
+        let (mut lo, mut hi) = (0usize, self.n);
+        let mut interpolate = true;
+        while hi - lo > 8 {
+            let mid = if interpolate {
+                let (a, b) = (key(lo), key(hi - 1));
+                if t <= a {
+                    return Some(lo);
+                }
+                if t > b {
+                    return Some(hi);
+                }
+                // a < t <= b: rows lo+1 ..= hi-1 may be the first >= t.
+                let span = (hi - 1 - lo) as u128;
+                let guess = (u128::from(t - a) * span / u128::from(b - a)) as usize;
+                (lo + guess).clamp(lo + 1, hi - 1)
+            } else {
+                lo + (hi - lo) / 2
+            };
+            interpolate = !interpolate;
+            if key(mid) < t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        while lo < hi && key(lo) < t {
+            lo += 1;
+        }
+        Some(lo)
+    }
+
     /// Compare the key of row `i` with `target` (key chunks only).
     #[inline]
     pub(crate) fn cmp_key(
@@ -827,6 +875,48 @@ impl<'a> Chunk<'a> {
                 .collect::<Vec<_>>(),
         )
     }
+}
+
+/// Where row `i`'s value lies in a chunk of `n` rows of type `ty` (an offset into
+/// `bytes`), for the encodings whose values sit at a computable place (plain values,
+/// frame-of-reference integers); `None` for the others or on any inconsistency. Point
+/// lookups prefetch these places for all columns at once before decoding, so the
+/// cache misses of a row's columns overlap instead of following one another.
+pub(crate) fn value_offset(bytes: &[u8], n: usize, i: usize, ty: DataType) -> Option<usize> {
+    let flags = *bytes.first()?;
+    let mut at = 1;
+    if flags & FLAG_NULLS != 0 {
+        at += n.div_ceil(8);
+    }
+    let enc = *bytes.get(at)?;
+    at += 1;
+    match (enc, ty) {
+        (ENC_PLAIN, DataType::Scalar(s)) => at.checked_add(i.checked_mul(s.fixed_width()?)?),
+        (ENC_FOR, DataType::Scalar(s)) if s.is_integer_like() => {
+            let width = usize::from(*bytes.get(at + 8)?);
+            Some(at + 9 + i.checked_mul(width)? / 8)
+        }
+        _ => None,
+    }
+}
+
+/// Hint the CPU to load the cache line holding `bytes[at]` (nothing if out of range).
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) fn prefetch(bytes: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(p) = bytes.get(at) {
+        // SAFETY: `_mm_prefetch` only needs SSE, part of the x86-64 baseline; it is a
+        // hint that never faults and reads nothing into the program (and `p` points
+        // into a live slice anyway).
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                (p as *const u8).cast(),
+            )
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, at);
 }
 
 /// Row `i` of a chunk of `n` rows of type `ty`, decoded straight from its bytes.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use memmap2::Mmap;
 
 use super::bloom::Bloom;
-use super::encoding::{Chunk, KeyProbe, value_at};
+use super::encoding::{Chunk, KeyProbe, prefetch, value_at, value_offset};
 use super::{
     BlockHandle, COL_ET, COL_KEY, COL_SEQ, COL_TOMB, FOOTER_LEN, Footer, INTERNAL_COLUMNS,
     MAX_BLOCK_ROWS, SST_MAGIC, SstMeta, decode_commit_times, decode_index, internal_type,
@@ -417,6 +417,23 @@ impl<'a> BlockView<'a> {
         Ok(chunk)
     }
 
+    /// Start loading the first cache line of column `c`.
+    pub(crate) fn prefetch_column(&self, c: usize) {
+        if let Ok(bytes) = self.col(c) {
+            prefetch(bytes, 0);
+        }
+    }
+
+    /// Start loading the cache line of feature `f` of row `row` (its column's first
+    /// line should be loaded already: its header says where the value lies).
+    pub(crate) fn prefetch_feature(&self, f: usize, row: usize) {
+        if let (Some(&ty), Ok(bytes)) = (self.feature_types.get(f), self.col(INTERNAL_COLUMNS + f))
+            && let Some(at) = value_offset(bytes, self.rows, row, ty)
+        {
+            prefetch(bytes, at);
+        }
+    }
+
     /// Feature `f` of row `row`, decoded directly (NULL if the file predates it).
     pub(crate) fn feature_value(&self, f: usize, row: usize) -> Result<Value, DecodeError> {
         let Some(&ty) = self.feature_types.get(f) else {
@@ -434,18 +451,45 @@ impl<'a> BlockView<'a> {
     }
 
     fn find(&self, probe: &KeyProbe<'_>, et_max: i64, seq_max: u64) -> Result<Found, DecodeError> {
+        for c in [COL_ET, COL_SEQ, COL_TOMB] {
+            self.prefetch_column(c);
+        }
         let keys = self.chunk(COL_KEY)?;
         let ets = self.chunk(COL_ET)?;
-        // First row not before (key, et_max) in internal order.
+        // First row not before (key, et_max) in internal order (key ascending, event
+        // time descending): the key's first row, then its first row with event time
+        // <= et_max.
+        let before = |i: usize| -> Result<bool, DecodeError> {
+            Ok(match keys.cmp_key(i, probe)? {
+                Ordering::Less => true,
+                Ordering::Equal => ets.int(i) > et_max,
+                Ordering::Greater => false,
+            })
+        };
+        // Rows before `lo` are before the probe; rows from `hi` on are not.
         let (mut lo, mut hi) = (0usize, self.rows);
+        if let Some(first) = keys.lower_bound_u64(probe) {
+            // Gallop over the key's versions from its first row (newest first: it is
+            // usually the answer), then bisect the last gap.
+            lo = first;
+            let mut step = 1;
+            loop {
+                let at = lo + step - 1;
+                if at >= hi {
+                    break;
+                }
+                if before(at)? {
+                    lo = at + 1;
+                    step *= 2;
+                } else {
+                    hi = at;
+                    break;
+                }
+            }
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let before = match keys.cmp_key(mid, probe)? {
-                Ordering::Less => true,
-                Ordering::Equal => ets.int(mid) > et_max,
-                Ordering::Greater => false,
-            };
-            if before {
+            if before(mid)? {
                 lo = mid + 1;
             } else {
                 hi = mid;
