@@ -18,7 +18,7 @@ use crate::keycodec::decode_key;
 use crate::memtable::{MemEntry, MemTable};
 use crate::rowcodec;
 use crate::sst::bloom::key_hash;
-use crate::sst::{BlockView, INTERNAL_COLUMNS, RowRef};
+use crate::sst::{BlockView, RowRef};
 use crate::types::{ColumnRole, DataType, ScalarType, TableDef, TableId, Value};
 use crate::version::{NUM_LEVELS, SstFile, Version};
 
@@ -113,6 +113,8 @@ pub struct Row {
 #[derive(Clone, Debug)]
 pub struct Projection {
     cols: Vec<ColumnRole>,
+    /// The feature columns among `cols`.
+    features: Vec<usize>,
     /// Type of each projected column.
     types: Vec<DataType>,
     feature_types: Vec<DataType>,
@@ -143,6 +145,13 @@ impl Projection {
             .collect();
         Ok(Projection {
             need_key: cols.iter().any(|r| matches!(r, ColumnRole::Key(_))),
+            features: cols
+                .iter()
+                .filter_map(|r| match r {
+                    ColumnRole::Feature(f) => Some(*f),
+                    _ => None,
+                })
+                .collect(),
             cols,
             types,
             feature_types: table.feature_types(),
@@ -189,6 +198,17 @@ pub(crate) struct View {
     pub overlay: Option<Arc<MemTable>>,
 }
 
+/// What a point lookup looks for in each source.
+struct Probe<'k> {
+    key: &'k [u8],
+    /// The key's bloom hash.
+    hash: u64,
+    et_max: i64,
+    seq_max: u64,
+    /// Feature columns the caller will read (prefetched).
+    features: &'k [usize],
+}
+
 /// Where a lookup found its candidate.
 pub(crate) enum HitSource<'a> {
     Mem(MemEntry),
@@ -213,13 +233,15 @@ impl View {
     }
 
     /// The newest version of `key` with event time <= `et_max` and sequence <=
-    /// `seq_max`, across all sources (tombstones included).
+    /// `seq_max`, across all sources (tombstones included). `features`: the feature
+    /// columns the caller will read from the hit (prefetched).
     pub(crate) fn find(
         &self,
         table: TableId,
         key: &[u8],
         et_max: i64,
         seq_max: u64,
+        features: &[usize],
     ) -> Result<Option<Hit<'_>>> {
         let mut best: Option<Hit<'_>> = None;
         let beats = |et: i64, seq: u64, best: &Option<Hit<'_>>| {
@@ -252,12 +274,19 @@ impl View {
             return Ok(best);
         };
         let hash = key_hash(key);
+        let probe = Probe {
+            key,
+            hash,
+            et_max,
+            seq_max,
+            features,
+        };
         for f in files.level(0) {
-            self.search_file(f, key, hash, et_max, seq_max, &mut best)?;
+            self.search_file(f, &probe, &mut best)?;
         }
         for level in 1..NUM_LEVELS {
             if let Some(f) = files.file_for_key(level, key) {
-                self.search_file(f, key, hash, et_max, seq_max, &mut best)?;
+                self.search_file(f, &probe, &mut best)?;
             }
         }
         Ok(best)
@@ -266,17 +295,14 @@ impl View {
     fn search_file<'a>(
         &'a self,
         f: &'a Arc<SstFile>,
-        key: &[u8],
-        hash: u64,
-        et_max: i64,
-        seq_max: u64,
+        p: &Probe<'_>,
         best: &mut Option<Hit<'a>>,
     ) -> Result<()> {
         let m = &f.meta;
-        if key < m.min_key.as_slice() || key > m.max_key.as_slice() {
+        if p.key < m.min_key.as_slice() || p.key > m.max_key.as_slice() {
             return Ok(());
         }
-        if m.min_et > et_max || m.min_seq > seq_max {
+        if m.min_et > p.et_max || m.min_seq > p.seq_max {
             return Ok(());
         }
         if let Some(b) = best.as_ref()
@@ -284,10 +310,14 @@ impl View {
         {
             return Ok(());
         }
-        if !f.reader.may_contain(hash) {
+        let block = f.reader.seek_block(p.key);
+        f.reader.prefetch_probe(p.hash, block);
+        if !f.reader.may_contain(p.hash) {
             return Ok(());
         }
-        if let Some(h) = f.reader.find(key, et_max, seq_max)?
+        if let Some(h) = f
+            .reader
+            .find(p.key, p.et_max, p.seq_max, block, p.features)?
             && best.as_ref().is_none_or(|b| (h.et, h.seq) > (b.et, b.seq))
         {
             *best = Some(Hit {
@@ -332,7 +362,7 @@ impl View {
         out: &mut Vec<Value>,
     ) -> Result<Option<(i64, u64)>> {
         out.clear();
-        let Some(hit) = self.find(table.id, key, at.et_max(), seq)? else {
+        let Some(hit) = self.find(table.id, key, at.et_max(), seq, &proj.features)? else {
             return Ok(None);
         };
         if hit.tomb || hit.et < at.floor(table) {
@@ -367,16 +397,11 @@ fn materialize(
             }
         }
         HitSource::File(f, at, block) => {
-            // Overlap the cache misses: every column's header first, then every
-            // value, then decode (each loop's loads are independent of each other).
-            let features = || {
-                proj.cols.iter().filter_map(|r| match r {
-                    ColumnRole::Feature(fi) => Some(*fi),
-                    _ => None,
-                })
-            };
-            features().for_each(|fi| block.prefetch_column(INTERNAL_COLUMNS + fi));
-            features().for_each(|fi| block.prefetch_feature(fi, at.row));
+            // Overlap the cache misses: the columns' first lines were prefetched
+            // with the block; now every value, then decode.
+            for &fi in &proj.features {
+                block.prefetch_feature(fi, at.row);
+            }
             for r in &proj.cols {
                 values.push(pick(r, &key_values, hit.et, |fi| {
                     block

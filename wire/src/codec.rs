@@ -166,6 +166,48 @@ impl Encoder<Outgoing> for HsCodec {
     }
 }
 
+/// Start a DataRow of `fields` fields in `buf`; returns where it starts, for
+/// [`finish_row`].
+pub fn begin_row(buf: &mut BytesMut, fields: i16) -> usize {
+    let start = buf.len();
+    buf.put_u8(b'D');
+    buf.put_i32(0);
+    buf.put_i16(fields);
+    start
+}
+
+/// Fill in the length of the DataRow started at `start`.
+pub fn finish_row(buf: &mut BytesMut, start: usize) {
+    let len = (buf.len() - start - 1) as i32;
+    if let Some(slot) = buf.get_mut(start + 1..start + 5) {
+        slot.copy_from_slice(&len.to_be_bytes());
+    }
+}
+
+/// A CommandComplete message (`SELECT 3`, `INSERT 0 1`, ...) appended to `buf`
+/// without building the tag as a string first.
+pub fn put_command_complete(buf: &mut BytesMut, tag: &str, rows: Option<u64>) {
+    let start = buf.len();
+    buf.put_u8(b'C');
+    buf.put_i32(0);
+    buf.put_slice(tag.as_bytes());
+    if let Some(n) = rows {
+        if tag == "INSERT" {
+            buf.put_slice(b" 0");
+        }
+        buf.put_u8(b' ');
+        buf.put_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+    buf.put_u8(0);
+    let len = (buf.len() - start - 1) as i32;
+    if let Some(slot) = buf.get_mut(start + 1..start + 5) {
+        slot.copy_from_slice(&len.to_be_bytes());
+    }
+}
+
+/// The BindComplete message.
+pub const BIND_COMPLETE: &[u8] = b"2\0\0\0\x04";
+
 /// Builds DataRow messages straight into one buffer (no per-row allocation).
 #[derive(Debug, Default)]
 pub struct RowWriter {
@@ -175,17 +217,11 @@ pub struct RowWriter {
 
 impl RowWriter {
     pub fn begin(&mut self, fields: i16) {
-        self.start = self.buf.len();
-        self.buf.put_u8(b'D');
-        self.buf.put_i32(0);
-        self.buf.put_i16(fields);
+        self.start = begin_row(&mut self.buf, fields);
     }
 
     pub fn finish(&mut self) {
-        let len = (self.buf.len() - self.start - 1) as i32;
-        if let Some(slot) = self.buf.get_mut(self.start + 1..self.start + 5) {
-            slot.copy_from_slice(&len.to_be_bytes());
-        }
+        finish_row(&mut self.buf, self.start);
     }
 
     pub fn take(&mut self) -> BytesMut {
@@ -209,6 +245,30 @@ mod tests {
         let mut c = HsCodec::new(1024);
         c.phase = Phase::Ready;
         c
+    }
+
+    #[test]
+    fn command_complete_and_bind_complete_encode_like_pgwire() {
+        use pgwire::messages::extendedquery::BindComplete;
+        use pgwire::messages::response::CommandComplete;
+        for (tag, rows, text) in [
+            ("SELECT", Some(3), "SELECT 3"),
+            ("INSERT", Some(1), "INSERT 0 1"),
+            ("BEGIN", None, "BEGIN"),
+        ] {
+            let mut ours = BytesMut::new();
+            put_command_complete(&mut ours, tag, rows);
+            let mut theirs = BytesMut::new();
+            PgWireBackendMessage::CommandComplete(CommandComplete::new(text.to_string()))
+                .encode(&mut theirs)
+                .unwrap();
+            assert_eq!(ours, theirs);
+        }
+        let mut theirs = BytesMut::new();
+        PgWireBackendMessage::BindComplete(BindComplete::new())
+            .encode(&mut theirs)
+            .unwrap();
+        assert_eq!(&theirs[..], BIND_COMPLETE);
     }
 
     #[test]

@@ -30,9 +30,7 @@ use pgwire::api::auth::sasl::scram::{ScramSecret, ScramServerAuth};
 use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::data::{FieldDescription, NoData, ParameterDescription, RowDescription};
-use pgwire::messages::extendedquery::{
-    BindComplete, CloseComplete, ParseComplete, PortalSuspended,
-};
+use pgwire::messages::extendedquery::{CloseComplete, ParseComplete, PortalSuspended};
 use pgwire::messages::response::{
     CommandComplete, EmptyQueryResponse, ReadyForQuery, TransactionStatus as PgTxn,
 };
@@ -44,7 +42,10 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
 
 use crate::auth::Method;
-use crate::codec::{Frame, HsCodec, Outgoing, Phase, RowWriter};
+use crate::codec::{
+    BIND_COMPLETE, Frame, HsCodec, Outgoing, Phase, RowWriter, begin_row, finish_row,
+    put_command_complete,
+};
 use crate::copy::{self, CopyCommand};
 use crate::metrics::Metrics;
 use crate::server::{CancelSignal, Registration, Shared, Slot};
@@ -68,7 +69,7 @@ struct Stmt {
     /// The encoded RowDescription of its rows in text format (libpq describes the
     /// portal on every execution; this answers without rebuilding it), or None if
     /// the statement returns no rows.
-    text_row_description: Option<BytesMut>,
+    text_row_description: Option<Bytes>,
     /// For a point lookup: each column's storage type and the Arrow type it is
     /// described as (what [`encode_value`] needs).
     lookup: Option<Vec<(StorageType, ArrowType)>>,
@@ -85,7 +86,7 @@ impl Stmt {
                 B::RowDescription(row_description(s, &[]))
                     .encode(&mut buf)
                     .ok()
-                    .map(|()| buf)
+                    .map(|()| buf.freeze())
             });
         let lookup = match (prepared.point_lookup_types(), &prepared.schema) {
             (Some(types), Some(schema)) if types.len() == schema.fields().len() => Some(
@@ -543,9 +544,8 @@ impl Connection {
         }
         for stmt in stmts {
             let started = Instant::now();
-            Metrics::inc(&self.shared.metrics.statements_total);
             let result = self.simple_statement(stmt).await?;
-            self.shared.metrics.observe(started.elapsed());
+            self.shared.metrics.statement(started.elapsed());
             if let Err(e) = result {
                 return self.send_error(e).await;
             }
@@ -717,8 +717,8 @@ impl Connection {
                 self.portals
                     .insert(b.portal_name.unwrap_or_default(), portal);
                 self.socket
-                    .feed(B::BindComplete(BindComplete::new()).into())
-                    .await?;
+                    .write_buffer_mut()
+                    .extend_from_slice(BIND_COMPLETE);
             }
             F::Describe(d) => {
                 let name = d.name.unwrap_or_default();
@@ -743,9 +743,12 @@ impl Connection {
                 }
             }
             F::Execute(e) => {
-                return self
+                let started = Instant::now();
+                let result = self
                     .execute_portal(e.name.unwrap_or_default(), e.max_rows)
                     .await;
+                self.shared.metrics.statement(started.elapsed());
+                return result;
             }
             F::Close(c) => {
                 let name = c.name.unwrap_or_default();
@@ -774,7 +777,10 @@ impl Connection {
                     .feed(B::RowDescription(row_description(s, binary)).into())
                     .await
             }
-            _ => self.socket.feed(Outgoing::Raw(text.clone())).await,
+            _ => {
+                self.socket.write_buffer_mut().extend_from_slice(text);
+                Ok(())
+            }
         }
     }
 
@@ -792,8 +798,6 @@ impl Connection {
             self.portals.insert(name, portal);
             return copy::run(self, c).await;
         }
-        let started = Instant::now();
-        Metrics::inc(&self.shared.metrics.statements_total);
         let deadline = self.deadline();
         if let PortalState::Ready = portal.state {
             let limit = usize::try_from(max_rows).unwrap_or(0);
@@ -801,30 +805,34 @@ impl Connection {
                 && let Some(lookup) = &portal.stmt.lookup
             {
                 // A point lookup answered whole: rows are encoded straight from the
-                // storage values into the output buffer (no Arrow arrays, no stream;
-                // it takes microseconds, so no cancel/timeout machinery either).
+                // storage values into the socket's output buffer (no Arrow arrays, no
+                // stream, no copy; it takes microseconds, so no cancel/timeout
+                // machinery either).
                 portal.state = PortalState::Done;
-                let mut out = RowWriter::default();
                 let binary = &portal.binary;
+                let buf = self.socket.write_buffer_mut();
+                let before = buf.len();
                 let rows =
                     self.session
                         .point_lookup_rows(&portal.stmt.prepared, &portal.params, |row| {
-                            encode_lookup_row(&mut out, row, lookup, binary)
+                            encode_lookup_row(buf, row, lookup, binary)
                         });
                 let n = match rows {
                     Some(Ok(n)) => n,
-                    Some(Err(e)) => return Ok(Err(e.into())),
-                    None => {
-                        return Ok(Err(ProtocolError::Violation(
-                            "statement is not a point lookup".into(),
-                        )
-                        .into()));
+                    other => {
+                        buf.truncate(before);
+                        return Ok(Err(match other {
+                            Some(Err(e)) => e.into(),
+                            _ => ProtocolError::Violation("statement is not a point lookup".into())
+                                .into(),
+                        }));
                     }
                 };
-                self.flush_rows(&mut out).await?;
-                self.complete(command_tag("SELECT", Some(n as u64))).await?;
+                put_command_complete(buf, "SELECT", Some(n as u64));
+                if buf.len() >= ROW_FLUSH_BYTES {
+                    self.socket.flush().await?;
+                }
                 self.portals.insert(name, portal);
-                self.shared.metrics.observe(started.elapsed());
                 return Ok(Ok(()));
             }
             let out = match self
@@ -860,7 +868,6 @@ impl Connection {
                     portal.state = PortalState::Done;
                     self.complete(command_tag(tag, rows)).await?;
                     self.portals.insert(name, portal);
-                    self.shared.metrics.observe(started.elapsed());
                     return Ok(Ok(()));
                 }
                 Ok(Output::Rows(stream)) => {
@@ -908,25 +915,24 @@ impl Connection {
                 Ok(())
             }
         };
-        self.shared.metrics.observe(started.elapsed());
         self.portals.insert(name, portal);
         Ok(result)
     }
 }
 
-/// Encode one row of a point lookup (storage values) as a DataRow into `out`.
+/// Encode one row of a point lookup (storage values) as a DataRow into `buf`.
 fn encode_lookup_row(
-    out: &mut RowWriter,
+    buf: &mut BytesMut,
     row: &[Value],
     types: &[(StorageType, ArrowType)],
     binary: &[bool],
 ) {
-    out.begin(row.len() as i16);
+    let start = begin_row(buf, row.len() as i16);
     for (c, (v, (ty, arrow))) in row.iter().zip(types).enumerate() {
         let bin = binary.get(c).copied().unwrap_or(false);
-        encode_value(v, *ty, arrow, bin, &mut out.buf);
+        encode_value(v, *ty, arrow, bin, buf);
     }
-    out.finish();
+    finish_row(buf, start);
 }
 
 /// Encode `rows` of `batch` as DataRows into `out`, stopping early once the buffer

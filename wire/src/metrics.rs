@@ -1,8 +1,13 @@
 //! Server counters and the statement latency histogram, rendered in Prometheus's text
 //! exposition format. All counters are lock-free atomics updated on the query path.
+//!
+//! The per-statement figures (count, latency histogram) are updated by every worker
+//! thread for every statement: they live in per-thread shards, each on its own cache
+//! lines, and are summed when rendered. One shared counter would bounce its cache line
+//! between cores on every point lookup.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -11,34 +16,64 @@ const BUCKETS: [f64; 16] = [
     1.0, 5.0, 30.0,
 ];
 
+/// Shards of the per-statement figures (threads beyond this share shards).
+const SHARDS: usize = 16;
+
+/// One thread's share of the per-statement figures, alone on its cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct StatementShard {
+    statements: AtomicU64,
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_sum_us: AtomicU64,
+}
+
+/// The shard of the calling thread (threads are numbered on first use).
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    INDEX.with(|i| *i)
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
     pub connections_refused: AtomicU64,
     pub auth_failures: AtomicU64,
-    pub statements_total: AtomicU64,
     pub statement_errors: AtomicU64,
     pub statements_canceled: AtomicU64,
     pub rows_sent: AtomicU64,
     pub copy_rows_in: AtomicU64,
-    latency_buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
+    statements: [StatementShard; SHARDS],
 }
 
 impl Metrics {
-    /// Record one statement's server-side latency.
-    pub fn observe(&self, d: Duration) {
+    /// Record one statement and its server-side latency.
+    pub fn statement(&self, d: Duration) {
+        let Some(shard) = self.statements.get(shard_index()) else {
+            return;
+        };
+        shard.statements.fetch_add(1, Ordering::Relaxed);
         let s = d.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|b| s <= *b)
-            && let Some(slot) = self.latency_buckets.get(i)
+            && let Some(slot) = shard.latency_buckets.get(i)
         {
             slot.fetch_add(1, Ordering::Relaxed);
         }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us
+        shard
+            .latency_sum_us
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Statements recorded so far.
+    pub fn statements_total(&self) -> u64 {
+        self.statements
+            .iter()
+            .map(|s| s.statements.load(Ordering::Relaxed))
+            .sum()
     }
 
     pub fn inc(counter: &AtomicU64) {
@@ -82,7 +117,7 @@ impl Metrics {
             "hindsight_statements_total",
             "counter",
             "Statements executed (simple and extended protocol).",
-            g(&self.statements_total),
+            self.statements_total(),
         );
         metric(
             "hindsight_statement_errors_total",
@@ -114,17 +149,19 @@ impl Metrics {
             "# HELP {name} Server-side statement latency.\n# TYPE {name} histogram"
         );
         let mut cumulative = 0;
-        for (b, c) in BUCKETS.iter().zip(&self.latency_buckets) {
-            cumulative += g(c);
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += self
+                .statements
+                .iter()
+                .filter_map(|s| s.latency_buckets.get(i))
+                .map(g)
+                .sum::<u64>();
             let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
         }
-        let count = g(&self.latency_count);
+        let count = self.statements_total();
+        let sum: u64 = self.statements.iter().map(|s| g(&s.latency_sum_us)).sum();
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}\n{name}_count {count}",
-            g(&self.latency_sum_us) as f64 / 1e6
-        );
+        let _ = writeln!(out, "{name}_sum {}\n{name}_count {count}", sum as f64 / 1e6);
     }
 }
 
@@ -135,12 +172,15 @@ mod tests {
     #[test]
     fn histogram_is_cumulative() {
         let m = Metrics::default();
-        m.observe(Duration::from_micros(30));
-        m.observe(Duration::from_millis(3));
+        m.statement(Duration::from_micros(30));
+        std::thread::scope(|s| {
+            s.spawn(|| m.statement(Duration::from_millis(3)));
+        });
         let mut s = String::new();
         m.render(&mut s);
         assert!(s.contains("hindsight_statement_duration_seconds_bucket{le=\"0.00005\"} 1"));
         assert!(s.contains("hindsight_statement_duration_seconds_bucket{le=\"0.005\"} 2"));
         assert!(s.contains("hindsight_statement_duration_seconds_count 2"));
+        assert!(s.contains("hindsight_statements_total 2"));
     }
 }

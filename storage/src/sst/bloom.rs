@@ -98,6 +98,12 @@ impl<'a> Bloom<'a> {
         Ok(Bloom { k, blocks, data })
     }
 
+    /// The 64-byte block `hash` is looked up in (for prefetching).
+    pub(crate) fn block_for(&self, hash: u64) -> &'a [u8] {
+        let base = block_of(hash, self.blocks) * BLOCK_BYTES;
+        self.data.get(base..base + BLOCK_BYTES).unwrap_or_default()
+    }
+
     /// False only if no key with this hash was added.
     #[inline]
     pub(crate) fn may_contain(&self, hash: u64) -> bool {

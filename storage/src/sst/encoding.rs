@@ -902,21 +902,27 @@ pub(crate) fn value_offset(bytes: &[u8], n: usize, i: usize, ty: DataType) -> Op
 
 /// Hint the CPU to load the cache line holding `bytes[at]` (nothing if out of range).
 #[inline(always)]
-#[allow(unsafe_code)]
 pub(crate) fn prefetch(bytes: &[u8], at: usize) {
-    #[cfg(target_arch = "x86_64")]
     if let Some(p) = bytes.get(at) {
-        // SAFETY: `_mm_prefetch` only needs SSE, part of the x86-64 baseline; it is a
-        // hint that never faults and reads nothing into the program (and `p` points
-        // into a live slice anyway).
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                (p as *const u8).cast(),
-            )
-        }
+        prefetch_ref(p);
+    }
+}
+
+/// Hint the CPU to load the cache line holding `*r`.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) fn prefetch_ref<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` only needs SSE, part of the x86-64 baseline; it is a hint
+    // that never faults and reads nothing into the program (and `r` is a live
+    // reference anyway).
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            (r as *const T).cast(),
+        )
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (bytes, at);
+    let _ = r;
 }
 
 /// Row `i` of a chunk of `n` rows of type `ty`, decoded straight from its bytes.

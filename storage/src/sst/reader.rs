@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use memmap2::Mmap;
 
 use super::bloom::Bloom;
-use super::encoding::{Chunk, KeyProbe, prefetch, value_at, value_offset};
+use super::encoding::{Chunk, KeyProbe, prefetch, prefetch_ref, value_at, value_offset};
 use super::{
     BlockHandle, COL_ET, COL_KEY, COL_SEQ, COL_TOMB, FOOTER_LEN, Footer, INTERNAL_COLUMNS,
     MAX_BLOCK_ROWS, SST_MAGIC, SstMeta, decode_commit_times, decode_index, internal_type,
@@ -172,6 +172,22 @@ impl SstReader {
         &self.path
     }
 
+    /// Start loading what a lookup of a key with bloom hash `hash`, starting at block
+    /// `b` ([`SstReader::seek_block`]), reads first: its bloom filter block and its
+    /// block index entry, so the two misses overlap.
+    pub(crate) fn prefetch_probe(&self, hash: u64, b: usize) {
+        if let Some(bloom) = self
+            .map
+            .get(self.bloom.0..self.bloom.0 + self.bloom.1)
+            .and_then(|bytes| Bloom::parse(bytes).ok())
+        {
+            prefetch(bloom.block_for(hash), 0);
+        }
+        if let Some(h) = self.index.get(b) {
+            prefetch_ref(h);
+        }
+    }
+
     /// False only if no version of the entity with this key hash is in the file.
     #[inline]
     pub(crate) fn may_contain(&self, hash: u64) -> bool {
@@ -250,20 +266,27 @@ impl SstReader {
     }
 
     /// Point lookup: the first version of `key` (in internal order) with event time
-    /// `<= et_max` and sequence `<= seq_max`, if the file has one.
+    /// `<= et_max` and sequence `<= seq_max`, if the file has one. `b` is the key's
+    /// [`SstReader::seek_block`]; `features` are the feature columns the caller will
+    /// read from the hit (their first lines are prefetched with the block's).
     pub(crate) fn find(
         &self,
         key: &[u8],
         et_max: i64,
         seq_max: u64,
+        b: usize,
+        features: &[usize],
     ) -> Result<Option<FileHit<'_>>> {
         let probe = KeyProbe::new(key);
-        let mut b = self.seek_block(key);
+        let mut b = b;
         while let Some(h) = self.index.get(b) {
             let key_continues = h.last_key.as_slice() == key;
             let may_have = h.min_et <= et_max && h.min_seq <= seq_max;
             if may_have {
                 let view = self.block(b)?;
+                for &f in features {
+                    view.prefetch_column(INTERNAL_COLUMNS + f);
+                }
                 let hit = view
                     .find(&probe, et_max, seq_max)
                     .map_err(|e| self.block_error(b, e))?;
