@@ -45,8 +45,10 @@ use datafusion::logical_expr::{
     BinaryExpr, Expr, Extension, LogicalPlan, Operator, UserDefinedLogicalNode,
     UserDefinedLogicalNodeCore,
 };
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties,
@@ -611,14 +613,15 @@ impl ExtensionPlanner for AsofPlanner {
             None => None,
         };
         let schema: SchemaRef = Arc::new(n.schema.as_arrow().clone());
+        let spine_cols = left_schema.fields().len();
+        let output = (0..spine_cols)
+            .map(OutCol::Spine)
+            .chain((0..def.columns.len()).map(OutCol::Table))
+            .collect();
         Ok(Some(Arc::new(AsofJoinExec {
-            props: Arc::new(PlanProperties::new(
-                EquivalenceProperties::new(schema.clone()),
-                Partitioning::UnknownPartitioning(1),
-                EmissionType::Final,
-                Boundedness::Bounded,
-            )),
+            props: properties(&schema),
             schema,
+            output,
             left: left.clone(),
             keys,
             time,
@@ -632,10 +635,31 @@ impl ExtensionPlanner for AsofPlanner {
     }
 }
 
+fn properties(schema: &SchemaRef) -> Arc<PlanProperties> {
+    Arc::new(PlanProperties::new(
+        EquivalenceProperties::new(schema.clone()),
+        Partitioning::UnknownPartitioning(1),
+        EmissionType::Final,
+        Boundedness::Bounded,
+    ))
+}
+
+/// Where one output column of the join comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OutCol {
+    /// A column of the spine (the left input), by index.
+    Spine(usize),
+    /// A column of the table, by index in its definition (NULL where nothing matched).
+    Table(usize),
+}
+
 /// The physical as-of join (see the module documentation).
 #[derive(Debug)]
 pub struct AsofJoinExec {
     schema: SchemaRef,
+    /// The source of each column of `schema`: all spine columns then all table
+    /// columns as planned, fewer once a projection above is absorbed.
+    output: Vec<OutCol>,
     props: Arc<PlanProperties>,
     left: Arc<dyn ExecutionPlan>,
     keys: Vec<Arc<dyn PhysicalExpr>>,
@@ -701,6 +725,7 @@ impl ExecutionPlan for AsofJoinExec {
             .ok_or_else(|| SqlError::internal("AsofJoinExec needs one child").into_datafusion())?;
         Ok(Arc::new(AsofJoinExec {
             schema: self.schema.clone(),
+            output: self.output.clone(),
             props: self.props.clone(),
             left,
             keys: self.keys.clone(),
@@ -714,6 +739,40 @@ impl ExecutionPlan for AsofJoinExec {
         }))
     }
 
+    /// A projection of plain columns above the join is absorbed: the join then reads
+    /// and gathers only the table columns the query uses (`count(*)` over a join of
+    /// a wide table touches none of its features).
+    fn try_swapping_with_projection(
+        &self,
+        projection: &ProjectionExec,
+    ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+        let mut output = Vec::with_capacity(projection.expr().len());
+        for p in projection.expr() {
+            let Some(column) = p.expr.downcast_ref::<PhysicalColumn>() else {
+                return Ok(None);
+            };
+            let Some(&o) = self.output.get(column.index()) else {
+                return Ok(None);
+            };
+            output.push(o);
+        }
+        let schema = projection.schema();
+        Ok(Some(Arc::new(AsofJoinExec {
+            props: properties(&schema),
+            schema,
+            output,
+            left: self.left.clone(),
+            keys: self.keys.clone(),
+            time: self.time.clone(),
+            op: self.op,
+            bound: self.bound,
+            def: self.def.clone(),
+            snapshot: self.snapshot.clone(),
+            system: self.system,
+            rows_per_thread: self.rows_per_thread,
+        })))
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -723,8 +782,26 @@ impl ExecutionPlan for AsofJoinExec {
         let mut input = self.left.execute(partition, ctx)?;
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
         let tx = builder.tx();
+        let et_col = self.def.event_time.unwrap_or(0);
+        let mut fetched: Vec<usize> = vec![et_col];
+        let output = self
+            .output
+            .iter()
+            .map(|o| match *o {
+                OutCol::Spine(c) => Source::Spine(c),
+                OutCol::Table(c) => Source::Fetched(match fetched.iter().position(|&f| f == c) {
+                    Some(p) => p,
+                    None => {
+                        fetched.push(c);
+                        fetched.len() - 1
+                    }
+                }),
+            })
+            .collect();
         let job = Job {
             schema: self.schema.clone(),
+            output,
+            fetched,
             keys: self.keys.clone(),
             time: self.time.clone(),
             op: self.op,
@@ -769,6 +846,11 @@ struct SpineRow {
 struct Spine {
     batches: Vec<RecordBatch>,
     keys: Vec<BinaryArray>,
+    /// Every matchable key has the same length, at most 16 bytes (one integer
+    /// column, say): a row's prefix is its whole key, and rows compare by prefix
+    /// alone, without reading the keys (scattered in memory once rows are sorted).
+    /// Holds that length.
+    short: Option<usize>,
 }
 
 impl Spine {
@@ -776,6 +858,32 @@ impl Spine {
         self.keys
             .get(r.batch as usize)
             .map_or(&[], |k| k.value(r.row as usize))
+    }
+
+    /// A row's key, rebuilt from its prefix (into `buf`) when keys are short.
+    fn key_of<'a>(&'a self, r: &SpineRow, buf: &'a mut [u8; 16]) -> &'a [u8] {
+        match self.short {
+            Some(len) => {
+                *buf = r.prefix.to_be_bytes();
+                buf.get(..len).unwrap_or(buf)
+            }
+            None => self.key(r),
+        }
+    }
+
+    fn same_key(&self, a: &SpineRow, b: &SpineRow) -> bool {
+        a.prefix == b.prefix && (self.short.is_some() || key_eq(self.key(a), self.key(b)))
+    }
+
+    /// Sort rows by (key, time).
+    fn sort(&self, rows: &mut [SpineRow]) {
+        if self.short.is_some() {
+            rows.sort_unstable_by_key(|r| (r.prefix, r.time));
+        } else {
+            rows.sort_unstable_by(|a, b| {
+                cmp_keys(a.prefix, self.key(a), b.prefix, self.key(b)).then(a.time.cmp(&b.time))
+            });
+        }
     }
 }
 
@@ -824,7 +932,8 @@ struct HistoryBatch {
 }
 
 impl HistoryBatch {
-    fn new(batch: RecordBatch, ncols: usize, et_col: usize) -> Result<HistoryBatch, SqlError> {
+    /// `batch` holds the `ncols` fetched columns (event time first), `_deleted`, `_key`.
+    fn new(batch: RecordBatch, ncols: usize) -> Result<HistoryBatch, SqlError> {
         let missing = || SqlError::internal("history scan without its internal columns");
         let keys = batch
             .column(ncols + 1)
@@ -832,7 +941,7 @@ impl HistoryBatch {
             .ok_or_else(missing)?
             .clone();
         let et = batch
-            .column(et_col)
+            .column(0)
             .as_primitive_opt::<TimestampMicrosecondType>()
             .ok_or_else(missing)?
             .values()
@@ -879,9 +988,22 @@ impl HistoryBatch {
     }
 }
 
+/// Where one output column of a running join comes from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// A spine column.
+    Spine(usize),
+    /// A column read from the table, by position in [`Job::fetched`].
+    Fetched(usize),
+}
+
 /// Everything the blocking part of the operator needs.
 struct Job {
     schema: SchemaRef,
+    /// The source of each column of `schema`.
+    output: Vec<Source>,
+    /// The table columns read: the event time first, then those in the output.
+    fetched: Vec<usize>,
     keys: Vec<Arc<dyn PhysicalExpr>>,
     time: Arc<dyn PhysicalExpr>,
     op: MatchOp,
@@ -914,9 +1036,7 @@ impl Job {
             let parts: Vec<&[SpineRow]> = rows.chunks(per).collect();
             in_parallel(parts, emit, &|part, emit| self.seek(&spine, part, emit))?;
         } else {
-            rows.sort_unstable_by(|a, b| {
-                cmp_keys(a.prefix, spine.key(a), b.prefix, spine.key(b)).then(a.time.cmp(&b.time))
-            });
+            spine.sort(&mut rows);
             let parts = split_at_keys(&spine, &rows, threads);
             in_parallel(parts, emit, &|part, emit| self.merge(&spine, part, emit))?;
         }
@@ -948,6 +1068,8 @@ impl Job {
         let mut rows = Vec::new();
         let mut unmatched = Vec::new();
         let mut keys = Vec::with_capacity(batches.len());
+        let mut key_len: Option<usize> = None;
+        let mut short = true;
         for (bi, b) in batches.iter().enumerate() {
             let n = b.num_rows();
             let time = cast(&self.time.evaluate(b)?.into_array(n)?, &ts_type)?;
@@ -971,8 +1093,10 @@ impl Job {
                 if time.is_null(r) || encoded.is_null(r) {
                     unmatched.push(at);
                 } else {
+                    let key = encoded.value(r);
+                    short &= key.len() <= 16 && *key_len.get_or_insert(key.len()) == key.len();
                     rows.push(SpineRow {
-                        prefix: key_prefix(encoded.value(r)),
+                        prefix: key_prefix(key),
                         time: time.value(r),
                         batch: at.0,
                         row: at.1,
@@ -981,7 +1105,12 @@ impl Job {
             }
             keys.push(encoded);
         }
-        Ok((Spine { batches, keys }, rows, unmatched))
+        let spine = Spine {
+            batches,
+            keys,
+            short: key_len.filter(|_| short),
+        };
+        Ok((spine, rows, unmatched))
     }
 
     /// Per-row point lookups (small spines), in spine order.
@@ -1003,11 +1132,23 @@ impl Job {
                     (spine.key(s).to_vec(), at)
                 })
                 .collect();
-            let right = self.snapshot.lookup_each(&self.def, &requests, None)?;
+            let right = self
+                .snapshot
+                .lookup_each(&self.def, &requests, Some(&self.fetched))?;
             let left_idx: Vec<(u32, u32)> = chunk.iter().map(|s| (s.batch, s.row)).collect();
-            let mut cols = gather_left(&spine.batches, &left_idx)?;
-            cols.extend(right.columns().iter().cloned());
-            if !emit(self.batch(cols, chunk.len())?) {
+            let left = SpineGather::new(&spine.batches, &left_idx);
+            let batch = self.assemble(
+                chunk.len(),
+                |c| left.column(c),
+                |j, _| {
+                    right
+                        .columns()
+                        .get(j)
+                        .cloned()
+                        .ok_or_else(|| SqlError::internal("as-of lookup lost a column"))
+                },
+            )?;
+            if !emit(batch) {
                 return Ok(());
             }
         }
@@ -1020,8 +1161,6 @@ impl Job {
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             return Ok(());
         };
-        let ncols = self.def.columns.len();
-        let et_col = self.def.event_time.unwrap_or(0);
         let min_t = rows.iter().map(|r| r.time).min().unwrap_or(i64::MIN);
         let max_t = rows.iter().map(|r| r.time).max().unwrap_or(i64::MAX);
         let table_ttl = self.def.options.ttl_micros;
@@ -1037,6 +1176,7 @@ impl Job {
         let mut end = spine.key(last).to_vec();
         end.push(0);
         let mut opts = ScanOptions::history(from, to);
+        opts.projection = Some(self.fetched.clone());
         opts.at = opts.at.known_at(self.system);
         opts.key_range = KeyRange::encoded(Some(spine.key(first).to_vec()), Some(end));
         opts.include_tombstones = true;
@@ -1053,17 +1193,18 @@ impl Job {
         let mut out_right: Vec<Option<(usize, usize)>> = Vec::with_capacity(OUT_ROWS);
         let mut i = 0;
         while let Some(head) = rows.get(i) {
-            let (prefix, key) = (head.prefix, spine.key(head));
+            let mut buf = [0u8; 16];
+            let (prefix, key) = (head.prefix, spine.key_of(head, &mut buf));
             let group = rows[i..]
                 .iter()
-                .take_while(|r| r.prefix == prefix && key_eq(spine.key(r), key))
+                .take_while(|r| spine.same_key(r, head))
                 .count();
             // Advance the history cursor to `key` and collect its versions.
             versions.clear();
             loop {
                 while !exhausted && cursor.0 >= base + window.len() {
                     match history.next() {
-                        Some(b) => window.push_back(HistoryBatch::new(b?, ncols, et_col)?),
+                        Some(b) => window.push_back(HistoryBatch::new(b?, self.fetched.len())?),
                         None => exhausted = true,
                     }
                 }
@@ -1142,7 +1283,8 @@ impl Job {
         Some(v)
     }
 
-    /// Output rows: spine columns of `left`, table columns of `right` (NULL if None).
+    /// Output rows: spine rows `left`, with the fetched table columns of `right`
+    /// (batch in `history`, row; NULL if None).
     fn gather(
         &self,
         spine: &[RecordBatch],
@@ -1150,29 +1292,42 @@ impl Job {
         history: &[&RecordBatch],
         right: &[Option<(usize, usize)>],
     ) -> Result<RecordBatch, SqlError> {
-        let mut cols = gather_left(spine, left)?;
-        let ncols = self.def.columns.len();
+        let spine = SpineGather::new(spine, left);
         let indices: Vec<(usize, usize)> = right
             .iter()
             .map(|o| o.unwrap_or((history.len(), 0)))
             .collect();
-        for c in 0..ncols {
-            let ty = self
-                .schema
-                .fields()
-                .get(cols.len())
-                .map(|f| f.data_type().clone())
-                .ok_or_else(|| SqlError::internal("as-of output schema too short"))?;
-            let null = new_null_array(&ty, 1);
-            let mut sources: Vec<&dyn Array> =
-                history.iter().map(|b| b.column(c).as_ref()).collect();
-            sources.push(null.as_ref());
-            cols.push(datafusion::arrow::compute::interleave(&sources, &indices)?);
-        }
-        self.batch(cols, left.len())
+        self.assemble(
+            left.len(),
+            |c| spine.column(c),
+            |j, ty| {
+                let null = new_null_array(ty, 1);
+                let mut sources: Vec<&dyn Array> =
+                    history.iter().map(|b| b.column(j).as_ref()).collect();
+                sources.push(null.as_ref());
+                Ok(datafusion::arrow::compute::interleave(&sources, &indices)?)
+            },
+        )
     }
 
-    fn batch(&self, cols: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch, SqlError> {
+    /// An output batch of `rows` rows: each column from the spine (by spine column)
+    /// or from what was fetched from the table (by position in `fetched`, with the
+    /// output type).
+    fn assemble(
+        &self,
+        rows: usize,
+        spine: impl Fn(usize) -> Result<ArrayRef, SqlError>,
+        fetched: impl Fn(usize, &ArrowType) -> Result<ArrayRef, SqlError>,
+    ) -> Result<RecordBatch, SqlError> {
+        let cols = self
+            .output
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(o, f)| match *o {
+                Source::Spine(c) => spine(c),
+                Source::Fetched(j) => fetched(j, f.data_type()),
+            })
+            .collect::<Result<Vec<ArrayRef>, SqlError>>()?;
         Ok(RecordBatch::try_new_with_options(
             self.schema.clone(),
             cols,
@@ -1191,7 +1346,7 @@ fn split_at_keys<'r>(spine: &Spine, rows: &'r [SpineRow], parts: usize) -> Vec<&
         while let (Some(prev), Some(next)) =
             (end.checked_sub(1).and_then(|e| rows.get(e)), rows.get(end))
         {
-            if prev.prefix != next.prefix || !key_eq(spine.key(prev), spine.key(next)) {
+            if !spine.same_key(prev, next) {
                 break;
             }
             end += 1;
@@ -1242,26 +1397,53 @@ fn in_parallel(parts: Vec<&[SpineRow]>, emit: Emit<'_>, work: Work<'_>) -> Resul
     })
 }
 
-/// Gather spine rows (batch, row) into output columns.
-fn gather_left(spine: &[RecordBatch], idx: &[(u32, u32)]) -> Result<Vec<ArrayRef>, SqlError> {
-    let Some(first) = spine.first() else {
-        return Ok(vec![]);
-    };
-    let indices: Vec<(usize, usize)> = idx.iter().map(|&(b, r)| (b as usize, r as usize)).collect();
-    let single = idx.iter().all(|&(b, _)| b == 0);
-    (0..first.num_columns())
-        .map(|c| {
-            if single {
-                let rows = UInt32Array::from_iter_values(idx.iter().map(|&(_, r)| r));
-                Ok(datafusion::arrow::compute::take(
-                    first.column(c).as_ref(),
-                    &rows,
-                    None,
-                )?)
-            } else {
-                let sources: Vec<&dyn Array> = spine.iter().map(|b| b.column(c).as_ref()).collect();
-                Ok(datafusion::arrow::compute::interleave(&sources, &indices)?)
+/// Spine rows (batch, row) gathered into output columns, one column at a time.
+struct SpineGather<'a> {
+    batches: &'a [RecordBatch],
+    /// The rows, when all are in the first batch (one `take`).
+    rows: Option<UInt32Array>,
+    /// (batch, row) pairs otherwise.
+    pairs: Vec<(usize, usize)>,
+}
+
+impl<'a> SpineGather<'a> {
+    fn new(batches: &'a [RecordBatch], idx: &[(u32, u32)]) -> SpineGather<'a> {
+        if idx.iter().all(|&(b, _)| b == 0) {
+            let rows = UInt32Array::from_iter_values(idx.iter().map(|&(_, r)| r));
+            SpineGather {
+                batches,
+                rows: Some(rows),
+                pairs: Vec::new(),
             }
-        })
-        .collect()
+        } else {
+            let pairs = idx.iter().map(|&(b, r)| (b as usize, r as usize)).collect();
+            SpineGather {
+                batches,
+                rows: None,
+                pairs,
+            }
+        }
+    }
+
+    fn column(&self, c: usize) -> Result<ArrayRef, SqlError> {
+        let missing = || SqlError::internal("as-of spine column out of range");
+        match &self.rows {
+            Some(rows) => {
+                let first = self.batches.first().ok_or_else(missing)?;
+                let col = first.columns().get(c).ok_or_else(missing)?;
+                Ok(datafusion::arrow::compute::take(col.as_ref(), rows, None)?)
+            }
+            None => {
+                let sources = self
+                    .batches
+                    .iter()
+                    .map(|b| b.columns().get(c).map(|a| a.as_ref()).ok_or_else(missing))
+                    .collect::<Result<Vec<&dyn Array>, SqlError>>()?;
+                Ok(datafusion::arrow::compute::interleave(
+                    &sources,
+                    &self.pairs,
+                )?)
+            }
+        }
+    }
 }
