@@ -683,7 +683,15 @@ impl DisplayAs for AsofJoinExec {
         if let Some(b) = self.bound {
             write!(f, " bound={b}us")?;
         }
-        Ok(())
+        let read: Vec<&str> = self
+            .output
+            .iter()
+            .filter_map(|o| match *o {
+                OutCol::Table(c) => self.def.columns.get(c).map(|c| c.name.as_str()),
+                OutCol::Spine(_) => None,
+            })
+            .collect();
+        write!(f, " columns=[{}]", read.join(", "))
     }
 }
 
