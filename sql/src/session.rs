@@ -210,10 +210,19 @@ pub struct Prepared {
     /// Row schema for statements that return rows.
     pub schema: Option<SchemaRef>,
     pub(crate) fast: Option<crate::fastpath::FastLookup>,
-    /// The physical plan of a statement whose answer cannot change (no table, no
-    /// function, no parameter: `SELECT 1`, a pool's validation query), planned once
-    /// at prepare and re-executed; DataFusion's planning would cost ~150 us each time.
-    pub(crate) constant: Option<Arc<dyn ExecutionPlan>>,
+    /// A statement whose answer cannot change (no table, no function, no parameter:
+    /// `SELECT 1`, a pool's validation query): planned once at prepare (DataFusion's
+    /// planning would cost ~150 us each time) and, when that succeeds, answered once.
+    pub(crate) constant: Option<Constant>,
+}
+
+/// The prepared form of a constant statement (see [`Prepared::constant`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Constant {
+    plan: Arc<dyn ExecutionPlan>,
+    /// The answer, computed at prepare; `None` when computing it failed (division by
+    /// zero, say), so that each execution runs the plan and raises the error itself.
+    answer: Option<(SchemaRef, Vec<RecordBatch>)>,
 }
 
 impl Prepared {
@@ -835,7 +844,22 @@ impl Session {
             crate::rewrite::output_schema(&s).unwrap_or(s)
         });
         let constant = if matches!(stmt, Statement::Query(_)) && is_constant(&planned) {
-            Some(self.state.create_physical_plan(&planned).await?)
+            let plan = self.state.create_physical_plan(&planned).await?;
+            let answer = match datafusion::physical_plan::execute_stream(
+                plan.clone(),
+                self.state.task_ctx(),
+            ) {
+                Ok(stream) => {
+                    let stream = rename_stream(stream);
+                    let schema = stream.schema();
+                    datafusion::physical_plan::common::collect(stream)
+                        .await
+                        .ok()
+                        .map(|batches| (schema, batches))
+                }
+                Err(_) => None,
+            };
+            Some(Constant { plan, answer })
         } else {
             None
         };
@@ -862,11 +886,19 @@ impl Session {
             return Ok(Output::command("EMPTY"));
         };
         self.check_not_failed_unless_end(stmt)?;
-        if let Some(physical) = &p.constant {
-            let result =
-                datafusion::physical_plan::execute_stream(physical.clone(), self.state.task_ctx())
-                    .map(|s| Output::Rows(rename_stream(s)))
-                    .map_err(SqlError::from);
+        if let Some(constant) = &p.constant {
+            let result = match &constant.answer {
+                Some((schema, batches)) => Ok(Output::Rows(batches_stream(
+                    schema.clone(),
+                    batches.clone(),
+                ))),
+                None => datafusion::physical_plan::execute_stream(
+                    constant.plan.clone(),
+                    self.state.task_ctx(),
+                )
+                .map(|s| Output::Rows(rename_stream(s)))
+                .map_err(SqlError::from),
+            };
             self.fail_open_txn_on_error(&result);
             return result;
         }
@@ -1052,6 +1084,11 @@ pub fn memory_stream(batches: Vec<RecordBatch>) -> SendableRecordBatchStream {
         .first()
         .map(|b| b.schema())
         .unwrap_or_else(|| Arc::new(Schema::empty()));
+    batches_stream(schema, batches)
+}
+
+/// A stream of batches already in memory, with their schema.
+fn batches_stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> SendableRecordBatchStream {
     Box::pin(
         datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
             schema,

@@ -447,6 +447,17 @@ async fn constant_queries_are_planned_once_and_anything_else_is_not() {
         rows(s.execute_prepared(&v, vec![]).await.unwrap()).await,
         vec![vec!["1"], vec!["2"]]
     );
+    // The answer is computed at prepare; one that fails there fails each execution.
+    let z = s.prepare("SELECT 1 / 0 AS x", &[]).await.unwrap();
+    assert!(z.is_constant());
+    for _ in 0..2 {
+        let out = s.execute_prepared(&z, vec![]).await;
+        let failed = match out {
+            Err(_) => true,
+            Ok(o) => o.collect().await.is_err(),
+        };
+        assert!(failed, "division by zero must fail every execution");
+    }
     // A function, a parameter, a cast (may depend on the session's time zone) or a
     // table: planned per execution, as before.
     for sql in [
