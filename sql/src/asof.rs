@@ -672,6 +672,31 @@ pub struct AsofJoinExec {
     rows_per_thread: usize,
 }
 
+impl AsofJoinExec {
+    /// This join over input `left`, producing `output` as `schema`.
+    fn rebuilt(
+        &self,
+        left: Arc<dyn ExecutionPlan>,
+        output: Vec<OutCol>,
+        schema: SchemaRef,
+    ) -> AsofJoinExec {
+        AsofJoinExec {
+            props: properties(&schema),
+            schema,
+            output,
+            left,
+            keys: self.keys.clone(),
+            time: self.time.clone(),
+            op: self.op,
+            bound: self.bound,
+            def: self.def.clone(),
+            snapshot: self.snapshot.clone(),
+            system: self.system,
+            rows_per_thread: self.rows_per_thread,
+        }
+    }
+}
+
 impl DisplayAs for AsofJoinExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
@@ -731,20 +756,11 @@ impl ExecutionPlan for AsofJoinExec {
         let left = children
             .pop()
             .ok_or_else(|| SqlError::internal("AsofJoinExec needs one child").into_datafusion())?;
-        Ok(Arc::new(AsofJoinExec {
-            schema: self.schema.clone(),
-            output: self.output.clone(),
-            props: self.props.clone(),
+        Ok(Arc::new(self.rebuilt(
             left,
-            keys: self.keys.clone(),
-            time: self.time.clone(),
-            op: self.op,
-            bound: self.bound,
-            def: self.def.clone(),
-            snapshot: self.snapshot.clone(),
-            system: self.system,
-            rows_per_thread: self.rows_per_thread,
-        }))
+            self.output.clone(),
+            self.schema.clone(),
+        )))
     }
 
     /// A projection of plain columns above the join is absorbed: the join then reads
@@ -764,21 +780,11 @@ impl ExecutionPlan for AsofJoinExec {
             };
             output.push(o);
         }
-        let schema = projection.schema();
-        Ok(Some(Arc::new(AsofJoinExec {
-            props: properties(&schema),
-            schema,
+        Ok(Some(Arc::new(self.rebuilt(
+            self.left.clone(),
             output,
-            left: self.left.clone(),
-            keys: self.keys.clone(),
-            time: self.time.clone(),
-            op: self.op,
-            bound: self.bound,
-            def: self.def.clone(),
-            snapshot: self.snapshot.clone(),
-            system: self.system,
-            rows_per_thread: self.rows_per_thread,
-        })))
+            projection.schema(),
+        ))))
     }
 
     fn execute(
