@@ -605,50 +605,40 @@ impl<'a> Chunk<'a> {
 
     /// The first row whose key is `>= target`, for chunks of fixed-length integer
     /// keys (KEY_U64) probed with a key of that length; `None` for other chunks.
+    /// `last`: the chunk's last key if the caller knows it (the block index holds
+    /// it), which saves reading the far end of the column.
     ///
-    /// Interpolation steps (the key's place between the range's first and last
-    /// keys) alternate with bisection steps, so uniform keys (the common dense ids)
-    /// need two or three probes, each a likely cache miss, and no distribution needs
-    /// more than about twice a binary search's.
-    pub(crate) fn lower_bound_u64(&self, target: &KeyProbe<'_>) -> Option<usize> {
+    /// One interpolation step (the key's place between the first and last keys)
+    /// guesses the row; a gallop outward from the guess then brackets the answer and
+    /// a bisection finishes. Dense ids land on or next to the answer, so the search
+    /// touches one or two cache lines; any distribution needs at most about twice a
+    /// binary search's probes (the gallop is logarithmic in the guess's error).
+    pub(crate) fn lower_bound_u64(
+        &self,
+        target: &KeyProbe<'_>,
+        last: Option<u64>,
+    ) -> Option<usize> {
         let Body::KeyU64 { len, vals } = &self.body else {
             return None;
         };
         if target.bytes.len() != *len {
             return None;
         }
+        let n = self.n;
         let t = target.as_u64;
         let key = |i: usize| vals.get(i) as u64;
-        // Invariant: rows before `lo` are < t, rows from `hi` on are >= t.
-        let (mut lo, mut hi) = (0usize, self.n);
-        let mut interpolate = true;
-        while hi - lo > 8 {
-            let mid = if interpolate {
-                let (a, b) = (key(lo), key(hi - 1));
-                if t <= a {
-                    return Some(lo);
-                }
-                if t > b {
-                    return Some(hi);
-                }
-                // a < t <= b: rows lo+1 ..= hi-1 may be the first >= t.
-                let span = (hi - 1 - lo) as u128;
-                let guess = (u128::from(t - a) * span / u128::from(b - a)) as usize;
-                (lo + guess).clamp(lo + 1, hi - 1)
-            } else {
-                lo + (hi - lo) / 2
-            };
-            interpolate = !interpolate;
-            if key(mid) < t {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
+        if n == 0 || t <= key(0) {
+            return Some(0);
         }
-        while lo < hi && key(lo) < t {
-            lo += 1;
-        }
-        Some(lo)
+        let (first, last) = (key(0), last.unwrap_or_else(|| key(n - 1)));
+        let guess = if t > last {
+            n - 1
+        } else {
+            // first < t <= last.
+            let span = (n - 1) as u128;
+            (u128::from(t - first) * span / u128::from(last - first).max(1)) as usize
+        };
+        Some(lower_bound_from(n, guess, |i| key(i) < t))
     }
 
     /// Compare the key of row `i` with `target` (key chunks only).
@@ -966,6 +956,52 @@ pub(crate) fn value_at(bytes: &[u8], n: usize, i: usize, ty: DataType) -> Decode
     }
 }
 
+/// The first `i` in `0..n` with `!less(i)` (`n` if none), for a `less` that is true
+/// on a prefix of `0..n` and false after it. The search starts at `guess` and
+/// gallops outward (steps 1, 2, 4, ...) until it brackets the answer, then bisects:
+/// about `2 log2(d)` probes for a guess `d` rows off, clustered around the guess.
+pub(crate) fn lower_bound_from(n: usize, guess: usize, less: impl Fn(usize) -> bool) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let g = guess.min(n - 1);
+    // Invariant after the gallop: rows before `lo` are less, rows from `hi` on are not.
+    let (mut lo, mut hi);
+    if less(g) {
+        (lo, hi) = (g + 1, n);
+        let mut step = 1;
+        while let Some(at) = g.checked_add(step).filter(|&at| at < n) {
+            if less(at) {
+                lo = at + 1;
+                step *= 2;
+            } else {
+                hi = at;
+                break;
+            }
+        }
+    } else {
+        (lo, hi) = (0, g);
+        let mut step = 1;
+        while let Some(at) = g.checked_sub(step) {
+            if less(at) {
+                lo = at + 1;
+                break;
+            }
+            hi = at;
+            step *= 2;
+        }
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if less(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 fn int_value(s: ScalarType, v: i64) -> Value {
     match s {
         ScalarType::Int16 => Value::Int16(v as i16),
@@ -1138,6 +1174,74 @@ mod tests {
         assert_eq!(chunk.cmp_key(3, &probe).unwrap(), std::cmp::Ordering::Equal);
         assert_eq!(chunk.cmp_key(2, &probe).unwrap(), std::cmp::Ordering::Less);
         assert_eq!(chunk.key(4).unwrap(), keys[4]);
+    }
+
+    #[test]
+    fn lower_bound_from_any_guess_finds_the_boundary_in_few_probes() {
+        for n in 0..=40usize {
+            let bound = 2 * (usize::BITS - n.leading_zeros()) as usize + 2;
+            for split in 0..=n {
+                for guess in 0..n + 3 {
+                    let probes = std::cell::Cell::new(0);
+                    let got = lower_bound_from(n, guess, |i| {
+                        assert!(i < n, "probe {i} outside 0..{n}");
+                        probes.set(probes.get() + 1);
+                        i < split
+                    });
+                    assert_eq!(got, split, "n={n} split={split} guess={guess}");
+                    assert!(probes.get() <= bound, "n={n} guess={guess}: {probes:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn integer_key_search_matches_a_linear_scan_on_skewed_keys() {
+        let ids: Vec<i64> = vec![
+            1,
+            1,
+            1,
+            2,
+            5,
+            5,
+            5,
+            5,
+            9,
+            1000,
+            1001,
+            1001,
+            1 << 40,
+            (1 << 40) + 3,
+        ];
+        let keys: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|&k| crate::keycodec::encode_i64(k).to_vec())
+            .collect();
+        let arr = BinaryArray::from_iter_values(keys.iter());
+        let mut buf = Vec::new();
+        encode_keys(&mut buf, &arr);
+        let chunk = Chunk::parse(
+            &mut Reader::new(&buf),
+            ids.len(),
+            DataType::Scalar(ScalarType::Bytes),
+        )
+        .unwrap();
+        let last = key_as_u64(&keys[ids.len() - 1]);
+        for &id in &ids {
+            for t in [id - 1, id, id + 1] {
+                let bytes = crate::keycodec::encode_i64(t);
+                let probe = KeyProbe::new(&bytes);
+                let want = ids.partition_point(|&k| k < t);
+                // A wrong `last` (damaged index) only misplaces the first guess.
+                for hint in [None, Some(last), Some(0), Some(u64::MAX)] {
+                    assert_eq!(
+                        chunk.lower_bound_u64(&probe, hint),
+                        Some(want),
+                        "t={t} hint={hint:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use memmap2::Mmap;
 
 use super::bloom::Bloom;
-use super::encoding::{Chunk, KeyProbe, prefetch, prefetch_ref, value_at, value_offset};
+use super::encoding::{
+    Chunk, KeyProbe, key_as_u64, prefetch, prefetch_ref, value_at, value_offset,
+};
 use super::{
     BlockHandle, COL_ET, COL_KEY, COL_SEQ, COL_TOMB, FOOTER_LEN, Footer, INTERNAL_COLUMNS,
     MAX_BLOCK_ROWS, SST_MAGIC, SstMeta, decode_commit_times, decode_index, internal_type,
@@ -34,6 +36,10 @@ pub(crate) struct SstReader {
     /// block search runs over this contiguous array (a few cache lines) instead of
     /// following one heap pointer per probe.
     last_key_prefix: Vec<u64>,
+    /// Each block's offset in the file (a flat copy of the index's): a probe
+    /// prefetches the block's header with the bloom filter, without waiting for the
+    /// block's index entry.
+    block_offsets: Vec<usize>,
     bloom: (usize, usize),
     commit_times_at: (usize, usize),
     commit_times: OnceLock<Vec<(u64, i64)>>,
@@ -153,12 +159,14 @@ impl SstReader {
         }
         let verified = (0..index.len()).map(|_| AtomicBool::new(false)).collect();
         let last_key_prefix = index.iter().map(|h| key_prefix(&h.last_key)).collect();
+        let block_offsets = index.iter().map(|h| h.offset as usize).collect();
         Ok(SstReader {
             path: path.to_path_buf(),
             map,
             meta,
             index,
             last_key_prefix,
+            block_offsets,
             bloom,
             commit_times_at: times_at,
             commit_times: OnceLock::new(),
@@ -173,9 +181,14 @@ impl SstReader {
     }
 
     /// Start loading what a lookup of a key with bloom hash `hash`, starting at block
-    /// `b` ([`SstReader::seek_block`]), reads first: its bloom filter block and its
-    /// block index entry, so the two misses overlap.
+    /// `b` ([`SstReader::seek_block`]), reads first: its bloom filter block, its
+    /// block index entry and the block's header (with the start of the key column
+    /// behind it), so the three misses overlap.
     pub(crate) fn prefetch_probe(&self, hash: u64, b: usize) {
+        if let Some(&o) = self.block_offsets.get(b) {
+            prefetch(&self.map, o);
+            prefetch(&self.map, o + 64);
+        }
         if let Some(bloom) = self
             .map
             .get(self.bloom.0..self.bloom.0 + self.bloom.1)
@@ -287,8 +300,10 @@ impl SstReader {
                 for &f in features {
                     view.prefetch_column(INTERNAL_COLUMNS + f);
                 }
+                let last = (h.last_key.len() == key.len() && key.len() <= 8)
+                    .then(|| key_as_u64(&h.last_key));
                 let hit = view
-                    .find(&probe, et_max, seq_max)
+                    .find(&probe, last, et_max, seq_max, features)
                     .map_err(|e| self.block_error(b, e))?;
                 match hit {
                     Found::Row(row, et, seq, tomb) => {
@@ -450,7 +465,14 @@ impl<'a> BlockView<'a> {
     /// Start loading the cache line of feature `f` of row `row` (its column's first
     /// line should be loaded already: its header says where the value lies).
     pub(crate) fn prefetch_feature(&self, f: usize, row: usize) {
-        if let (Some(&ty), Ok(bytes)) = (self.feature_types.get(f), self.col(INTERNAL_COLUMNS + f))
+        if let Some(&ty) = self.feature_types.get(f) {
+            self.prefetch_value(INTERNAL_COLUMNS + f, ty, row);
+        }
+    }
+
+    /// Start loading the cache line of row `row` of column `c` of type `ty`.
+    fn prefetch_value(&self, c: usize, ty: DataType, row: usize) {
+        if let Ok(bytes) = self.col(c)
             && let Some(at) = value_offset(bytes, self.rows, row, ty)
         {
             prefetch(bytes, at);
@@ -473,7 +495,19 @@ impl<'a> BlockView<'a> {
         }
     }
 
-    fn find(&self, probe: &KeyProbe<'_>, et_max: i64, seq_max: u64) -> Result<Found, DecodeError> {
+    /// The key's first visible version in this block. `last`: the block's last key
+    /// as an integer, if known (it guides the key search). `features`: the feature
+    /// columns the caller will read; once the key's first row is known, that row's
+    /// event time, sequence and features are prefetched together (the newest
+    /// version is usually the answer, and older ones share its cache lines).
+    fn find(
+        &self,
+        probe: &KeyProbe<'_>,
+        last: Option<u64>,
+        et_max: i64,
+        seq_max: u64,
+        features: &[usize],
+    ) -> Result<Found, DecodeError> {
         for c in [COL_ET, COL_SEQ, COL_TOMB] {
             self.prefetch_column(c);
         }
@@ -491,7 +525,13 @@ impl<'a> BlockView<'a> {
         };
         // Rows before `lo` are before the probe; rows from `hi` on are not.
         let (mut lo, mut hi) = (0usize, self.rows);
-        if let Some(first) = keys.lower_bound_u64(probe) {
+        if let Some(first) = keys.lower_bound_u64(probe, last) {
+            for c in [COL_ET, COL_SEQ] {
+                self.prefetch_value(c, internal_type(c), first);
+            }
+            for &f in features {
+                self.prefetch_feature(f, first);
+            }
             // Gallop over the key's versions from its first row (newest first: it is
             // usually the answer), then bisect the last gap.
             lo = first;
