@@ -198,6 +198,22 @@ fn lookup(c: &mut Criterion) {
             assert_eq!(r.len(), 100);
         })
     });
+    // The online batch path (`= ANY($1)`): 100 encoded keys through `lookup_rows`.
+    group.bench_function("lookup_rows_100", |b| {
+        b.iter(|| {
+            let keys: Vec<Vec<u8>> = (0..100)
+                .map(|_| {
+                    encode_key(&[Value::Int64(next_key())], &[ScalarType::Int64], &[]).unwrap()
+                })
+                .collect();
+            let n = snap
+                .lookup_rows(&t, &keys, &latest.without_ttl(), &proj, |row| {
+                    std::hint::black_box(row);
+                })
+                .unwrap();
+            assert_eq!(n, 100);
+        })
+    });
     group.finish();
 }
 

@@ -397,11 +397,6 @@ fn materialize(
             }
         }
         HitSource::File(f, at, block) => {
-            // Overlap the cache misses: the columns' first lines were prefetched
-            // with the block; now every value, then decode.
-            for &fi in &proj.features {
-                block.prefetch_feature(fi, at.row);
-            }
             for r in &proj.cols {
                 values.push(pick(r, &key_values, hit.et, |fi| {
                     block

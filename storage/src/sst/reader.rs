@@ -499,7 +499,8 @@ impl<'a> BlockView<'a> {
     /// as an integer, if known (it guides the key search). `features`: the feature
     /// columns the caller will read; once the key's first row is known, that row's
     /// event time, sequence and features are prefetched together (the newest
-    /// version is usually the answer, and older ones share its cache lines).
+    /// version is usually the answer, and older ones often share its cache lines);
+    /// the answer's features are prefetched if it is another row.
     fn find(
         &self,
         probe: &KeyProbe<'_>,
@@ -525,7 +526,8 @@ impl<'a> BlockView<'a> {
         };
         // Rows before `lo` are before the probe; rows from `hi` on are not.
         let (mut lo, mut hi) = (0usize, self.rows);
-        if let Some(first) = keys.lower_bound_u64(probe, last) {
+        let first = keys.lower_bound_u64(probe, last);
+        if let Some(first) = first {
             for c in [COL_ET, COL_SEQ] {
                 self.prefetch_value(c, internal_type(c), first);
             }
@@ -571,6 +573,11 @@ impl<'a> BlockView<'a> {
             }
             let seq = seqs.int(i) as u64;
             if seq <= seq_max {
+                if first != Some(i) {
+                    for &f in features {
+                        self.prefetch_feature(f, i);
+                    }
+                }
                 return Ok(Found::Row(i, ets.int(i), seq, tombs.bool(i)));
             }
             i += 1;
