@@ -498,23 +498,78 @@ fn encode_combinations(
             &[],
         )?]);
     }
-    let mut combos: Vec<Vec<StorageValue>> = vec![vec![]];
-    for set in sets {
-        combos = combos
-            .iter()
-            .flat_map(|p| {
-                set.iter()
-                    .map(move |v| [p.clone(), vec![v.clone()]].concat())
-            })
-            .collect();
+    // Odometer over one index per key column, the last column varying fastest.
+    let mut keys = Vec::new();
+    if sets.iter().any(Vec::is_empty) {
+        return Ok(keys);
     }
-    let mut keys = Vec::with_capacity(combos.len());
-    let mut seen = std::collections::HashSet::new();
-    for c in combos {
-        let k = encode_key(&c, key_types, &[])?;
-        if seen.insert(k.clone()) {
-            keys.push(k);
+    let mut at = vec![0usize; sets.len()];
+    let mut combo: Vec<StorageValue> = Vec::with_capacity(sets.len());
+    'combos: loop {
+        combo.clear();
+        combo.extend(sets.iter().zip(&at).filter_map(|(s, &i)| s.get(i).cloned()));
+        keys.push(encode_key(&combo, key_types, &[])?);
+        for (c, set) in sets.iter().enumerate().rev() {
+            let Some(i) = at.get_mut(c) else { break };
+            *i += 1;
+            if *i < set.len() {
+                continue 'combos;
+            }
+            *i = 0;
         }
+        break;
     }
-    Ok(keys)
+    Ok(first_occurrences(keys))
+}
+
+/// `keys` without repeats, each kept at its first occurrence.
+fn first_occurrences(keys: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let keep: Vec<bool> = {
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        keys.iter().map(|k| seen.insert(k.as_slice())).collect()
+    };
+    if keep.iter().all(|&k| k) {
+        return keys;
+    }
+    keys.into_iter()
+        .zip(keep)
+        .filter_map(|(k, keep)| keep.then_some(k))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ints(v: &[i64]) -> Vec<StorageValue> {
+        v.iter().map(|&x| StorageValue::Int64(x)).collect()
+    }
+
+    #[test]
+    fn key_combinations_vary_the_last_column_fastest_and_drop_repeats() {
+        let types = [ScalarType::Int64, ScalarType::Int64];
+        let enc = |a: i64, b: i64| {
+            encode_key(
+                &[StorageValue::Int64(a), StorageValue::Int64(b)],
+                &types,
+                &[],
+            )
+            .unwrap()
+        };
+        let keys = encode_combinations(&[ints(&[1, 2, 1]), ints(&[7, 8])], &types).unwrap();
+        assert_eq!(keys, vec![enc(1, 7), enc(1, 8), enc(2, 7), enc(2, 8)]);
+        assert!(
+            encode_combinations(&[ints(&[1]), ints(&[])], &types)
+                .unwrap()
+                .is_empty()
+        );
+        let one = [ScalarType::Int64];
+        let single = encode_combinations(&[ints(&[5, 3, 5, 3, 9])], &one).unwrap();
+        let want: Vec<Vec<u8>> = [5, 3, 9]
+            .iter()
+            .map(|&x| encode_key(&[StorageValue::Int64(x)], &one, &[]).unwrap())
+            .collect();
+        assert_eq!(single, want);
+    }
 }
