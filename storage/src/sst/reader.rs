@@ -480,6 +480,7 @@ impl<'a> BlockView<'a> {
     }
 
     /// Feature `f` of row `row`, decoded directly (NULL if the file predates it).
+    #[inline]
     pub(crate) fn feature_value(&self, f: usize, row: usize) -> Result<Value, DecodeError> {
         let Some(&ty) = self.feature_types.get(f) else {
             return Ok(Value::Null);
