@@ -303,7 +303,14 @@ impl SstReader {
                 let last = (h.last_key.len() == key.len() && key.len() <= 8)
                     .then(|| key_as_u64(&h.last_key));
                 let hit = view
-                    .find(&probe, last, et_max, seq_max, features)
+                    .find(
+                        &probe,
+                        last,
+                        et_max,
+                        seq_max,
+                        features,
+                        self.meta.tombstones > 0,
+                    )
                     .map_err(|e| self.block_error(b, e))?;
                 match hit {
                     Found::Row(row, et, seq, tomb) => {
@@ -502,6 +509,7 @@ impl<'a> BlockView<'a> {
     /// event time, sequence and features are prefetched together (the newest
     /// version is usually the answer, and older ones often share its cache lines);
     /// the answer's features are prefetched if it is another row.
+    /// `has_tombstones`: false if the file holds none (the column is not read).
     fn find(
         &self,
         probe: &KeyProbe<'_>,
@@ -509,9 +517,13 @@ impl<'a> BlockView<'a> {
         et_max: i64,
         seq_max: u64,
         features: &[usize],
+        has_tombstones: bool,
     ) -> Result<Found, DecodeError> {
-        for c in [COL_ET, COL_SEQ, COL_TOMB] {
+        for c in [COL_ET, COL_SEQ] {
             self.prefetch_column(c);
+        }
+        if has_tombstones {
+            self.prefetch_column(COL_TOMB);
         }
         let keys = self.chunk(COL_KEY)?;
         let ets = self.chunk(COL_ET)?;
@@ -566,7 +578,12 @@ impl<'a> BlockView<'a> {
             return Ok(Found::MaybeNextBlock);
         }
         let seqs = self.chunk(COL_SEQ)?;
-        let tombs = self.chunk(COL_TOMB)?;
+        // A file without tombstones need not read its tombstone columns.
+        let tombs = if has_tombstones {
+            Some(self.chunk(COL_TOMB)?)
+        } else {
+            None
+        };
         let mut i = lo;
         while i < self.rows {
             if keys.cmp_key(i, probe)? != Ordering::Equal {
@@ -579,7 +596,8 @@ impl<'a> BlockView<'a> {
                         self.prefetch_feature(f, i);
                     }
                 }
-                return Ok(Found::Row(i, ets.int(i), seq, tombs.bool(i)));
+                let tomb = tombs.as_ref().is_some_and(|t| t.bool(i));
+                return Ok(Found::Row(i, ets.int(i), seq, tomb));
             }
             i += 1;
         }
