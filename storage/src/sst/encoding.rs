@@ -1194,17 +1194,22 @@ mod tests {
         round_trip(l, DataType::List(ScalarType::Float32));
     }
 
-    #[test]
-    fn integer_keys_pack_and_compare_as_integers() {
-        let keys: Vec<Vec<u8>> = [1i64, 2, 2, 300, 70000]
+    /// The encoded keys of `ids` and their key chunk's bytes.
+    fn integer_key_chunk(ids: &[i64]) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let keys: Vec<Vec<u8>> = ids
             .iter()
             .map(|&k| crate::keycodec::encode_i64(k).to_vec())
             .collect();
-        let arr = BinaryArray::from_iter_values(keys.iter());
         let mut buf = Vec::new();
-        encode_keys(&mut buf, &arr);
+        encode_keys(&mut buf, &BinaryArray::from_iter_values(keys.iter()));
+        (keys, buf)
+    }
+
+    #[test]
+    fn integer_keys_pack_and_compare_as_integers() {
+        let (keys, buf) = integer_key_chunk(&[1, 2, 2, 300, 70000]);
         let mut r = Reader::new(&buf);
-        let chunk = Chunk::parse(&mut r, arr.len(), DataType::Scalar(ScalarType::Bytes)).unwrap();
+        let chunk = Chunk::parse(&mut r, keys.len(), DataType::Scalar(ScalarType::Bytes)).unwrap();
         assert!(matches!(chunk.body, Body::KeyU64 { .. }));
         let probe_bytes = crate::keycodec::encode_i64(300);
         let probe = KeyProbe::new(&probe_bytes);
@@ -1250,13 +1255,7 @@ mod tests {
             1 << 40,
             (1 << 40) + 3,
         ];
-        let keys: Vec<Vec<u8>> = ids
-            .iter()
-            .map(|&k| crate::keycodec::encode_i64(k).to_vec())
-            .collect();
-        let arr = BinaryArray::from_iter_values(keys.iter());
-        let mut buf = Vec::new();
-        encode_keys(&mut buf, &arr);
+        let (keys, buf) = integer_key_chunk(&ids);
         let chunk = Chunk::parse(
             &mut Reader::new(&buf),
             ids.len(),
