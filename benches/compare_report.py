@@ -5,6 +5,8 @@ and per workload the medians of Hindsight and its peers with the ratio Hindsight
 usage: compare_report.py RUN_DIR [--out BENCHMARKS.md]
 Reads RUN_DIR/results.env (key=value figures), the peers' logs (markdown tables the
 shared scripts print) and the pgbench results.tsv files the online logs point to.
+Sections of an existing --out file after the generated ones (hand-written notes) are
+kept.
 """
 import argparse
 import datetime
@@ -243,8 +245,25 @@ def main():
         p("")
 
     text = "\n".join(L) + "\n"
-    open(a.out, "w").write(text)
+    kept = hand_written(a.out)
+    open(a.out, "w").write(text.rstrip("\n") + "\n\n" + kept if kept else text)
     print(text)
+
+
+GENERATED = ("## Ingest", "## Online", "## Offline", "## Growth")
+
+
+def hand_written(path):
+    """The part of an existing report after the generated sections: every line from
+    the first `## ` heading this script does not write (notes on fixes, the targets
+    table) to the end, kept as is across regenerations."""
+    if not os.path.exists(path):
+        return ""
+    lines = open(path).read().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.startswith("## ") and not line.startswith(GENERATED):
+            return "".join(lines[i:])
+    return ""
 
 
 if __name__ == "__main__":
