@@ -623,14 +623,16 @@ impl ExtensionPlanner for AsofPlanner {
             schema,
             output,
             left: left.clone(),
-            keys,
-            time,
-            op: n.op,
-            bound,
-            def,
-            snapshot,
-            system,
-            rows_per_thread: self.rows_per_thread,
+            spec: Arc::new(JoinSpec {
+                keys,
+                time,
+                op: n.op,
+                bound,
+                def,
+                snapshot,
+                system,
+                rows_per_thread: self.rows_per_thread.max(1),
+            }),
         })))
     }
 }
@@ -662,13 +664,24 @@ pub struct AsofJoinExec {
     output: Vec<OutCol>,
     props: Arc<PlanProperties>,
     left: Arc<dyn ExecutionPlan>,
+    spec: Arc<JoinSpec>,
+}
+
+/// What a join matches and reads, shared by the plan node (and its rebuilt copies)
+/// and the job that executes it.
+#[derive(Debug)]
+struct JoinSpec {
+    /// The spine's key expressions, in the table's key order.
     keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The spine's time expression.
     time: Arc<dyn PhysicalExpr>,
     op: MatchOp,
+    /// Staleness bound in microseconds (`s.ts - f.ts <= bound`), if any.
     bound: Option<i64>,
     def: Arc<TableDef>,
     snapshot: Snapshot,
     system: SystemAt,
+    /// Smallest share of the spine worth its own thread (at least 1).
     rows_per_thread: usize,
 }
 
@@ -685,14 +698,7 @@ impl AsofJoinExec {
             schema,
             output,
             left,
-            keys: self.keys.clone(),
-            time: self.time.clone(),
-            op: self.op,
-            bound: self.bound,
-            def: self.def.clone(),
-            snapshot: self.snapshot.clone(),
-            system: self.system,
-            rows_per_thread: self.rows_per_thread,
+            spec: self.spec.clone(),
         }
     }
 }
@@ -702,17 +708,17 @@ impl DisplayAs for AsofJoinExec {
         write!(
             f,
             "AsofJoinExec: table={} match=spine {} event_time",
-            self.def.name,
-            self.op.symbol()
+            self.spec.def.name,
+            self.spec.op.symbol()
         )?;
-        if let Some(b) = self.bound {
+        if let Some(b) = self.spec.bound {
             write!(f, " bound={b}us")?;
         }
         let read: Vec<&str> = self
             .output
             .iter()
             .filter_map(|o| match *o {
-                OutCol::Table(c) => self.def.columns.get(c).map(|c| c.name.as_str()),
+                OutCol::Table(c) => self.spec.def.columns.get(c).map(|c| c.name.as_str()),
                 OutCol::Spine(_) => None,
             })
             .collect();
@@ -741,7 +747,12 @@ impl ExecutionPlan for AsofJoinExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
     ) -> DfResult<TreeNodeRecursion> {
-        for e in self.keys.iter().chain(std::iter::once(&self.time)) {
+        for e in self
+            .spec
+            .keys
+            .iter()
+            .chain(std::iter::once(&self.spec.time))
+        {
             if f(e)? == TreeNodeRecursion::Stop {
                 return Ok(TreeNodeRecursion::Stop);
             }
@@ -796,7 +807,7 @@ impl ExecutionPlan for AsofJoinExec {
         let mut input = self.left.execute(partition, ctx)?;
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
         let tx = builder.tx();
-        let et_col = self.def.event_time.unwrap_or(0);
+        let et_col = self.spec.def.event_time.unwrap_or(0);
         let mut fetched: Vec<usize> = vec![et_col];
         let output = self
             .output
@@ -816,15 +827,8 @@ impl ExecutionPlan for AsofJoinExec {
             schema: self.schema.clone(),
             output,
             fetched,
-            keys: self.keys.clone(),
-            time: self.time.clone(),
-            op: self.op,
-            bound: self.bound,
-            def: self.def.clone(),
-            snapshot: self.snapshot.clone(),
-            system: self.system,
+            spec: self.spec.clone(),
             threads,
-            rows_per_thread: self.rows_per_thread.max(1),
         };
         builder.spawn(async move {
             let mut spine = Vec::new();
@@ -1018,17 +1022,9 @@ struct Job {
     output: Vec<Source>,
     /// The table columns read: the event time first, then those in the output.
     fetched: Vec<usize>,
-    keys: Vec<Arc<dyn PhysicalExpr>>,
-    time: Arc<dyn PhysicalExpr>,
-    op: MatchOp,
-    bound: Option<i64>,
-    def: Arc<TableDef>,
-    snapshot: Snapshot,
-    system: SystemAt,
+    spec: Arc<JoinSpec>,
     /// How many threads may work on one join.
     threads: usize,
-    /// Smallest share of the spine worth its own thread.
-    rows_per_thread: usize,
 }
 
 /// Where output goes; false once nobody is listening.
@@ -1041,11 +1037,14 @@ const OUT_ROWS: usize = 8192;
 impl Job {
     fn run(&self, batches: Vec<RecordBatch>, emit: Emit<'_>) -> Result<(), SqlError> {
         let (spine, mut rows, unmatched) = self.prepare(batches)?;
-        let history = self.snapshot.version_count(self.def.id) as usize;
-        let threads = self.threads.min(rows.len() / self.rows_per_thread).max(1);
+        let history = self.spec.snapshot.version_count(self.spec.def.id) as usize;
+        let threads = self
+            .threads
+            .min(rows.len() / self.spec.rows_per_thread)
+            .max(1);
         // Per-row seeks cost a few microseconds each; a merge costs tens of
         // nanoseconds per history version. Seek when the spine is much smaller.
-        if self.op.backward() && rows.len().saturating_mul(64) < history {
+        if self.spec.op.backward() && rows.len().saturating_mul(64) < history {
             let per = rows.len().div_ceil(threads).max(1);
             let parts: Vec<&[SpineRow]> = rows.chunks(per).collect();
             in_parallel(parts, emit, &|part, emit| self.seek(&spine, part, emit))?;
@@ -1071,12 +1070,13 @@ impl Job {
         &self,
         batches: Vec<RecordBatch>,
     ) -> Result<(Spine, Vec<SpineRow>, Vec<(u32, u32)>), SqlError> {
-        let key_types = self.def.key_types();
+        let key_types = self.spec.def.key_types();
         let key_names: Vec<String> = self
+            .spec
             .def
             .key
             .iter()
-            .filter_map(|&i| self.def.columns.get(i).map(|c| c.name.clone()))
+            .filter_map(|&i| self.spec.def.columns.get(i).map(|c| c.name.clone()))
             .collect();
         let ts_type = ArrowType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()));
         let mut rows = Vec::new();
@@ -1086,9 +1086,10 @@ impl Job {
         let mut short = true;
         for (bi, b) in batches.iter().enumerate() {
             let n = b.num_rows();
-            let time = cast(&self.time.evaluate(b)?.into_array(n)?, &ts_type)?;
+            let time = cast(&self.spec.time.evaluate(b)?.into_array(n)?, &ts_type)?;
             let time = time.as_primitive::<TimestampMicrosecondType>();
             let key_arrays = self
+                .spec
                 .keys
                 .iter()
                 .zip(&key_types)
@@ -1133,22 +1134,23 @@ impl Job {
             let requests: Vec<(Vec<u8>, ReadAt)> = chunk
                 .iter()
                 .map(|s| {
-                    let t = if self.op == MatchOp::Gt {
+                    let t = if self.spec.op == MatchOp::Gt {
                         s.time.saturating_sub(1)
                     } else {
                         s.time
                     };
-                    let mut at = ReadAt::as_of(t).known_at(self.system);
+                    let mut at = ReadAt::as_of(t).known_at(self.spec.system);
                     at.ttl_reference = Some(s.time);
-                    if let Some(b) = self.bound {
+                    if let Some(b) = self.spec.bound {
                         at = at.with_min_event_time(s.time.saturating_sub(b));
                     }
                     (spine.key(s).to_vec(), at)
                 })
                 .collect();
-            let right = self
-                .snapshot
-                .lookup_each(&self.def, &requests, Some(&self.fetched))?;
+            let right =
+                self.spec
+                    .snapshot
+                    .lookup_each(&self.spec.def, &requests, Some(&self.fetched))?;
             let left_idx: Vec<(u32, u32)> = chunk.iter().map(|s| (s.batch, s.row)).collect();
             let left = SpineGather::new(&spine.batches, &left_idx);
             let batch = self.assemble(
@@ -1177,26 +1179,28 @@ impl Job {
         };
         let min_t = rows.iter().map(|r| r.time).min().unwrap_or(i64::MIN);
         let max_t = rows.iter().map(|r| r.time).max().unwrap_or(i64::MAX);
-        let table_ttl = self.def.options.ttl_micros;
-        let (from, to) = if self.op.backward() {
-            let reach = [table_ttl, self.bound].into_iter().flatten().min();
+        let table_ttl = self.spec.def.options.ttl_micros;
+        let (from, to) = if self.spec.op.backward() {
+            let reach = [table_ttl, self.spec.bound].into_iter().flatten().min();
             (reach.map_or(i64::MIN, |r| min_t.saturating_sub(r)), max_t)
         } else {
             (
                 min_t,
-                self.bound.map_or(i64::MAX, |b| max_t.saturating_add(b)),
+                self.spec
+                    .bound
+                    .map_or(i64::MAX, |b| max_t.saturating_add(b)),
             )
         };
         let mut end = spine.key(last).to_vec();
         end.push(0);
         let mut opts = ScanOptions::history(from, to);
         opts.projection = Some(self.fetched.clone());
-        opts.at = opts.at.known_at(self.system);
+        opts.at = opts.at.known_at(self.spec.system);
         opts.key_range = KeyRange::encoded(Some(spine.key(first).to_vec()), Some(end));
         opts.include_tombstones = true;
         opts.with_key_bytes = true;
         opts.batch_rows = 16_384;
-        let mut history = self.snapshot.scan(&self.def, &opts)?;
+        let mut history = self.spec.snapshot.scan(&self.spec.def, &opts)?;
         // A window of history batches still referenced by pending output.
         let mut window: VecDeque<HistoryBatch> = VecDeque::new();
         let mut base = 0usize; // batch number of window[0]
@@ -1261,11 +1265,11 @@ impl Job {
     /// The matching version for spine time `t` among one entity's versions (sorted by
     /// event time descending, newest write first on ties), after TTL and bound checks.
     fn pick<'v>(&self, versions: &'v [Version], t: i64) -> Option<&'v Version> {
-        let v = match self.op {
+        let v = match self.spec.op {
             MatchOp::Ge => versions.get(versions.partition_point(|v| v.et > t)),
             MatchOp::Gt => versions.get(versions.partition_point(|v| v.et >= t)),
             MatchOp::Le | MatchOp::Lt => {
-                let j = if self.op == MatchOp::Le {
+                let j = if self.spec.op == MatchOp::Le {
                     versions.partition_point(|v| v.et >= t)
                 } else {
                     versions.partition_point(|v| v.et > t)
@@ -1278,18 +1282,18 @@ impl Job {
         if v.tomb {
             return None;
         }
-        if self.op.backward() {
-            if let Some(ttl) = self.def.options.ttl_micros
+        if self.spec.op.backward() {
+            if let Some(ttl) = self.spec.def.options.ttl_micros
                 && v.et < t.saturating_sub(ttl)
             {
                 return None;
             }
-            if let Some(b) = self.bound
+            if let Some(b) = self.spec.bound
                 && v.et < t.saturating_sub(b)
             {
                 return None;
             }
-        } else if let Some(b) = self.bound
+        } else if let Some(b) = self.spec.bound
             && v.et > t.saturating_add(b)
         {
             return None;
