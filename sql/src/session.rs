@@ -257,6 +257,9 @@ pub struct Session {
     /// Savepoints of the open transaction block: name and the writes before it.
     savepoints: Vec<(String, WriteBatch)>,
     settings: BTreeMap<String, String>,
+    /// `statement_timeout` parsed, kept in step with `settings` by
+    /// [`Session::store_setting`]: every Execute reads it.
+    statement_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for Session {
@@ -314,6 +317,7 @@ impl Session {
             txn: Txn::Idle,
             savepoints: Vec::new(),
             settings,
+            statement_timeout_ms: 0,
         })
     }
 
@@ -701,28 +705,37 @@ impl Session {
         } else {
             value.to_string()
         };
-        self.settings.insert(name, value);
+        self.store_setting(name, Some(value));
         Ok(())
+    }
+
+    /// Store (or with `None` remove) a checked setting, keeping parsed copies in step.
+    fn store_setting(&mut self, name: String, value: Option<String>) {
+        if name == "statement_timeout" {
+            self.statement_timeout_ms = value
+                .as_deref()
+                .and_then(|v| parse_timeout_ms(v).ok())
+                .unwrap_or(0);
+        }
+        match value {
+            Some(v) => self.settings.insert(name, v),
+            None => self.settings.remove(&name),
+        };
     }
 
     /// Reset a variable to its default.
     pub fn reset_variable(&mut self, name: &str) {
         let name = name.to_ascii_lowercase();
-        match DEFAULT_SETTINGS.iter().find(|(k, _)| *k == name) {
-            Some((_, v)) => {
-                self.settings.insert(name, v.to_string());
-            }
-            None => {
-                self.settings.remove(&name);
-            }
-        }
+        let default = DEFAULT_SETTINGS
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string());
+        self.store_setting(name, default);
     }
 
     /// The session's statement timeout in milliseconds (0: none).
     pub fn statement_timeout_ms(&self) -> u64 {
-        self.setting("statement_timeout")
-            .and_then(|v| parse_timeout_ms(v).ok())
-            .unwrap_or(0)
+        self.statement_timeout_ms
     }
 
     async fn show(&mut self, variable: &[sqlparser::ast::Ident]) -> Result<Output> {

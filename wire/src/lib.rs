@@ -14,6 +14,7 @@ pub mod auth;
 mod codec;
 mod conn;
 mod copy;
+mod named;
 pub mod metrics;
 pub mod server;
 pub mod sqlstate;
