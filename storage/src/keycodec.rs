@@ -185,6 +185,25 @@ pub fn key_eq(a: &[u8], b: &[u8]) -> bool {
     a == b
 }
 
+/// Byte order of two encoded keys. The first 8 bytes are compared as one big-endian
+/// integer, so keys of one integer column (8 bytes) need no `memcmp` call: point
+/// lookups compare the key with file and block bounds several times each.
+#[inline]
+pub fn key_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    match (a.split_first_chunk::<8>(), b.split_first_chunk::<8>()) {
+        (Some((ha, ra)), Some((hb, rb))) => u64::from_be_bytes(*ha)
+            .cmp(&u64::from_be_bytes(*hb))
+            .then_with(|| {
+                if ra.is_empty() && rb.is_empty() {
+                    std::cmp::Ordering::Equal
+                } else {
+                    ra.cmp(rb)
+                }
+            }),
+        _ => a.cmp(b),
+    }
+}
+
 /// Memcomparable encoding of one i64 (sign bit flipped, big-endian).
 #[inline]
 pub fn encode_i64(x: i64) -> [u8; 8] {
@@ -388,7 +407,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_eq_agrees_with_slice_equality() {
+    fn key_eq_and_key_cmp_agree_with_slices() {
         let mut keys: Vec<Vec<u8>> = Vec::new();
         for len in 0..24u8 {
             let base: Vec<u8> = (0..len).collect();
@@ -402,6 +421,7 @@ mod tests {
         for a in &keys {
             for b in &keys {
                 assert_eq!(key_eq(a, b), a == b, "{a:?} vs {b:?}");
+                assert_eq!(key_cmp(a, b), a.as_slice().cmp(b), "{a:?} vs {b:?}");
             }
         }
     }

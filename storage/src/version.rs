@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::keycodec::key_cmp;
 use crate::manifest::{FileMeta, VersionEdit};
 use crate::sst::SstReader;
 use crate::types::TableId;
@@ -69,8 +70,8 @@ impl TableFiles {
     /// The file of a sorted level (>= 1) whose key range holds `key`.
     pub(crate) fn file_for_key(&self, level: usize, key: &[u8]) -> Option<&Arc<SstFile>> {
         let files = self.level(level);
-        let i = files.partition_point(|f| f.meta.max_key.as_slice() < key);
-        files.get(i).filter(|f| f.meta.min_key.as_slice() <= key)
+        let i = files.partition_point(|f| key_cmp(&f.meta.max_key, key).is_lt());
+        files.get(i).filter(|f| key_cmp(&f.meta.min_key, key).is_le())
     }
 
     /// Files of `level` whose key range intersects [`lo`, `hi`].

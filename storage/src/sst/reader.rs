@@ -24,6 +24,7 @@ use super::{
 };
 use crate::codec::{Reader, le_u32_at};
 use crate::error::{DecodeError, Error, Result};
+use crate::keycodec::{key_cmp, key_eq};
 use crate::types::{DataType, Value};
 
 /// An open, validated SST file.
@@ -293,7 +294,7 @@ impl SstReader {
         let probe = KeyProbe::new(key);
         let mut b = b;
         while let Some(h) = self.index.get(b) {
-            let key_continues = h.last_key.as_slice() == key;
+            let key_continues = key_eq(&h.last_key, key);
             let may_have = h.min_et <= et_max && h.min_seq <= seq_max;
             if may_have {
                 let view = self.block(b)?;
@@ -346,7 +347,7 @@ impl SstReader {
             .unwrap_or_default()
             .partition_point(|&x| x == p);
         let tied_blocks = self.index.get(lo..lo + tied).unwrap_or_default();
-        lo + tied_blocks.partition_point(|h| h.last_key.as_slice() < key)
+        lo + tied_blocks.partition_point(|h| key_cmp(&h.last_key, key).is_lt())
     }
 }
 
