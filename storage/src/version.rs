@@ -71,7 +71,9 @@ impl TableFiles {
     pub(crate) fn file_for_key(&self, level: usize, key: &[u8]) -> Option<&Arc<SstFile>> {
         let files = self.level(level);
         let i = files.partition_point(|f| key_cmp(&f.meta.max_key, key).is_lt());
-        files.get(i).filter(|f| key_cmp(&f.meta.min_key, key).is_le())
+        files
+            .get(i)
+            .filter(|f| key_cmp(&f.meta.min_key, key).is_le())
     }
 
     /// Files of `level` whose key range intersects [`lo`, `hi`].
