@@ -18,7 +18,8 @@ use serde::Deserialize;
 /// Every option can also be set in a TOML file (--config) under the same name with
 /// dashes as underscores (e.g. `max_connections = 200`), or through an environment
 /// variable named in its help. Flags override the environment, which overrides the
-/// file.
+/// file. Connections are served by one worker thread per CPU; the environment
+/// variable TOKIO_WORKER_THREADS sets another count.
 #[derive(Parser, Debug, Default)]
 #[command(name = "hindsight", version, about, long_about)]
 pub struct Cli {
