@@ -31,6 +31,7 @@ fn main() -> std::process::ExitCode {
     };
     init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads)
         .enable_all()
         .thread_name("hindsight-worker")
         .build()
