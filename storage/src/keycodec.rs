@@ -185,6 +185,19 @@ pub fn key_eq(a: &[u8], b: &[u8]) -> bool {
     a == b
 }
 
+/// The first 8 bytes of a key as a big-endian integer, zero padded: `a < b` implies
+/// `key_prefix(a) <= key_prefix(b)`, so sorted structures compare prefixes first.
+#[inline]
+pub(crate) fn key_prefix(key: &[u8]) -> u64 {
+    match key.first_chunk::<8>() {
+        Some(b) => u64::from_be_bytes(*b),
+        None => key
+            .iter()
+            .enumerate()
+            .fold(0u64, |acc, (i, &b)| acc | (u64::from(b) << (56 - 8 * i))),
+    }
+}
+
 /// Byte order of two encoded keys. The first 8 bytes are compared as one big-endian
 /// integer, so keys of one integer column (8 bytes) need no `memcmp` call: point
 /// lookups compare the key with file and block bounds several times each.
@@ -422,6 +435,9 @@ mod tests {
             for b in &keys {
                 assert_eq!(key_eq(a, b), a == b, "{a:?} vs {b:?}");
                 assert_eq!(key_cmp(a, b), a.as_slice().cmp(b), "{a:?} vs {b:?}");
+                if a < b {
+                    assert!(key_prefix(a) <= key_prefix(b), "{a:?} vs {b:?}");
+                }
             }
         }
     }

@@ -31,6 +31,7 @@ use crate::arrowutil::ColumnBuilder;
 use crate::batch::{DecodedBatch, OpKind};
 use crate::catalog::Catalog;
 use crate::error::DecodeResult;
+use crate::keycodec::key_prefix;
 use crate::rowcodec;
 use crate::types::{DataType, TableId};
 use crate::versions::Versions;
@@ -109,18 +110,6 @@ impl Ord for MemEntry {
             })
             .then(other.et.cmp(&self.et))
             .then(other.seq.cmp(&self.seq))
-    }
-}
-
-/// The first 8 bytes of a key as a big-endian integer, zero padded.
-#[inline]
-fn key_prefix(key: &[u8]) -> u64 {
-    match key.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
-        Some(b) => u64::from_be_bytes(b),
-        None => key
-            .iter()
-            .enumerate()
-            .fold(0u64, |acc, (i, &b)| acc | (u64::from(b) << (56 - 8 * i))),
     }
 }
 

@@ -27,8 +27,8 @@ pub(crate) struct SstFile {
 impl SstFile {
     /// True if the file's key range intersects [`lo`, `hi`] (`None`: unbounded).
     pub(crate) fn overlaps(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> bool {
-        lo.is_none_or(|lo| self.meta.max_key.as_slice() >= lo)
-            && hi.is_none_or(|hi| self.meta.min_key.as_slice() <= hi)
+        lo.is_none_or(|lo| key_cmp(&self.meta.max_key, lo).is_ge())
+            && hi.is_none_or(|hi| key_cmp(&self.meta.min_key, hi).is_le())
     }
 }
 

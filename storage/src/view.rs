@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::keycodec::{decode_key, key_cmp};
+use crate::keycodec::decode_key;
 use crate::memtable::{MemEntry, MemTable};
 use crate::rowcodec;
 use crate::sst::bloom::key_hash;
@@ -299,7 +299,7 @@ impl View {
         best: &mut Option<Hit<'a>>,
     ) -> Result<()> {
         let m = &f.meta;
-        if key_cmp(p.key, &m.min_key).is_lt() || key_cmp(p.key, &m.max_key).is_gt() {
+        if !f.overlaps(Some(p.key), Some(p.key)) {
             return Ok(());
         }
         if m.min_et > p.et_max || m.min_seq > p.seq_max {

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::codec::{Reader, le_u32_at};
 use crate::error::{DecodeError, Error, Result};
-use crate::keycodec::{key_cmp, key_eq};
+use crate::keycodec::{key_cmp, key_eq, key_prefix};
 use crate::types::{DataType, Value};
 
 /// An open, validated SST file.
@@ -349,17 +349,6 @@ impl SstReader {
         let tied_blocks = self.index.get(lo..lo + tied).unwrap_or_default();
         lo + tied_blocks.partition_point(|h| key_cmp(&h.last_key, key).is_lt())
     }
-}
-
-/// The first 8 bytes of `key` as a big-endian integer (zero-padded): `a < b` implies
-/// `key_prefix(a) <= key_prefix(b)`.
-fn key_prefix(key: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = key.len().min(8);
-    if let (Some(dst), Some(src)) = (b.get_mut(..n), key.get(..n)) {
-        dst.copy_from_slice(src);
-    }
-    u64::from_be_bytes(b)
 }
 
 /// Outcome of a lookup inside one block.
