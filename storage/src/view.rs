@@ -311,7 +311,7 @@ impl View {
             return Ok(());
         }
         let block = f.reader.seek_block(p.key);
-        f.reader.prefetch_probe(p.hash, block);
+        f.reader.prefetch_probe(p.key, p.hash, block, p.features);
         if !f.reader.may_contain(p.hash) {
             return Ok(());
         }

@@ -630,15 +630,16 @@ impl<'a> Chunk<'a> {
         if n == 0 || t <= key(0) {
             return Some(0);
         }
-        let (first, last) = (key(0), last.unwrap_or_else(|| key(n - 1)));
-        let guess = if t > last {
-            n - 1
-        } else {
-            // first < t <= last.
-            let span = (n - 1) as u128;
-            (u128::from(t - first) * span / u128::from(last - first).max(1)) as usize
-        };
+        let guess = interpolate(t, key(0), last.unwrap_or_else(|| key(n - 1)), n);
         Some(lower_bound_from(n, guess, |i| key(i) < t))
+    }
+
+    /// The key of row 0 of an integer key chunk.
+    pub(crate) fn first_key_u64(&self) -> Option<u64> {
+        match &self.body {
+            Body::KeyU64 { vals, .. } if self.n > 0 => Some(vals.get(0) as u64),
+            _ => None,
+        }
     }
 
     /// Compare the key of row `i` with `target` (key chunks only).
@@ -869,7 +870,8 @@ impl<'a> Chunk<'a> {
 
 /// Where row `i`'s value lies in a chunk of `n` rows of type `ty` (an offset into
 /// `bytes`), for the encodings whose values sit at a computable place (plain values,
-/// frame-of-reference integers); `None` for the others or on any inconsistency. Point
+/// frame-of-reference integers, integer keys); `None` for the others or on any
+/// inconsistency. Point
 /// lookups prefetch these places for all columns at once before decoding, so the
 /// cache misses of a row's columns overlap instead of following one another.
 pub(crate) fn value_offset(bytes: &[u8], n: usize, i: usize, ty: DataType) -> Option<usize> {
@@ -886,7 +888,27 @@ pub(crate) fn value_offset(bytes: &[u8], n: usize, i: usize, ty: DataType) -> Op
             let width = usize::from(*bytes.get(at + 8)?);
             Some(at + 9 + i.checked_mul(width)? / 8)
         }
+        (ENC_KEY_U64, _) => {
+            // Key length, then the keys as packed integers.
+            let width = usize::from(*bytes.get(at + 9)?);
+            Some(at + 10 + i.checked_mul(width)? / 8)
+        }
         _ => None,
+    }
+}
+
+/// Where key `t` probably lies among `n > 0` sorted keys running from `first` to
+/// `last`: its place by linear interpolation (0 at or before `first`, `n - 1` past
+/// `last`).
+pub(crate) fn interpolate(t: u64, first: u64, last: u64, n: usize) -> usize {
+    if t <= first {
+        0
+    } else if t > last {
+        n.saturating_sub(1)
+    } else {
+        // first < t <= last.
+        let span = n.saturating_sub(1) as u128;
+        (u128::from(t - first) * span / u128::from(last - first).max(1)) as usize
     }
 }
 

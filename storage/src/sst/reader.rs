@@ -16,7 +16,7 @@ use memmap2::Mmap;
 
 use super::bloom::Bloom;
 use super::encoding::{
-    Chunk, KeyProbe, key_as_u64, prefetch, prefetch_ref, value_at, value_offset,
+    Chunk, KeyProbe, interpolate, key_as_u64, prefetch, prefetch_ref, value_at, value_offset,
 };
 use super::{
     BlockHandle, COL_ET, COL_KEY, COL_SEQ, COL_TOMB, FOOTER_LEN, Footer, INTERNAL_COLUMNS,
@@ -45,6 +45,10 @@ pub(crate) struct SstReader {
     commit_times_at: (usize, usize),
     commit_times: OnceLock<Vec<(u64, i64)>>,
     verified: Vec<AtomicBool>,
+    /// Each block's layout, [`BlockLayout`], recorded when the block is first read
+    /// (before its `verified` flag is set): `layout_stride` words per block.
+    layout: Vec<AtomicU64>,
+    layout_stride: usize,
     pub(crate) bloom_checks: AtomicU64,
     pub(crate) bloom_negatives: AtomicU64,
 }
@@ -159,6 +163,10 @@ impl SstReader {
             ));
         }
         let verified = (0..index.len()).map(|_| AtomicBool::new(false)).collect();
+        let layout_stride = BlockLayout::words(meta.feature_types.len());
+        let layout = (0..index.len() * layout_stride)
+            .map(|_| AtomicU64::new(NO_LAYOUT))
+            .collect();
         let last_key_prefix = index.iter().map(|h| key_prefix(&h.last_key)).collect();
         let block_offsets = index.iter().map(|h| h.offset as usize).collect();
         Ok(SstReader {
@@ -172,6 +180,8 @@ impl SstReader {
             commit_times_at: times_at,
             commit_times: OnceLock::new(),
             verified,
+            layout,
+            layout_stride,
             bloom_checks: AtomicU64::new(0),
             bloom_negatives: AtomicU64::new(0),
         })
@@ -181,11 +191,14 @@ impl SstReader {
         &self.path
     }
 
-    /// Start loading what a lookup of a key with bloom hash `hash`, starting at block
+    /// Start loading what a lookup of `key` (bloom hash `hash`), starting at block
     /// `b` ([`SstReader::seek_block`]), reads first: its bloom filter block, its
     /// block index entry and the block's header (with the start of the key column
-    /// behind it), so the three misses overlap.
-    pub(crate) fn prefetch_probe(&self, hash: u64, b: usize) {
+    /// behind it), so the three misses overlap. If the block has been read before,
+    /// its layout predicts the key's row, and that row's key, event time, sequence
+    /// and `features` lines start loading too (see [`BlockLayout`]).
+    pub(crate) fn prefetch_probe(&self, key: &[u8], hash: u64, b: usize, features: &[usize]) {
+        self.prefetch_predicted(key, b, features);
         if let Some(&o) = self.block_offsets.get(b) {
             prefetch(&self.map, o);
             prefetch(&self.map, o + 64);
@@ -199,6 +212,41 @@ impl SstReader {
         }
         if let Some(h) = self.index.get(b) {
             prefetch_ref(h);
+        }
+    }
+
+    /// Prefetch the lines of the row of block `b` where `key` probably starts, if the
+    /// block's layout is known.
+    fn prefetch_predicted(&self, key: &[u8], b: usize, features: &[usize]) {
+        if !self
+            .verified
+            .get(b)
+            .is_some_and(|f| f.load(AtomicOrdering::Acquire))
+        {
+            return;
+        }
+        let words = self
+            .layout
+            .get(b * self.layout_stride..(b + 1) * self.layout_stride)
+            .unwrap_or_default();
+        let word = |i: usize| {
+            words
+                .get(i)
+                .map_or(NO_LAYOUT, |w| w.load(AtomicOrdering::Relaxed))
+        };
+        let Some(row) = BlockLayout::row_of(key, [word(0), word(1), word(2)]) else {
+            return;
+        };
+        let line = |c: usize| {
+            if let Some((at, bits)) = BlockLayout::unpack(word(BlockLayout::HEAD + c)) {
+                prefetch(&self.map, at + row * bits / 8);
+            }
+        };
+        line(COL_KEY);
+        line(COL_ET);
+        line(COL_SEQ);
+        for &f in features {
+            line(INTERNAL_COLUMNS + f);
         }
     }
 
@@ -265,12 +313,26 @@ impl SstReader {
                     format!("block {b} checksum mismatch"),
                 ));
             }
+            let view = self.view(bytes, h)?;
+            let words = BlockLayout::of(&view, h);
+            let slots = self
+                .layout
+                .get(b * self.layout_stride..)
+                .unwrap_or_default();
+            for (slot, w) in slots.iter().zip(words) {
+                slot.store(w, AtomicOrdering::Relaxed);
+            }
             if let Some(f) = flag {
                 f.store(true, AtomicOrdering::Release);
             }
+            return Ok(view);
         }
+        self.view(bytes, h)
+    }
+
+    fn view<'s>(&'s self, bytes: &'s [u8], h: &BlockHandle) -> Result<BlockView<'s>> {
         BlockView::parse(bytes, h.rows as usize, &self.meta.feature_types)
-            .map_err(|e| e.at(&self.path, o as u64))
+            .map_err(|e| e.at(&self.path, h.offset))
     }
 
     /// Wrap a decode error of block `b` with this file's name.
@@ -301,8 +363,7 @@ impl SstReader {
                 for &f in features {
                     view.prefetch_column(INTERNAL_COLUMNS + f);
                 }
-                let last = (h.last_key.len() == key.len() && key.len() <= 8)
-                    .then(|| key_as_u64(&h.last_key));
+                let last = last_key_u64(h, key);
                 let hit = view
                     .find(
                         &probe,
@@ -348,6 +409,76 @@ impl SstReader {
             .partition_point(|&x| x == p);
         let tied_blocks = self.index.get(lo..lo + tied).unwrap_or_default();
         lo + tied_blocks.partition_point(|h| key_cmp(&h.last_key, key).is_lt())
+    }
+}
+
+/// The last key of block `h` as an integer, when keys like `key` are stored as
+/// integers (fixed length up to 8 bytes): it guides the search inside the block.
+fn last_key_u64(h: &BlockHandle, key: &[u8]) -> Option<u64> {
+    (h.last_key.len() == key.len() && key.len() <= 8).then(|| key_as_u64(&h.last_key))
+}
+
+/// A layout word that holds nothing.
+const NO_LAYOUT: u64 = u64::MAX;
+
+/// Where a block's values lie, kept in memory once the block has been read, so a
+/// later point lookup can start loading its row's lines together with the block's
+/// header: the lookup's misses then overlap instead of following one another (index
+/// entry and header, then the column headers, then the values).
+///
+/// Stored as words in one flat array per file (no pointer to follow): the block's
+/// first and last keys as integers (blocks of integer keys), its row count with the
+/// key length in the high half, then per column the file offset of row 0's value
+/// shifted left 8 bits, plus the bits per row ([`NO_LAYOUT`] where values do not
+/// lie at a computable place, see `value_offset`).
+struct BlockLayout;
+
+impl BlockLayout {
+    /// Words before the columns'.
+    const HEAD: usize = 3;
+
+    /// Words per block for a file of `features` feature columns.
+    fn words(features: usize) -> usize {
+        Self::HEAD + INTERNAL_COLUMNS + features
+    }
+
+    /// The words of `view`, the block `h` points to.
+    fn of(view: &BlockView<'_>, h: &BlockHandle) -> Vec<u64> {
+        let first = view.chunk(COL_KEY).ok().and_then(|k| k.first_key_u64());
+        let last = (h.last_key.len() <= 8).then(|| key_as_u64(&h.last_key));
+        let (first, last) = match (first, last) {
+            (Some(f), Some(l)) => (f, l),
+            _ => (NO_LAYOUT, NO_LAYOUT),
+        };
+        let head = [
+            first,
+            last,
+            (h.last_key.len() as u64) << 32 | u64::from(h.rows),
+        ];
+        let columns = (0..INTERNAL_COLUMNS + view.feature_types.len()).map(|c| {
+            view.value_layout(c)
+                .and_then(|(at, bits)| {
+                    let at = (h.offset as usize).checked_add(at)?;
+                    (at < 1 << 56 && bits < 256).then_some((at as u64) << 8 | bits as u64)
+                })
+                .unwrap_or(NO_LAYOUT)
+        });
+        head.into_iter().chain(columns).collect()
+    }
+
+    /// The row where `key` probably starts, from a block's head words.
+    fn row_of(key: &[u8], [first, last, rows]: [u64; 3]) -> Option<usize> {
+        let key_len = (rows >> 32) as usize;
+        if first == NO_LAYOUT || key.len() != key_len {
+            return None;
+        }
+        let rows = (rows & u64::from(u32::MAX)) as usize;
+        Some(interpolate(key_as_u64(key), first, last, rows))
+    }
+
+    /// A column word as (file offset of row 0's value, bits per row).
+    fn unpack(word: u64) -> Option<(usize, usize)> {
+        (word != NO_LAYOUT).then_some(((word >> 8) as usize, (word & 0xff) as usize))
     }
 }
 
@@ -465,6 +596,20 @@ impl<'a> BlockView<'a> {
         if let Some(&ty) = self.feature_types.get(f) {
             self.prefetch_value(INTERNAL_COLUMNS + f, ty, row);
         }
+    }
+
+    /// Where column `c`'s values lie: the block offset of row 0's value and the bits
+    /// per row, if the column's encoding puts them at a computable place.
+    fn value_layout(&self, c: usize) -> Option<(usize, usize)> {
+        let ty = match c.checked_sub(INTERNAL_COLUMNS) {
+            None => internal_type(c),
+            Some(f) => *self.feature_types.get(f)?,
+        };
+        let bytes = self.col(c).ok()?;
+        let start = bytes.as_ptr() as usize - self.data.as_ptr() as usize;
+        let row0 = value_offset(bytes, self.rows, 0, ty)?;
+        let bits = value_offset(bytes, self.rows, 8, ty)? - row0;
+        Some((self.data_at + start + row0, bits))
     }
 
     /// Start loading the cache line of row `row` of column `c` of type `ty`.
@@ -592,5 +737,112 @@ impl<'a> BlockView<'a> {
             i += 1;
         }
         Ok(Found::MaybeNextBlock)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, UInt64Array};
+
+    use super::*;
+    use crate::keycodec::encode_key;
+    use crate::sst::{SstWriter, WriterOptions};
+    use crate::types::ScalarType;
+    use crate::versions::Versions;
+
+    /// Once a block has been read, its layout predicts where a key's versions start
+    /// (within one key's versions for evenly spaced keys) and where each fixed-width column's
+    /// value of any row lies: checked against the values written, not against the
+    /// decoder that computes the same offsets.
+    #[test]
+    fn block_layout_points_at_each_rows_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        let (entities, versions) = (700i64, 3i64);
+        let mut keys = Vec::new();
+        let (mut et, mut f, mut c, mut g) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for e in 0..entities {
+            for v in 0..versions {
+                keys.push(encode_key(&[Value::Int64(5 * e)], &[ScalarType::Int64], &[]).unwrap());
+                et.push(1_000 - v);
+                f.push((e * 10 + v) as f64 + 0.5);
+                c.push(e - 7 * v);
+                let row = keys.len() as i64;
+                g.push((row % 5 != 0).then_some(row as f64));
+            }
+        }
+        let rows = keys.len();
+        let v = Versions {
+            keys: BinaryArray::from_iter_values(keys.iter()),
+            et: Int64Array::from(et),
+            seq: UInt64Array::from_iter_values((1..=rows as u64).rev()),
+            tomb: BooleanArray::from(vec![false; rows]),
+            features: vec![
+                Arc::new(Float64Array::from(f.clone())) as ArrayRef,
+                Arc::new(Int64Array::from(c)) as ArrayRef,
+                Arc::new(Float64Array::from(g.clone())) as ArrayRef,
+            ],
+        };
+        let float = DataType::Scalar(ScalarType::Float64);
+        let opts = WriterOptions {
+            block_rows: 256,
+            block_bytes: 1 << 20,
+            bloom_bits_per_key: 10,
+        };
+        let types = vec![float, DataType::Scalar(ScalarType::Int64), float];
+        let mut w = SstWriter::create(&path, crate::types::TableId(1), types, opts).unwrap();
+        w.add(&v).unwrap();
+        w.finish(&|_| Some(0)).unwrap();
+
+        let r = SstReader::open(&path).unwrap();
+        assert!(r.index.len() > 5, "the test wants several blocks");
+        let mut first_row = 0;
+        for b in 0..r.index.len() {
+            let view = r.block(b).unwrap();
+            let ks = view.chunk(COL_KEY).unwrap();
+            let words: Vec<u64> = r.layout[b * r.layout_stride..(b + 1) * r.layout_stride]
+                .iter()
+                .map(|w| w.load(AtomicOrdering::Relaxed))
+                .collect();
+            let col = |c: usize| BlockLayout::unpack(words[BlockLayout::HEAD + c]);
+            let (key_at, key_bits) = col(COL_KEY).unwrap();
+            let (f_at, f_bits) = col(INTERNAL_COLUMNS).unwrap();
+            let (g_at, _) = col(INTERNAL_COLUMNS + 2).unwrap();
+            assert_eq!(f_bits, 64);
+            assert!(col(COL_TOMB).is_none(), "booleans lie in a bitmap");
+            let word_at = |at: usize| u64::from_le_bytes(r.map[at..at + 8].try_into().unwrap());
+            for i in 0..view.rows {
+                let global = first_row + i;
+                // Keys: packed integers from the block's first key.
+                let bit = i * key_bits;
+                let packed = (word_at(key_at + bit / 8) >> (bit % 8)) & ((1 << key_bits) - 1);
+                let key = key_as_u64(&ks.key(i).unwrap());
+                assert_eq!(
+                    packed,
+                    key - ks.first_key_u64().unwrap(),
+                    "block {b} row {i}"
+                );
+                // The key's first version is where the layout predicts it.
+                if i == 0 || ks.key(i - 1).unwrap() != ks.key(i).unwrap() {
+                    let guess = BlockLayout::row_of(&keys[global], [words[0], words[1], words[2]]);
+                    assert!(
+                        guess.unwrap().abs_diff(i) <= versions as usize,
+                        "block {b} row {i}: {guess:?}"
+                    );
+                }
+                // Plain floats, with and without NULLs.
+                assert_eq!(f64::from_bits(word_at(f_at + i * 8)), f[global]);
+                if let Some(x) = g[global] {
+                    assert_eq!(f64::from_bits(word_at(g_at + i * 8)), x);
+                }
+            }
+            first_row += view.rows;
+        }
+        assert_eq!(first_row, rows);
+        // A key of another length predicts nothing.
+        assert_eq!(BlockLayout::row_of(b"abc", [0, 10, 8 << 32 | 4]), None);
     }
 }
