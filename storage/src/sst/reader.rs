@@ -225,10 +225,7 @@ impl SstReader {
         {
             return;
         }
-        let words = self
-            .layout
-            .get(b * self.layout_stride..(b + 1) * self.layout_stride)
-            .unwrap_or_default();
+        let words = self.layout_words(b);
         let word = |i: usize| {
             words
                 .get(i)
@@ -315,11 +312,7 @@ impl SstReader {
             }
             let view = self.view(bytes, h)?;
             let words = BlockLayout::of(&view, h);
-            let slots = self
-                .layout
-                .get(b * self.layout_stride..)
-                .unwrap_or_default();
-            for (slot, w) in slots.iter().zip(words) {
+            for (slot, w) in self.layout_words(b).iter().zip(words) {
                 slot.store(w, AtomicOrdering::Relaxed);
             }
             if let Some(f) = flag {
@@ -328,6 +321,14 @@ impl SstReader {
             return Ok(view);
         }
         self.view(bytes, h)
+    }
+
+    /// Block `b`'s [`BlockLayout`] words (to be read only once its `verified` flag
+    /// has been seen set).
+    fn layout_words(&self, b: usize) -> &[AtomicU64] {
+        self.layout
+            .get(b * self.layout_stride..(b + 1) * self.layout_stride)
+            .unwrap_or_default()
     }
 
     fn view<'s>(&'s self, bytes: &'s [u8], h: &BlockHandle) -> Result<BlockView<'s>> {
@@ -803,7 +804,8 @@ mod tests {
         for b in 0..r.index.len() {
             let view = r.block(b).unwrap();
             let ks = view.chunk(COL_KEY).unwrap();
-            let words: Vec<u64> = r.layout[b * r.layout_stride..(b + 1) * r.layout_stride]
+            let words: Vec<u64> = r
+                .layout_words(b)
                 .iter()
                 .map(|w| w.load(AtomicOrdering::Relaxed))
                 .collect();
