@@ -869,12 +869,20 @@ impl<'a> Chunk<'a> {
 }
 
 /// Where row `i`'s value lies in a chunk of `n` rows of type `ty` (an offset into
-/// `bytes`), for the encodings whose values sit at a computable place (plain values,
-/// frame-of-reference integers, integer keys); `None` for the others or on any
-/// inconsistency. Point
-/// lookups prefetch these places for all columns at once before decoding, so the
-/// cache misses of a row's columns overlap instead of following one another.
+/// `bytes`), for the chunks [`value_layout`] describes; `None` for the others or on
+/// any inconsistency. Point lookups prefetch these places for all columns at once
+/// before decoding, so the cache misses of a row's columns overlap instead of
+/// following one another.
 pub(crate) fn value_offset(bytes: &[u8], n: usize, i: usize, ty: DataType) -> Option<usize> {
+    let (at, bits) = value_layout(bytes, n, ty)?;
+    at.checked_add(i.checked_mul(bits)? / 8)
+}
+
+/// Where the values of a chunk of `n` rows of type `ty` lie, for the encodings that
+/// put them at a computable place (plain values, frame-of-reference integers,
+/// integer keys): the offset of row 0's value in `bytes` and the bits per row (read
+/// from the chunk's header). `None` for the others or on any inconsistency.
+pub(crate) fn value_layout(bytes: &[u8], n: usize, ty: DataType) -> Option<(usize, usize)> {
     let flags = *bytes.first()?;
     let mut at = 1;
     if flags & FLAG_NULLS != 0 {
@@ -883,15 +891,14 @@ pub(crate) fn value_offset(bytes: &[u8], n: usize, i: usize, ty: DataType) -> Op
     let enc = *bytes.get(at)?;
     at += 1;
     match (enc, ty) {
-        (ENC_PLAIN, DataType::Scalar(s)) => at.checked_add(i.checked_mul(s.fixed_width()?)?),
+        (ENC_PLAIN, DataType::Scalar(s)) => Some((at, s.fixed_width()?.checked_mul(8)?)),
         (ENC_FOR, DataType::Scalar(s)) if s.is_integer_like() => {
-            let width = usize::from(*bytes.get(at + 8)?);
-            Some(at + 9 + i.checked_mul(width)? / 8)
+            // Base, width, then the packed values.
+            Some((at + 9, usize::from(*bytes.get(at + 8)?)))
         }
         (ENC_KEY_U64, _) => {
-            // Key length, then the keys as packed integers.
-            let width = usize::from(*bytes.get(at + 9)?);
-            Some(at + 10 + i.checked_mul(width)? / 8)
+            // Key length, base, width, then the keys as packed integers.
+            Some((at + 10, usize::from(*bytes.get(at + 9)?)))
         }
         _ => None,
     }

@@ -16,7 +16,8 @@ use memmap2::Mmap;
 
 use super::bloom::Bloom;
 use super::encoding::{
-    Chunk, KeyProbe, interpolate, key_as_u64, prefetch, prefetch_ref, value_at, value_offset,
+    Chunk, KeyProbe, interpolate, key_as_u64, prefetch, prefetch_ref, value_at, value_layout,
+    value_offset,
 };
 use super::{
     BlockHandle, COL_ET, COL_KEY, COL_SEQ, COL_TOMB, FOOTER_LEN, Footer, INTERNAL_COLUMNS,
@@ -549,20 +550,28 @@ impl<'a> BlockView<'a> {
 
     /// The bytes of column `c`.
     fn col(&self, c: usize) -> Result<&'a [u8], DecodeError> {
-        let end_of = |i: usize| le_u32_at(self.ends, i * 4).map(|e| e as usize);
-        let start = match c.checked_sub(1) {
-            None => Some(0),
-            Some(p) => end_of(p),
-        };
-        let (Some(start), Some(end)) = (start, end_of(c)) else {
-            return Err(DecodeError::new(0, format!("no column {c}")));
-        };
-        self.data.get(start..end).ok_or_else(|| {
+        let range = self.col_range(c)?;
+        let (start, end) = (range.start, range.end);
+        self.data.get(range).ok_or_else(|| {
             DecodeError::new(
                 self.data_at,
                 format!("column {c} bounds {start}..{end} invalid"),
             )
         })
+    }
+
+    /// Where column `c` lies in `data`, as the header's `col_end` table says
+    /// (unchecked against `data`).
+    fn col_range(&self, c: usize) -> Result<std::ops::Range<usize>, DecodeError> {
+        let end_of = |i: usize| le_u32_at(self.ends, i * 4).map(|e| e as usize);
+        let start = match c.checked_sub(1) {
+            None => Some(0),
+            Some(p) => end_of(p),
+        };
+        match (start, end_of(c)) {
+            (Some(start), Some(end)) => Ok(start..end),
+            _ => Err(DecodeError::new(0, format!("no column {c}"))),
+        }
     }
 
     /// Parse column `c` (internal columns first, then features).
@@ -606,10 +615,8 @@ impl<'a> BlockView<'a> {
             None => internal_type(c),
             Some(f) => *self.feature_types.get(f)?,
         };
-        let bytes = self.col(c).ok()?;
-        let start = bytes.as_ptr() as usize - self.data.as_ptr() as usize;
-        let row0 = value_offset(bytes, self.rows, 0, ty)?;
-        let bits = value_offset(bytes, self.rows, 8, ty)? - row0;
+        let start = self.col_range(c).ok()?.start;
+        let (row0, bits) = value_layout(self.col(c).ok()?, self.rows, ty)?;
         Some((self.data_at + start + row0, bits))
     }
 
