@@ -360,6 +360,18 @@ async fn malformed_and_oversized_messages_get_errors_and_the_server_keeps_servin
     let reply = read_until_ready(&mut s).await;
     let text = String::from_utf8_lossy(&reply);
     assert!(text.contains("22021"), "{text}");
+    // The same in a pipelined Parse: one error, the Bind and Execute behind it are
+    // skipped, and Sync's ReadyForQuery is the only one (a stray one would be read
+    // as the answer to the next query).
+    let mut pipeline = vec![b'P', 0, 0, 0, 10, 0, 0xff, 0xfe, 0, 0, 0];
+    pipeline.extend_from_slice(&[b'B', 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);
+    pipeline.extend_from_slice(&[b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+    pipeline.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+    s.write_all(&pipeline).await.unwrap();
+    let reply = read_until_ready(&mut s).await;
+    let text = String::from_utf8_lossy(&reply);
+    assert_eq!(text.matches("22021").count(), 1, "{text}");
+    assert_eq!(reply.first(), Some(&b'E'), "{text}");
     // The session still works.
     s.write_all(b"Q\0\0\0\x0dSELECT 1\0").await.unwrap();
     let reply = read_until_ready(&mut s).await;

@@ -450,6 +450,29 @@ impl FastLookup {
         params: &[ScalarValue],
     ) -> Result<(Vec<Vec<u8>>, ReadAt)> {
         let key_types = self.proj.key_types();
+        let keys = match (self.keys.as_slice(), key_types) {
+            // The online lookup `key = $1`: no per-column value sets.
+            ([KeyArg::Param(i)], [t]) => match params.get(*i).and_then(|s| key_value(s, *t)) {
+                Some(v) => vec![encode_key(std::slice::from_ref(&v), key_types, &[])?],
+                None => Vec::new(),
+            },
+            _ => self.key_combinations(params)?,
+        };
+        let time = |e: &datafusion::logical_expr::Expr| match self
+            .compiled
+            .iter()
+            .find(|c| c.source() == e)
+        {
+            Some(c) => c.eval(params),
+            None => crate::timeexpr::eval_time(state, e, params),
+        };
+        let (_, at) = self.read.read_at_with(snapshot.now_micros(), &time)?;
+        Ok((keys, at))
+    }
+
+    /// The encoded keys of every combination of the key arguments' values.
+    fn key_combinations(&self, params: &[ScalarValue]) -> Result<Vec<Vec<u8>>> {
+        let key_types = self.proj.key_types();
         let mut sets: Vec<Vec<StorageValue>> = Vec::with_capacity(self.keys.len());
         for (arg, &t) in self.keys.iter().zip(key_types) {
             let scalars: Vec<ScalarValue> = match arg {
@@ -468,17 +491,7 @@ impl FastLookup {
             };
             sets.push(scalars.iter().filter_map(|s| key_value(s, t)).collect());
         }
-        let keys = encode_combinations(&sets, key_types)?;
-        let time = |e: &datafusion::logical_expr::Expr| match self
-            .compiled
-            .iter()
-            .find(|c| c.source() == e)
-        {
-            Some(c) => c.eval(params),
-            None => crate::timeexpr::eval_time(state, e, params),
-        };
-        let (_, at) = self.read.read_at_with(snapshot.now_micros(), &time)?;
-        Ok((keys, at))
+        encode_combinations(&sets, key_types)
     }
 }
 
@@ -488,16 +501,6 @@ fn encode_combinations(
     sets: &[Vec<StorageValue>],
     key_types: &[ScalarType],
 ) -> Result<Vec<Vec<u8>>> {
-    if let [set] = sets
-        && let [single] = set.as_slice()
-    {
-        // The common lookup: one key column, one value.
-        return Ok(vec![encode_key(
-            std::slice::from_ref(single),
-            key_types,
-            &[],
-        )?]);
-    }
     // Odometer over one index per key column, the last column varying fastest.
     let mut keys = Vec::new();
     if sets.iter().any(Vec::is_empty) {

@@ -375,6 +375,16 @@ pub(crate) fn decode_key(key: &[u8], types: &[ScalarType]) -> DecodeResult<Vec<V
     Ok(out)
 }
 
+/// Decode the key of a one-column key (what [`decode_key`] returns, without the Vec).
+pub(crate) fn decode_single_key(key: &[u8], t: ScalarType) -> DecodeResult<Value> {
+    let mut c = KeyCursor { buf: key, pos: 0 };
+    let v = c.value(t, true)?;
+    if c.pos != key.len() {
+        return Err(DecodeError::new(c.pos, "trailing bytes after key"));
+    }
+    Ok(v)
+}
+
 /// Decode a column of encoded keys into one Arrow array per key column.
 pub(crate) fn decode_key_columns(
     keys: &BinaryArray,

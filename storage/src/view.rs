@@ -13,8 +13,8 @@
 use std::sync::Arc;
 
 use crate::catalog::Catalog;
-use crate::error::{Error, Result};
-use crate::keycodec::decode_key;
+use crate::error::{DecodeError, Error, Result};
+use crate::keycodec::{decode_key, decode_single_key};
 use crate::memtable::{MemEntry, MemTable};
 use crate::rowcodec;
 use crate::sst::bloom::key_hash;
@@ -380,11 +380,18 @@ fn materialize(
     proj: &Projection,
     values: &mut Vec<Value>,
 ) -> Result<()> {
-    let key_values = if proj.need_key {
-        decode_key(key, &proj.key_types)
-            .map_err(|e| Error::corruption("<key>", e.offset as u64, e.detail))?
-    } else {
-        Vec::new()
+    let key_error = |e: DecodeError| Error::corruption("<key>", e.offset as u64, e.detail);
+    let (single, many);
+    let key_values: &[Value] = match (proj.need_key, proj.key_types.as_slice()) {
+        (false, _) => &[],
+        (true, &[t]) => {
+            single = [decode_single_key(key, t).map_err(key_error)?];
+            &single
+        }
+        (true, types) => {
+            many = decode_key(key, types).map_err(key_error)?;
+            &many
+        }
     };
     match &hit.src {
         HitSource::Mem(e) => {
@@ -393,7 +400,7 @@ fn materialize(
             for r in &proj.cols {
                 values.push(match *r {
                     ColumnRole::Feature(fi) => feats.get(fi).cloned().unwrap_or(Value::Null),
-                    _ => key_or_time(r, &key_values, hit.et),
+                    _ => key_or_time(r, key_values, hit.et),
                 });
             }
         }
@@ -406,7 +413,7 @@ fn materialize(
                         Ok(v) => v,
                         Err(e) => return Err(f.reader.block_error(at.block, e)),
                     },
-                    _ => key_or_time(r, &key_values, hit.et),
+                    _ => key_or_time(r, key_values, hit.et),
                 });
             }
         }

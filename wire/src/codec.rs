@@ -9,9 +9,15 @@
 //!   frame is cut from the buffer first and decoded in isolation;
 //! - outgoing messages are only buffered here; the connection decides when to flush
 //!   (once per Sync, Flush or simple query), which is what makes pipelined extended
-//!   queries cost one write.
+//!   queries cost one write;
+//! - Bind, the one message of every prepared execution that carries data, is decoded
+//!   here into a [`BindMsg`] that keeps its frame (pgwire's owns a String and three
+//!   Vecs); its layout is checked whole before the connection reads any field, its
+//!   names are checked to be UTF-8 when read.
 
-use bytes::{BufMut, BytesMut};
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
 use pgwire::messages::{DecodeContext, PgWireBackendMessage, PgWireFrontendMessage};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -32,7 +38,176 @@ pub enum Phase {
 #[derive(Debug)]
 pub enum Frame {
     Message(PgWireFrontendMessage),
+    Bind(BindMsg),
     Refused(ProtocolError),
+    /// A Parse or Bind refused with a non-fatal error: like a failed extended-protocol
+    /// message, the rest up to Sync is skipped.
+    RefusedExtended(ProtocolError),
+}
+
+/// A Bind message, checked and kept as its frame: names, format codes and parameter
+/// values are read from the frame's bytes on demand.
+#[derive(Debug)]
+pub struct BindMsg {
+    frame: Bytes,
+    portal: Range<usize>,
+    statement: Range<usize>,
+    param_formats: Range<usize>,
+    /// The parameter values (each a 4-byte length, -1 for NULL, then the bytes).
+    params: Range<usize>,
+    param_count: usize,
+    result_formats: Range<usize>,
+}
+
+/// Format codes of a Bind (2 bytes each, big-endian).
+#[derive(Clone, Copy, Debug)]
+pub struct Codes<'a>(&'a [u8]);
+
+impl<'a> Codes<'a> {
+    pub fn len(&self) -> usize {
+        self.0.len() / 2
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = i16> + 'a {
+        self.0
+            .chunks_exact(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+    }
+}
+
+impl BindMsg {
+    /// Check a whole Bind frame (type byte and length included) and note where its
+    /// parts are; a violation names what is wrong.
+    pub fn parse(frame: Bytes) -> Result<BindMsg, ProtocolError> {
+        let mut r = Reader { buf: &frame, at: 5 };
+        let portal = r.cstring()?;
+        let statement = r.cstring()?;
+        let n = r.count()?;
+        let param_formats = r.take(2 * n)?;
+        let param_count = r.count()?;
+        let start = r.at;
+        for _ in 0..param_count {
+            let len = r.i32()?;
+            if len >= 0 {
+                r.take(len as usize)?;
+            } else if len != -1 {
+                return Err(bad("invalid parameter length"));
+            }
+        }
+        let params = start..r.at;
+        let n = r.count()?;
+        let result_formats = r.take(2 * n)?;
+        if r.at != frame.len() {
+            return Err(bad("bind message has trailing bytes"));
+        }
+        Ok(BindMsg {
+            frame,
+            portal,
+            statement,
+            param_formats,
+            params,
+            param_count,
+            result_formats,
+        })
+    }
+
+    fn text(&self, r: &Range<usize>) -> Result<&str, ProtocolError> {
+        std::str::from_utf8(self.frame.get(r.clone()).unwrap_or_default())
+            .map_err(|_| ProtocolError::InvalidUtf8)
+    }
+
+    /// The portal's name (22021 if it is not UTF-8).
+    pub fn portal(&self) -> Result<&str, ProtocolError> {
+        self.text(&self.portal)
+    }
+
+    /// The prepared statement's name (22021 if it is not UTF-8).
+    pub fn statement(&self) -> Result<&str, ProtocolError> {
+        self.text(&self.statement)
+    }
+
+    pub fn param_formats(&self) -> Codes<'_> {
+        Codes(
+            self.frame
+                .get(self.param_formats.clone())
+                .unwrap_or_default(),
+        )
+    }
+
+    pub fn result_formats(&self) -> Codes<'_> {
+        Codes(
+            self.frame
+                .get(self.result_formats.clone())
+                .unwrap_or_default(),
+        )
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.param_count
+    }
+
+    /// The parameter values in order (None: NULL).
+    pub fn params(&self) -> impl Iterator<Item = Option<&[u8]>> {
+        let mut r = Reader {
+            buf: self.frame.get(..self.params.end).unwrap_or_default(),
+            at: self.params.start,
+        };
+        (0..self.param_count).map(move |_| match r.i32() {
+            Ok(len) if len >= 0 => r.take(len as usize).ok().and_then(|x| r.buf.get(x)),
+            _ => None,
+        })
+    }
+}
+
+fn bad(what: &str) -> ProtocolError {
+    ProtocolError::Violation(format!("invalid message: {what}"))
+}
+
+/// A bounds-checked cursor over a frame.
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<Range<usize>, ProtocolError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| bad("message is shorter than its contents"))?;
+        let r = self.at..end;
+        self.at = end;
+        Ok(r)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ProtocolError> {
+        let r = self.take(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.buf.get(r).unwrap_or_default());
+        Ok(out)
+    }
+
+    fn i32(&mut self) -> Result<i32, ProtocolError> {
+        Ok(i32::from_be_bytes(self.array()?))
+    }
+
+    /// A 16-bit count (unsigned, as PostgreSQL reads it: up to 65535 parameters).
+    fn count(&mut self) -> Result<usize, ProtocolError> {
+        Ok(usize::from(u16::from_be_bytes(self.array()?)))
+    }
+
+    /// A NUL-terminated string; the range excludes the NUL.
+    fn cstring(&mut self) -> Result<Range<usize>, ProtocolError> {
+        let rest = self.buf.get(self.at..).unwrap_or_default();
+        let len = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| bad("unterminated string"))?;
+        let r = self.take(len)?;
+        self.at += 1;
+        Ok(r)
+    }
 }
 
 /// Output: a pgwire message, or bytes already framed (DataRows, CopyData).
@@ -139,8 +314,17 @@ impl Decoder for HsCodec {
             return Ok(None);
         }
         let frame = src.split_to(total);
+        if header == 1 && frame.first() == Some(&b'B') {
+            return Ok(Some(match BindMsg::parse(frame.freeze()) {
+                Ok(b) => Frame::Bind(b),
+                Err(e) => Frame::Refused(e),
+            }));
+        }
         if header == 1 && !text_is_utf8(&frame) {
-            return Ok(Some(Frame::Refused(ProtocolError::InvalidUtf8)));
+            return Ok(Some(match frame.first() {
+                Some(b'P') => Frame::RefusedExtended(ProtocolError::InvalidUtf8),
+                _ => Frame::Refused(ProtocolError::InvalidUtf8),
+            }));
         }
         Ok(Some(match decode_isolated(frame, &self.context()) {
             Ok(Some(m)) => Frame::Message(m),
@@ -203,6 +387,11 @@ pub fn put_command_complete(buf: &mut BytesMut, tag: &str, rows: Option<u64>) {
     if let Some(slot) = buf.get_mut(start + 1..start + 5) {
         slot.copy_from_slice(&len.to_be_bytes());
     }
+}
+
+/// A ReadyForQuery message with transaction status `status` (`I`, `T` or `E`).
+pub fn put_ready_for_query(buf: &mut BytesMut, status: u8) {
+    buf.put_slice(&[b'Z', 0, 0, 0, 5, status]);
 }
 
 /// The BindComplete message.
@@ -269,6 +458,20 @@ mod tests {
             .encode(&mut theirs)
             .unwrap();
         assert_eq!(&theirs[..], BIND_COMPLETE);
+        use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
+        for (status, byte) in [
+            (TransactionStatus::Idle, b'I'),
+            (TransactionStatus::Transaction, b'T'),
+            (TransactionStatus::Error, b'E'),
+        ] {
+            let mut ours = BytesMut::new();
+            put_ready_for_query(&mut ours, byte);
+            let mut theirs = BytesMut::new();
+            PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status))
+                .encode(&mut theirs)
+                .unwrap();
+            assert_eq!(ours, theirs);
+        }
     }
 
     #[test]
@@ -307,6 +510,102 @@ mod tests {
         b.put_i32(4 + body.len() as i32);
         b.put_slice(body);
         assert!(matches!(c.decode(&mut b).unwrap(), Some(Frame::Message(_))));
+    }
+
+    /// A Bind frame: portal, statement, parameter format codes, parameters, result
+    /// format codes, as a client writes it (pgwire's encoder).
+    fn bind_frame(
+        portal: &str,
+        stmt: &str,
+        pformats: Vec<i16>,
+        params: Vec<Option<&[u8]>>,
+        rformats: Vec<i16>,
+    ) -> BytesMut {
+        use pgwire::messages::extendedquery::Bind;
+        let bind = Bind::new(
+            Some(portal.to_string()).filter(|p| !p.is_empty()),
+            Some(stmt.to_string()).filter(|s| !s.is_empty()),
+            pformats,
+            params
+                .into_iter()
+                .map(|p| p.map(Bytes::copy_from_slice))
+                .collect(),
+            rformats,
+        );
+        let mut b = BytesMut::new();
+        PgWireFrontendMessage::Bind(bind).encode(&mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn bind_frames_decode_to_their_fields() {
+        let mut c = ready();
+        let mut b = bind_frame(
+            "p1",
+            "P_0",
+            vec![0, 1],
+            vec![Some(b"42"), None, Some(b"")],
+            vec![1],
+        );
+        let Some(Frame::Bind(m)) = c.decode(&mut b).unwrap() else {
+            panic!("not a bind")
+        };
+        assert!(b.is_empty());
+        assert_eq!(m.portal().unwrap(), "p1");
+        assert_eq!(m.statement().unwrap(), "P_0");
+        assert_eq!(m.param_formats().iter().collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(m.param_count(), 3);
+        let params: Vec<Option<&[u8]>> = m.params().collect();
+        assert_eq!(params, vec![Some(&b"42"[..]), None, Some(&b""[..])]);
+        assert_eq!(m.result_formats().iter().collect::<Vec<_>>(), vec![1]);
+
+        // The unnamed portal and statement, no codes, no parameters.
+        let mut b = bind_frame("", "", vec![], vec![], vec![]);
+        let Some(Frame::Bind(m)) = c.decode(&mut b).unwrap() else {
+            panic!("not a bind")
+        };
+        assert_eq!((m.portal().unwrap(), m.statement().unwrap()), ("", ""));
+        assert_eq!(m.param_count(), 0);
+        assert_eq!(m.params().count(), 0);
+        assert_eq!(m.result_formats().len(), 0);
+    }
+
+    #[test]
+    fn malformed_binds_are_refused_without_panics() {
+        let good = bind_frame("", "s", vec![0], vec![Some(b"12345")], vec![0]);
+        // Every truncation of a valid Bind (its length field adjusted) is refused.
+        for cut in 5..good.len() {
+            let mut b = BytesMut::from(&good[..cut]);
+            let len = (cut - 1) as i32;
+            b[1..5].copy_from_slice(&len.to_be_bytes());
+            match ready().decode(&mut b).unwrap() {
+                Some(Frame::Refused(ProtocolError::Violation(_))) => {}
+                other => panic!("cut at {cut}: {other:?}"),
+            }
+        }
+        // Trailing bytes, a negative parameter length other than -1.
+        let mut b = good.clone();
+        b.put_u8(7);
+        let len = (b.len() - 1) as i32;
+        b[1..5].copy_from_slice(&len.to_be_bytes());
+        assert!(matches!(
+            ready().decode(&mut b).unwrap(),
+            Some(Frame::Refused(ProtocolError::Violation(_)))
+        ));
+        let mut b = bind_frame("", "s", vec![], vec![Some(b"1")], vec![]);
+        let at = b.len() - 2 - 1 - 4; // the parameter's length field
+        b[at..at + 4].copy_from_slice(&(-2i32).to_be_bytes());
+        assert!(matches!(
+            ready().decode(&mut b).unwrap(),
+            Some(Frame::Refused(ProtocolError::Violation(_)))
+        ));
+        // A statement name that is not UTF-8 is 22021 when read, not a panic.
+        let mut b = bind_frame("", "s", vec![], vec![], vec![]);
+        b[6] = 0xff;
+        let Some(Frame::Bind(m)) = ready().decode(&mut b).unwrap() else {
+            panic!("not a bind")
+        };
+        assert!(matches!(m.statement(), Err(ProtocolError::InvalidUtf8)));
     }
 
     #[test]

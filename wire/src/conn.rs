@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::{DataType as ArrowType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt};
 use hindsight_sql::ast::Statement;
 use hindsight_sql::{ErrorKind, Output, Prepared, Session, SqlError, TransactionStatus};
 use hindsight_storage::{DataType as StorageType, Value};
@@ -30,9 +30,7 @@ use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::data::{FieldDescription, NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{CloseComplete, ParseComplete, PortalSuspended};
-use pgwire::messages::response::{
-    CommandComplete, EmptyQueryResponse, ReadyForQuery, TransactionStatus as PgTxn,
-};
+use pgwire::messages::response::{CommandComplete, EmptyQueryResponse};
 use pgwire::messages::startup::{
     Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey, Startup,
 };
@@ -42,8 +40,8 @@ use tokio_util::codec::{Framed, FramedParts};
 
 use crate::auth::Method;
 use crate::codec::{
-    BIND_COMPLETE, Frame, HsCodec, Outgoing, Phase, RowWriter, begin_row, finish_row,
-    put_command_complete,
+    BIND_COMPLETE, BindMsg, Codes, Frame, HsCodec, Outgoing, Phase, RowWriter, begin_row,
+    finish_row, put_command_complete, put_ready_for_query,
 };
 use crate::copy::{self, CopyCommand};
 use crate::metrics::Metrics;
@@ -83,7 +81,7 @@ impl Stmt {
             .filter(|s| !s.fields().is_empty())
             .and_then(|s| {
                 let mut buf = BytesMut::new();
-                B::RowDescription(row_description(s, &[]))
+                B::RowDescription(row_description(s, &Formats::TEXT))
                     .encode(&mut buf)
                     .ok()
                     .map(|()| buf.freeze())
@@ -123,6 +121,12 @@ impl Stmt {
     }
 }
 
+/// What a session's wait for its next message ends with.
+enum Next {
+    Frame(Option<std::io::Result<Frame>>),
+    Shutdown,
+}
+
 enum PortalState {
     Ready,
     Running {
@@ -137,7 +141,7 @@ struct Portal {
     stmt: Arc<Stmt>,
     params: Vec<ScalarValue>,
     /// Per result column: binary format?
-    binary: Vec<bool>,
+    binary: Formats,
     state: PortalState,
 }
 
@@ -181,16 +185,17 @@ fn command_tag(tag: &str, rows: Option<u64>) -> String {
     }
 }
 
-fn pg_txn(s: TransactionStatus) -> PgTxn {
+/// The transaction status byte of ReadyForQuery.
+fn status_byte(s: TransactionStatus) -> u8 {
     match s {
-        TransactionStatus::Idle => PgTxn::Idle,
-        TransactionStatus::InBlock => PgTxn::Transaction,
-        TransactionStatus::Failed => PgTxn::Error,
+        TransactionStatus::Idle => b'I',
+        TransactionStatus::InBlock => b'T',
+        TransactionStatus::Failed => b'E',
     }
 }
 
 /// RowDescription of a result schema with per-column formats.
-pub(crate) fn row_description(schema: &SchemaRef, binary: &[bool]) -> RowDescription {
+pub(crate) fn row_description(schema: &SchemaRef, binary: &Formats) -> RowDescription {
     RowDescription::new(
         schema
             .fields()
@@ -205,22 +210,50 @@ pub(crate) fn row_description(schema: &SchemaRef, binary: &[bool]) -> RowDescrip
                     t.oid,
                     t.size,
                     -1,
-                    i16::from(binary.get(i).copied().unwrap_or(false)),
+                    i16::from(binary.binary(i)),
                 )
             })
             .collect(),
     )
 }
 
-/// Resolve Bind's format codes (none: all text; one: applies to all; else one each).
-fn formats(codes: &[i16], n: usize) -> Result<Vec<bool>, ProtocolError> {
-    match codes.len() {
-        0 => Ok(vec![false; n]),
-        1 => Ok(vec![codes.first() == Some(&1); n]),
-        m if m == n => Ok(codes.iter().map(|c| *c == 1).collect()),
-        m => Err(ProtocolError::Violation(format!(
-            "bind message has {m} format codes but {n} values"
-        ))),
+/// Text or binary, per parameter or result column, as Bind chose. The common
+/// choices (no codes: all text; one code: all alike) keep no per-column vector.
+#[derive(Clone, Debug)]
+pub(crate) enum Formats {
+    All(bool),
+    Each(Vec<bool>),
+}
+
+impl Formats {
+    pub(crate) const TEXT: Formats = Formats::All(false);
+
+    /// Resolve Bind's format codes for `n` values.
+    fn resolve(codes: Codes<'_>, n: usize) -> Result<Formats, ProtocolError> {
+        let mut it = codes.iter();
+        match codes.len() {
+            0 => Ok(Formats::TEXT),
+            1 => Ok(Formats::All(it.next() == Some(1))),
+            m if m == n => Ok(Formats::Each(it.map(|c| c == 1).collect())),
+            m => Err(ProtocolError::Violation(format!(
+                "bind message has {m} format codes but {n} values"
+            ))),
+        }
+    }
+
+    /// Whether value `i` is in binary format.
+    pub(crate) fn binary(&self, i: usize) -> bool {
+        match self {
+            Formats::All(b) => *b,
+            Formats::Each(v) => v.get(i).copied().unwrap_or(false),
+        }
+    }
+
+    fn any_binary(&self) -> bool {
+        match self {
+            Formats::All(b) => *b,
+            Formats::Each(v) => v.contains(&true),
+        }
     }
 }
 
@@ -252,10 +285,10 @@ impl Connection {
                 }
                 return Ok(());
             }
-            Ok(Some(Ok(Frame::Refused(e)))) => {
+            Ok(Some(Ok(Frame::Refused(e) | Frame::RefusedExtended(e)))) => {
                 return fatal(&mut socket, e).await;
             }
-            Ok(Some(Ok(Frame::Message(_)))) => {
+            Ok(Some(Ok(Frame::Message(_) | Frame::Bind(_)))) => {
                 return fatal(
                     &mut socket,
                     ProtocolError::Violation("expected a startup message".into()),
@@ -399,16 +432,13 @@ impl Connection {
     }
 
     async fn ready_for_query(&mut self) -> std::io::Result<()> {
-        let status = pg_txn(self.session.transaction_status());
-        self.socket
-            .feed(B::ReadyForQuery(ReadyForQuery::new(status)).into())
-            .await?;
+        let status = status_byte(self.session.transaction_status());
+        put_ready_for_query(self.socket.write_buffer_mut(), status);
         self.socket.flush().await
     }
 
     /// The message loop.
     async fn serve(mut self) -> std::io::Result<()> {
-        let mut shutdown = self.shared.shutdown.clone();
         loop {
             let idle = match (
                 self.shared.config.idle_session_timeout,
@@ -417,46 +447,47 @@ impl Connection {
                 (Some(t), TransactionStatus::Idle) => Some(t),
                 _ => None,
             };
-            // A frame that is ready now (Bind, Execute and Sync of a round trip arrive
-            // together) is taken without arming the shutdown and idle waits: each arms
-            // a waiter under a lock, three times per pgbench transaction in profiles.
-            // Shutdown is still seen first: `has_changed` is one atomic load.
-            let ready = match shutdown.has_changed() {
-                Ok(false) => self.socket.next().now_or_never(),
-                _ => None,
+            let next = match idle {
+                None => self.next_message().await,
+                Some(t) => match tokio::time::timeout(t, self.next_message()).await {
+                    Ok(next) => next,
+                    Err(_) => return fatal(&mut self.socket, ProtocolError::IdleTimeout).await,
+                },
             };
-            let frame = match ready {
-                Some(f) => Some(f),
-                None => {
-                    let next = async {
-                        match idle {
-                            Some(t) => tokio::time::timeout(t, self.socket.next()).await.ok(),
-                            None => Some(self.socket.next().await),
-                        }
-                    };
-                    tokio::select! {
-                        biased;
-                        _ = shutdown.changed() => {
-                            return fatal(&mut self.socket, ProtocolError::AdminShutdown).await;
-                        }
-                        f = next => f,
-                    }
+            let frame = match next {
+                Next::Shutdown => {
+                    return fatal(&mut self.socket, ProtocolError::AdminShutdown).await;
                 }
-            };
-            let frame = match frame {
-                None => return fatal(&mut self.socket, ProtocolError::IdleTimeout).await,
-                Some(None) => return Ok(()),
-                Some(Some(f)) => f?,
+                Next::Frame(None) => return Ok(()),
+                Next::Frame(Some(f)) => f?,
             };
             match frame {
-                Frame::Refused(e) if e.is_fatal() => return fatal(&mut self.socket, e).await,
+                Frame::Refused(e) | Frame::RefusedExtended(e) if e.is_fatal() => {
+                    return fatal(&mut self.socket, e).await;
+                }
                 Frame::Refused(e) => {
-                    // Non-fatal refusals come from Query or Parse (invalid UTF-8).
+                    // A Query with invalid UTF-8: an error, and the query is over.
                     self.send_error(e.into()).await?;
                     if self.skipping {
                         continue;
                     }
                     self.ready_for_query().await?;
+                }
+                Frame::RefusedExtended(e) => {
+                    // Parse or Bind: discard until Sync, as after any failed message.
+                    if !self.skipping {
+                        self.skipping = true;
+                        self.send_error(e.into()).await?;
+                    }
+                }
+                Frame::Bind(b) => {
+                    if self.skipping {
+                        continue;
+                    }
+                    if let Err(e) = self.bind(&b) {
+                        self.skipping = true;
+                        self.send_error(e).await?;
+                    }
                 }
                 Frame::Message(F::Terminate(_)) => return Ok(()),
                 Frame::Message(m) => {
@@ -466,6 +497,20 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// The next message, unless the server is shutting down (checked first, so a
+    /// session finishing a statement at shutdown stops before its next one).
+    async fn next_message(&mut self) -> Next {
+        let (signal, shared, socket) = (&self.reg.cancel, &self.shared, &mut self.socket);
+        std::future::poll_fn(|cx| {
+            signal.register_idle(cx.waker());
+            if shared.stopping() {
+                return std::task::Poll::Ready(Next::Shutdown);
+            }
+            socket.poll_next_unpin(cx).map(Next::Frame)
+        })
+        .await
     }
 
     /// Handle one message; false ends the connection.
@@ -484,7 +529,7 @@ impl Connection {
                 self.ready_for_query().await?;
             }
             F::Flush(_) => self.socket.flush().await?,
-            F::Parse(_) | F::Bind(_) | F::Describe(_) | F::Execute(_) | F::Close(_) => {
+            F::Parse(_) | F::Describe(_) | F::Execute(_) | F::Close(_) => {
                 if self.skipping {
                     return Ok(true);
                 }
@@ -594,7 +639,7 @@ impl Connection {
             Output::Command { tag, rows } => self.complete(command_tag(tag, rows)).await?,
             Output::Rows(stream) => {
                 let schema = stream.schema();
-                let binary = vec![false; schema.fields().len()];
+                let binary = Formats::TEXT;
                 self.socket
                     .feed(B::RowDescription(row_description(&schema, &binary)).into())
                     .await?;
@@ -624,7 +669,7 @@ impl Connection {
     async fn stream_rows(
         &mut self,
         state: &mut (SendableRecordBatchStream, Option<(RecordBatch, usize)>, u64),
-        binary: &[bool],
+        binary: &Formats,
         limit: usize,
         deadline: Option<Instant>,
     ) -> std::io::Result<Result<bool, WireError>> {
@@ -713,26 +758,6 @@ impl Connection {
                     .feed(B::ParseComplete(ParseComplete::new()).into())
                     .await?;
             }
-            F::Bind(b) => {
-                let sname = b.statement_name.unwrap_or_default();
-                let Some(stmt) = self.statements.get(&sname).cloned() else {
-                    return Ok(Err(ProtocolError::NoSuchStatement(sname).into()));
-                };
-                let portal = match bind_portal(
-                    stmt,
-                    &b.parameter_format_codes,
-                    &b.parameters,
-                    &b.result_column_format_codes,
-                ) {
-                    Ok(p) => p,
-                    Err(e) => return Ok(Err(e)),
-                };
-                self.portals
-                    .insert(b.portal_name.unwrap_or_default(), portal);
-                self.socket
-                    .write_buffer_mut()
-                    .extend_from_slice(BIND_COMPLETE);
-            }
             F::Describe(d) => {
                 let name = d.name.unwrap_or_default();
                 if d.target_type == b'S' {
@@ -745,7 +770,7 @@ impl Connection {
                                 .into(),
                         )
                         .await?;
-                    self.describe_rows(&stmt, &[]).await?;
+                    self.describe_rows(&stmt, &Formats::TEXT).await?;
                 } else {
                     let Some(portal) = self.portals.get(&name) else {
                         return Ok(Err(ProtocolError::NoSuchPortal(name).into()));
@@ -779,13 +804,27 @@ impl Connection {
         Ok(Ok(()))
     }
 
+    /// Bind: a portal of a prepared statement with its parameters decoded.
+    fn bind(&mut self, b: &BindMsg) -> Result<(), WireError> {
+        let name = b.statement()?;
+        let Some(stmt) = self.statements.get(name).cloned() else {
+            return Err(ProtocolError::NoSuchStatement(name.to_string()).into());
+        };
+        let portal = bind_portal(stmt, b)?;
+        self.portals.insert(b.portal()?.to_string(), portal);
+        self.socket
+            .write_buffer_mut()
+            .extend_from_slice(BIND_COMPLETE);
+        Ok(())
+    }
+
     /// RowDescription (or NoData) of a statement's rows in the formats `binary`.
-    async fn describe_rows(&mut self, stmt: &Stmt, binary: &[bool]) -> std::io::Result<()> {
+    async fn describe_rows(&mut self, stmt: &Stmt, binary: &Formats) -> std::io::Result<()> {
         let Some(text) = &stmt.text_row_description else {
             return self.socket.feed(B::NoData(NoData::new()).into()).await;
         };
         match &stmt.prepared.schema {
-            Some(s) if binary.contains(&true) => {
+            Some(s) if binary.any_binary() => {
                 self.socket
                     .feed(B::RowDescription(row_description(s, binary)).into())
                     .await
@@ -938,12 +977,11 @@ fn encode_lookup_row(
     buf: &mut BytesMut,
     row: &[Value],
     types: &[(StorageType, ArrowType)],
-    binary: &[bool],
+    binary: &Formats,
 ) {
     let start = begin_row(buf, row.len() as i16);
     for (c, (v, (ty, arrow))) in row.iter().zip(types).enumerate() {
-        let bin = binary.get(c).copied().unwrap_or(false);
-        encode_value(v, *ty, arrow, bin, buf);
+        encode_value(v, *ty, arrow, binary.binary(c), buf);
     }
     finish_row(buf, start);
 }
@@ -955,7 +993,7 @@ fn encode_rows(
     out: &mut RowWriter,
     batch: &RecordBatch,
     rows: std::ops::Range<usize>,
-    binary: &[bool],
+    binary: &Formats,
 ) -> usize {
     let columns = batch.columns();
     let end = rows.end.min(batch.num_rows());
@@ -963,12 +1001,7 @@ fn encode_rows(
     while row < end {
         out.begin(columns.len() as i16);
         for (c, col) in columns.iter().enumerate() {
-            encode_cell(
-                col.as_ref(),
-                row,
-                binary.get(c).copied().unwrap_or(false),
-                &mut out.buf,
-            );
+            encode_cell(col.as_ref(), row, binary.binary(c), &mut out.buf);
         }
         out.finish();
         row += 1;
@@ -980,34 +1013,28 @@ fn encode_rows(
 }
 
 /// Decode Bind's parameters against a statement.
-fn bind_portal(
-    stmt: Arc<Stmt>,
-    param_formats: &[i16],
-    values: &[Option<Bytes>],
-    result_formats: &[i16],
-) -> Result<Portal, WireError> {
+fn bind_portal(stmt: Arc<Stmt>, b: &BindMsg) -> Result<Portal, WireError> {
     let expected = stmt.prepared.param_types.len().max(stmt.declared.len());
-    if values.len() != expected {
+    if b.param_count() != expected {
         return Err(ProtocolError::Violation(format!(
             "bind message supplies {} parameters, but prepared statement requires {expected}",
-            values.len()
+            b.param_count()
         ))
         .into());
     }
-    let pformats = formats(param_formats, values.len())?;
-    let mut params = Vec::with_capacity(values.len());
-    for (i, v) in values.iter().enumerate() {
+    let pformats = Formats::resolve(b.param_formats(), b.param_count())?;
+    let mut params = Vec::with_capacity(b.param_count());
+    for (i, v) in b.params().enumerate() {
         let declared = stmt.declared.get(i).copied().unwrap_or(0);
         let target = stmt.prepared.param_types.get(i).and_then(|t| t.as_ref());
-        let binary = pformats.get(i).copied().unwrap_or(false);
-        params.push(decode_param(v.as_deref(), binary, declared, target)?);
+        params.push(decode_param(v, pformats.binary(i), declared, target)?);
     }
     let ncols = stmt
         .prepared
         .schema
         .as_ref()
         .map_or(0, |s| s.fields().len());
-    let binary = formats(result_formats, ncols)?;
+    let binary = Formats::resolve(b.result_formats(), ncols)?;
     Ok(Portal {
         stmt,
         params,

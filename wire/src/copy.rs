@@ -285,13 +285,13 @@ async fn copy_in(
             }
             // Clients may pipeline Flush/Sync behind the COPY; PostgreSQL ignores them.
             Frame::Message(F::Flush(_)) | Frame::Message(F::Sync(_)) => {}
-            Frame::Message(_) => {
+            Frame::Message(_) | Frame::Bind(_) => {
                 return Ok(Err(ProtocolError::Violation(
                     "unexpected message type during COPY from stdin".into(),
                 )
                 .into()));
             }
-            Frame::Refused(e) => return Ok(Err(e.into())),
+            Frame::Refused(e) | Frame::RefusedExtended(e) => return Ok(Err(e.into())),
         }
     }
 }
