@@ -13,7 +13,8 @@
 //! - Bind, the one message of every prepared execution that carries data, is decoded
 //!   here into a [`BindMsg`] that keeps its frame (pgwire's owns a String and three
 //!   Vecs); its layout is checked whole before the connection reads any field, its
-//!   names are checked to be UTF-8 when read.
+//!   names are checked to be UTF-8 when read; Describe, Execute and Sync are
+//!   decoded here too, with the same checks (nothing may follow their fields).
 
 use std::ops::Range;
 
@@ -159,6 +160,32 @@ impl BindMsg {
     }
 }
 
+/// Describe, Execute and Sync, which with Bind make up every prepared execution,
+/// decoded straight from the frame (pgwire's generic decoding of them cost more
+/// instructions than the lookup they carry). None for other message types.
+fn decode_round_trip(frame: &[u8]) -> Option<Result<PgWireFrontendMessage, ProtocolError>> {
+    use pgwire::messages::extendedquery::{Describe, Execute, Sync};
+    let mut r = Reader { buf: frame, at: 5 };
+    let m = match frame.first()? {
+        b'S' => Ok(PgWireFrontendMessage::Sync(Sync::new())),
+        b'D' => r.array::<1>().and_then(|[target]| match target {
+            b'S' | b'P' => Ok(PgWireFrontendMessage::Describe(Describe::new(
+                target,
+                r.name()?,
+            ))),
+            _ => Err(bad("invalid describe target")),
+        }),
+        b'E' => r
+            .name()
+            .and_then(|name| Ok(PgWireFrontendMessage::Execute(Execute::new(name, r.i32()?)))),
+        _ => return None,
+    };
+    Some(m.and_then(|m| match r.at == frame.len() {
+        true => Ok(m),
+        false => Err(bad("message has trailing bytes")),
+    }))
+}
+
 fn bad(what: &str) -> ProtocolError {
     ProtocolError::Violation(format!("invalid message: {what}"))
 }
@@ -207,6 +234,17 @@ impl Reader<'_> {
         let r = self.take(len)?;
         self.at += 1;
         Ok(r)
+    }
+
+    /// A portal or statement name: None for the unnamed one.
+    fn name(&mut self) -> Result<Option<String>, ProtocolError> {
+        let r = self.cstring()?;
+        let bytes = self.buf.get(r).unwrap_or_default();
+        match std::str::from_utf8(bytes) {
+            Ok("") => Ok(None),
+            Ok(name) => Ok(Some(name.to_string())),
+            Err(_) => Err(ProtocolError::InvalidUtf8),
+        }
     }
 }
 
@@ -318,6 +356,15 @@ impl Decoder for HsCodec {
             return Ok(Some(match BindMsg::parse(frame.freeze()) {
                 Ok(b) => Frame::Bind(b),
                 Err(e) => Frame::Refused(e),
+            }));
+        }
+        if header == 1
+            && let Some(m) = decode_round_trip(&frame)
+        {
+            return Ok(Some(match m {
+                Ok(m) => Frame::Message(m),
+                Err(e) if e.is_fatal() => Frame::Refused(e),
+                Err(e) => Frame::RefusedExtended(e),
             }));
         }
         if header == 1 && !text_is_utf8(&frame) {
@@ -568,6 +615,43 @@ mod tests {
         assert_eq!(m.param_count(), 0);
         assert_eq!(m.params().count(), 0);
         assert_eq!(m.result_formats().len(), 0);
+    }
+
+    #[test]
+    fn describe_execute_and_sync_decode_like_pgwire() {
+        use pgwire::messages::extendedquery::{Describe, Execute, Sync};
+        for m in [
+            PgWireFrontendMessage::Describe(Describe::new(b'P', None)),
+            PgWireFrontendMessage::Describe(Describe::new(b'S', Some("P_0".into()))),
+            PgWireFrontendMessage::Execute(Execute::new(None, 0)),
+            PgWireFrontendMessage::Execute(Execute::new(Some("c1".into()), 50)),
+            PgWireFrontendMessage::Sync(Sync::new()),
+        ] {
+            let mut b = BytesMut::new();
+            m.encode(&mut b).unwrap();
+            let Some(Frame::Message(got)) = ready().decode(&mut b).unwrap() else {
+                panic!("{m:?} not decoded")
+            };
+            assert_eq!(format!("{got:?}"), format!("{m:?}"));
+            assert!(b.is_empty());
+        }
+        // Truncated, trailing bytes, a bad target: violations, never panics.
+        for frame in [
+            &b"E\0\0\0\x06\0\0"[..],
+            b"E\0\0\0\x0a\0\0\0\0\0\0",
+            b"D\0\0\0\x06X\0",
+            b"D\0\0\0\x05S",
+            b"S\0\0\0\x05\0",
+        ] {
+            let mut b = BytesMut::from(frame);
+            assert!(
+                matches!(
+                    ready().decode(&mut b).unwrap(),
+                    Some(Frame::Refused(ProtocolError::Violation(_)))
+                ),
+                "{frame:?}"
+            );
+        }
     }
 
     #[test]
