@@ -41,8 +41,8 @@ pub enum Frame {
     Message(PgWireFrontendMessage),
     Bind(BindMsg),
     Refused(ProtocolError),
-    /// A Parse or Bind refused with a non-fatal error: like a failed extended-protocol
-    /// message, the rest up to Sync is skipped.
+    /// An extended-protocol message (Parse, Bind, Describe, Execute) refused with a
+    /// non-fatal error: like a failed one, the rest up to Sync is skipped.
     RefusedExtended(ProtocolError),
 }
 
@@ -72,7 +72,7 @@ impl<'a> Codes<'a> {
     pub fn iter(&self) -> impl Iterator<Item = i16> + 'a {
         self.0
             .chunks_exact(2)
-            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+            .filter_map(|c| <[u8; 2]>::try_from(c).ok().map(i16::from_be_bytes))
     }
 }
 
@@ -88,12 +88,7 @@ impl BindMsg {
         let param_count = r.count()?;
         let start = r.at;
         for _ in 0..param_count {
-            let len = r.i32()?;
-            if len >= 0 {
-                r.take(len as usize)?;
-            } else if len != -1 {
-                return Err(bad("invalid parameter length"));
-            }
+            r.param()?;
         }
         let params = start..r.at;
         let n = r.count()?;
@@ -153,10 +148,8 @@ impl BindMsg {
             buf: self.frame.get(..self.params.end).unwrap_or_default(),
             at: self.params.start,
         };
-        (0..self.param_count).map(move |_| match r.i32() {
-            Ok(len) if len >= 0 => r.take(len as usize).ok().and_then(|x| r.buf.get(x)),
-            _ => None,
-        })
+        // Checked in `parse`: each step succeeds.
+        (0..self.param_count).map(move |_| r.param().ok().flatten().and_then(|x| r.buf.get(x)))
     }
 }
 
@@ -217,6 +210,15 @@ impl Reader<'_> {
 
     fn i32(&mut self) -> Result<i32, ProtocolError> {
         Ok(i32::from_be_bytes(self.array()?))
+    }
+
+    /// A parameter value of Bind (a 4-byte length, then the bytes): None for NULL.
+    fn param(&mut self) -> Result<Option<Range<usize>>, ProtocolError> {
+        match self.i32()? {
+            -1 => Ok(None),
+            len if len >= 0 => self.take(len as usize).map(Some),
+            _ => Err(bad("invalid parameter length")),
+        }
     }
 
     /// A 16-bit count (unsigned, as PostgreSQL reads it: up to 65535 parameters).
@@ -352,26 +354,25 @@ impl Decoder for HsCodec {
             return Ok(None);
         }
         let frame = src.split_to(total);
-        if header == 1 && frame.first() == Some(&b'B') {
-            return Ok(Some(match BindMsg::parse(frame.freeze()) {
-                Ok(b) => Frame::Bind(b),
-                Err(e) => Frame::Refused(e),
-            }));
-        }
-        if header == 1
-            && let Some(m) = decode_round_trip(&frame)
-        {
-            return Ok(Some(match m {
-                Ok(m) => Frame::Message(m),
-                Err(e) if e.is_fatal() => Frame::Refused(e),
-                Err(e) => Frame::RefusedExtended(e),
-            }));
-        }
-        if header == 1 && !text_is_utf8(&frame) {
-            return Ok(Some(match frame.first() {
-                Some(b'P') => Frame::RefusedExtended(ProtocolError::InvalidUtf8),
-                _ => Frame::Refused(ProtocolError::InvalidUtf8),
-            }));
+        if header == 1 {
+            // A refusal of an extended-protocol message that is not fatal skips to Sync.
+            let kind = frame.first().copied();
+            let refused = |e: ProtocolError| match (e.is_fatal(), kind) {
+                (false, Some(b'P' | b'B' | b'D' | b'E')) => Frame::RefusedExtended(e),
+                _ => Frame::Refused(e),
+            };
+            if kind == Some(b'B') {
+                return Ok(Some(match BindMsg::parse(frame.freeze()) {
+                    Ok(b) => Frame::Bind(b),
+                    Err(e) => refused(e),
+                }));
+            }
+            if let Some(m) = decode_round_trip(&frame) {
+                return Ok(Some(m.map_or_else(refused, Frame::Message)));
+            }
+            if !text_is_utf8(&frame) {
+                return Ok(Some(refused(ProtocolError::InvalidUtf8)));
+            }
         }
         Ok(Some(match decode_isolated(frame, &self.context()) {
             Ok(Some(m)) => Frame::Message(m),

@@ -474,10 +474,8 @@ impl Connection {
                     self.ready_for_query().await?;
                 }
                 Frame::RefusedExtended(e) => {
-                    // Parse or Bind: discard until Sync, as after any failed message.
                     if !self.skipping {
-                        self.skipping = true;
-                        self.send_error(e.into()).await?;
+                        self.fail_extended(e.into()).await?;
                     }
                 }
                 Frame::Bind(b) => {
@@ -485,8 +483,7 @@ impl Connection {
                         continue;
                     }
                     if let Err(e) = self.bind(&b) {
-                        self.skipping = true;
-                        self.send_error(e).await?;
+                        self.fail_extended(e).await?;
                     }
                 }
                 Frame::Message(F::Terminate(_)) => return Ok(()),
@@ -534,8 +531,7 @@ impl Connection {
                     return Ok(true);
                 }
                 if let Err(e) = self.extended(m).await? {
-                    self.skipping = true;
-                    self.send_error(e).await?;
+                    self.fail_extended(e).await?;
                 }
             }
             // COPY messages outside a COPY are ignored, as PostgreSQL does.
@@ -550,6 +546,13 @@ impl Connection {
             }
         }
         Ok(true)
+    }
+
+    /// An extended-protocol message failed: its error is sent and the messages
+    /// after it are discarded until Sync.
+    async fn fail_extended(&mut self, e: WireError) -> std::io::Result<()> {
+        self.skipping = true;
+        self.send_error(e).await
     }
 
     pub(crate) async fn send_error(&mut self, e: WireError) -> std::io::Result<()> {
