@@ -2,8 +2,9 @@
 //! protocol listener, the metrics endpoint and an orderly shutdown.
 //!
 //! Shutdown (SIGTERM or SIGINT): stop accepting, tell idle sessions 57P01, let running
-//! statements finish within the grace period, then make the WAL durable and release
-//! the data directory; the process exits 0. A second signal exits at once.
+//! statements finish within the grace period (`--shutdown-grace`; after it they end
+//! with 57P01), then make the WAL durable and release the data directory; the
+//! process exits 0. A second signal exits at once.
 
 mod config;
 mod metrics_http;
@@ -30,19 +31,23 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.worker_threads)
-        .enable_all()
-        .thread_name("hindsight-worker")
-        .build()
-    {
+    // Two runtimes: a small one serving connections (protocol and point lookups) and
+    // one for everything else a statement does; see `WireConfig::query_runtime`.
+    let runtimes = runtime(config.worker_threads, "hindsight-worker").and_then(|connections| {
+        Ok((
+            connections,
+            runtime(config.query_threads, "hindsight-query")?,
+        ))
+    });
+    let (runtime, queries) = match runtimes {
         Ok(r) => r,
         Err(e) => {
             eprintln!("hindsight: cannot start the runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let query_runtime = queries.handle().clone();
+    match runtime.block_on(run(config, query_runtime)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -50,6 +55,14 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn runtime(workers: usize, name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .thread_name(name)
+        .build()
 }
 
 fn init_logging(config: &Config) {
@@ -92,7 +105,7 @@ fn load_tls(
     )))
 }
 
-async fn run(config: Config) -> Result<()> {
+async fn run(config: Config, query_runtime: tokio::runtime::Handle) -> Result<()> {
     let data_dir = config.data_dir.clone();
     let sync = config.sync;
     let db = tokio::task::spawn_blocking(move || {
@@ -134,6 +147,8 @@ async fn run(config: Config) -> Result<()> {
             tls,
             idle_session_timeout: config.idle_session_timeout,
             statement_timeout_ms: config.statement_timeout.as_millis() as u64,
+            shutdown_grace: config.shutdown_grace,
+            query_runtime: Some(query_runtime),
             ..WireConfig::default()
         },
     );

@@ -492,3 +492,74 @@ async fn point_lookup_answers_larger_than_one_output_buffer_arrive_whole() {
     assert_eq!(got, ids);
     assert!(rows.iter().all(|r| r.get::<_, String>(1) == name));
 }
+
+const SLOW: &str = "SELECT count(*) FROM generate_series(1, 20000000000) AS a(x) WHERE x % 7 = 3";
+
+/// A query that runs until it is interrupted; returns its error.
+fn run_slow(c: tokio_postgres::Client) -> tokio::task::JoinHandle<tokio_postgres::Error> {
+    tokio::spawn(async move {
+        let err = c
+            .query(SLOW, &[])
+            .await
+            .expect_err("the slow query ends only when interrupted");
+        drop(c);
+        err
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_query_does_not_hold_up_other_connections_on_one_worker() {
+    // One connection worker: the slow query must run on the query threads, and its
+    // connection must hand the worker over, or nothing else is served until it ends.
+    let server = TestServer::start(&["--worker-threads", "1"]);
+    let b = seeded(&server).await;
+    let a = server.connect().await;
+    let token = a.cancel_token();
+    let slow = run_slow(a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let others = async {
+        let lookup = b
+            .prepare("SELECT trips FROM driver_stats WHERE driver_id = $1")
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            let trips: i64 = b.query_one(&lookup, &[&1i64]).await.unwrap().get(0);
+            assert_eq!(trips, 12);
+        }
+        let batch = b
+            .prepare("SELECT driver_id FROM driver_stats WHERE driver_id = ANY($1)")
+            .await
+            .unwrap();
+        let keys: Vec<i64> = (0..40).collect();
+        assert_eq!(b.query(&batch, &[&keys]).await.unwrap().len(), 2);
+        b.batch_execute("INSERT INTO driver_stats (driver_id, event_ts) VALUES (7, now())")
+            .await
+            .unwrap();
+        let n: i64 = b
+            .query_one("SELECT count(*) FROM driver_stats", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 3);
+    };
+    tokio::time::timeout(Duration::from_secs(60), others)
+        .await
+        .expect("other connections are served while a query runs");
+    assert!(!slow.is_finished(), "the slow query was running throughout");
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let err = slow.await.unwrap();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_a_statement_still_running_after_the_grace_period() {
+    let server = TestServer::start(&["--shutdown-grace", "300ms"]);
+    let slow = run_slow(server.connect().await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+    assert!(status.success(), "clean exit, got {status:?}");
+    let err = slow.await.unwrap();
+    assert_eq!(err.code(), Some(&SqlState::ADMIN_SHUTDOWN), "{err:?}");
+}

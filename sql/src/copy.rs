@@ -20,6 +20,7 @@ use hindsight_storage::{TableDef, WriteBatch};
 
 use crate::error::{ErrorKind, Result, SqlError};
 use crate::literals::{parse_pg_array, parse_pg_bytea};
+use crate::offload;
 use crate::session::Session;
 
 /// Rows buffered before they are converted to Arrow and added to the batch.
@@ -94,7 +95,8 @@ impl CopyIn {
         self.rows += 1;
         self.buffered += 1;
         if self.buffered >= CHUNK_ROWS {
-            self.convert(line)?;
+            // Milliseconds of parsing: off the connection worker.
+            offload::blocking(|| self.convert(line))?;
         }
         Ok(())
     }
@@ -280,7 +282,7 @@ impl Session {
     /// Write every row of a COPY as one batch (or add it to the open transaction).
     pub fn finish_copy(&mut self, mut copy: CopyIn, line: u64) -> Result<u64> {
         let rows = copy.rows;
-        let result = copy.convert(line).and_then(|()| self.write(copy.batch));
+        let result = offload::blocking(|| copy.convert(line)).and_then(|()| self.write(copy.batch));
         if result.is_err() {
             self.mark_failed();
         }

@@ -30,6 +30,7 @@ use sqlparser::ast::{
 
 use crate::dml::normalize;
 use crate::error::Result;
+use crate::offload;
 use crate::provider::{ReadSpec, key_value};
 use crate::timeexpr::CompiledTime;
 
@@ -425,7 +426,9 @@ impl FastLookup {
         params: &[ScalarValue],
     ) -> Result<RecordBatch> {
         let (keys, at) = self.read_point(state, snapshot, params)?;
-        Ok(snapshot.lookup_projected(&self.def, &keys, &at, &self.proj, self.schema.clone())?)
+        Ok(offload::lookup(keys.len(), || {
+            snapshot.lookup_projected(&self.def, &keys, &at, &self.proj, self.schema.clone())
+        })?)
     }
 
     /// [`FastLookup::execute`] row by row: `row` gets the values of each present
@@ -439,7 +442,9 @@ impl FastLookup {
         row: impl FnMut(&[StorageValue]),
     ) -> Result<usize> {
         let (keys, at) = self.read_point(state, snapshot, params)?;
-        Ok(snapshot.lookup_rows(&self.def, &keys, &at, &self.proj, row)?)
+        Ok(offload::lookup(keys.len(), || {
+            snapshot.lookup_rows(&self.def, &keys, &at, &self.proj, row)
+        })?)
     }
 
     /// The encoded keys and the read point of one execution.

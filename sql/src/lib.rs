@@ -17,6 +17,7 @@ mod dml;
 mod error;
 mod fastpath;
 mod literals;
+mod offload;
 mod params;
 mod pgcatalog;
 mod pgfuncs;

@@ -41,6 +41,7 @@ use crate::dialect;
 use crate::dml::normalize as normalize_ident;
 use crate::error::{ErrorKind, Result, SqlError};
 use crate::fastpath::FastLookup;
+use crate::offload;
 use crate::pgcatalog::ClientCompat;
 use crate::relation::HsRelationPlanner;
 use crate::rewrite::rewrite_asof;
@@ -240,6 +241,14 @@ impl Prepared {
     /// [`Session::point_lookup_rows`] hands them out; `None` for other statements.
     pub fn point_lookup_types(&self) -> Option<&[hindsight_storage::DataType]> {
         self.fast.as_ref().map(|f| f.row_types())
+    }
+
+    /// True when an execution is answered without planning or scanning: a point
+    /// lookup (one of many keys hands its worker over by itself, see `offload`) or a
+    /// constant answered at prepare. Such executions take microseconds, so the
+    /// server runs them on the connection's worker.
+    pub fn answers_at_once(&self) -> bool {
+        self.fast.is_some() || self.constant.as_ref().is_some_and(|c| c.answer.is_some())
     }
 
     /// True for an empty statement (only whitespace or comments).
@@ -489,7 +498,7 @@ impl Session {
     fn commit(&mut self) -> Result<Output> {
         match std::mem::replace(&mut self.txn, Txn::Idle) {
             Txn::Open(batch) => {
-                self.engine.db.write(batch)?;
+                offload::blocking(|| self.engine.db.write(batch))?;
                 Ok(Output::command("COMMIT"))
             }
             Txn::Failed => Ok(Output::command("ROLLBACK")),
@@ -616,7 +625,7 @@ impl Session {
                 Ok(())
             }
             _ => {
-                self.engine.db.write(batch)?;
+                offload::blocking(|| self.engine.db.write(batch))?;
                 Ok(())
             }
         }

@@ -46,7 +46,8 @@ use crate::codec::{
 use crate::copy::{self, CopyCommand};
 use crate::metrics::Metrics;
 use crate::named::Named;
-use crate::server::{CancelSignal, Registration, Shared, Slot};
+use crate::scope::{Scope, usable_query_runtime};
+use crate::server::{Registration, Shared, Slot};
 use crate::sqlstate::{ProtocolError, WireError};
 use crate::types::{arrow_type_of_oid, decode_param, encode_cell, encode_value, pg_type};
 
@@ -150,31 +151,13 @@ pub(crate) struct Connection {
     shared: Arc<Shared>,
     pub(crate) session: Session,
     reg: Registration,
+    /// Where statements other than point lookups run (see [`Scope`]).
+    query_runtime: Option<tokio::runtime::Handle>,
     statements: Named<Arc<Stmt>>,
     portals: Named<Portal>,
     /// An extended-protocol error happened: discard until Sync.
     skipping: bool,
     _slot: Slot,
-}
-
-/// Run `fut` unless the statement is canceled or its deadline passes first.
-pub(crate) async fn guarded<T>(
-    cancel: &CancelSignal,
-    deadline: Option<Instant>,
-    fut: impl std::future::Future<Output = Result<T, SqlError>>,
-) -> Result<T, WireError> {
-    let canceled = cancel.notified();
-    let timeout = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d.into()).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        r = fut => r.map_err(WireError::from),
-        _ = canceled => Err(SqlError::new(ErrorKind::QueryCanceled, "canceling statement due to user request").into()),
-        _ = timeout => Err(SqlError::new(ErrorKind::QueryCanceled, "canceling statement due to statement timeout").into()),
-    }
 }
 
 fn command_tag(tag: &str, rows: Option<u64>) -> String {
@@ -334,9 +317,11 @@ impl Connection {
             Err(e) => return fatal(&mut socket, e).await,
         };
         let reg = shared.register();
+        let query_runtime = usable_query_runtime(shared.config.query_runtime.as_ref());
         let mut conn = Connection {
             socket,
             shared,
+            query_runtime,
             session,
             reg,
             statements: Named::default(),
@@ -575,18 +560,16 @@ impl Connection {
         &self.shared.metrics
     }
 
-    pub(crate) fn cancel_signal(&self) -> Arc<CancelSignal> {
-        self.reg.cancel.clone()
-    }
-
-    pub(crate) fn statement_deadline(&self) -> Option<Instant> {
-        self.deadline()
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        match self.session.statement_timeout_ms() {
-            0 => None,
-            ms => Some(Instant::now() + Duration::from_millis(ms)),
+    /// The scope of a statement starting now: its cancel signal, its deadline (from
+    /// the session's statement_timeout) and where its work runs.
+    pub(crate) fn scope(&self) -> Scope {
+        Scope {
+            cancel: self.reg.cancel.clone(),
+            deadline: match self.session.statement_timeout_ms() {
+                0 => None,
+                ms => Some(Instant::now() + Duration::from_millis(ms)),
+            },
+            runtime: self.query_runtime.clone(),
         }
     }
 
@@ -627,9 +610,8 @@ impl Connection {
             Some(Err(e)) => return Ok(Err(e)),
             None => {}
         }
-        let deadline = self.deadline();
-        let cancel = self.reg.cancel.clone();
-        let out = match guarded(&cancel, deadline, Box::pin(self.session.execute(stmt))).await {
+        let scope = self.scope();
+        let out = match scope.run(Box::pin(self.session.execute(stmt))).await {
             Ok(o) => o,
             Err(e) => return Ok(Err(e)),
         };
@@ -647,7 +629,7 @@ impl Connection {
                     .feed(B::RowDescription(row_description(&schema, &binary)).into())
                     .await?;
                 let mut state = (stream, None, 0u64);
-                match self.stream_rows(&mut state, &binary, 0, deadline).await? {
+                match self.stream_rows(&mut state, &binary, 0, &scope).await? {
                     Ok(_) => self.complete(format!("SELECT {}", state.2)).await?,
                     Err(e) => return Ok(Err(e)),
                 }
@@ -674,19 +656,17 @@ impl Connection {
         state: &mut (SendableRecordBatchStream, Option<(RecordBatch, usize)>, u64),
         binary: &Formats,
         limit: usize,
-        deadline: Option<Instant>,
+        scope: &Scope,
     ) -> std::io::Result<Result<bool, WireError>> {
-        let cancel = self.reg.cancel.clone();
         let mut out = RowWriter::default();
         let mut sent = 0usize;
         loop {
             let (batch, offset) = match state.1.take() {
                 Some(p) => p,
                 None => {
-                    let next = guarded(&cancel, deadline, async {
-                        state.0.next().await.transpose().map_err(SqlError::from)
-                    })
-                    .await;
+                    let next = scope
+                        .run(async { state.0.next().await.transpose().map_err(SqlError::from) })
+                        .await;
                     match next {
                         Ok(Some(b)) => (b, 0),
                         Ok(None) => {
@@ -751,9 +731,13 @@ impl Connection {
                 };
                 // A COPY is prepared as the empty statement; Execute runs the COPY.
                 let text = if copy.is_some() { "" } else { p.query.as_str() };
-                let prepared = match Box::pin(self.session.prepare(text, &declared)).await {
+                let scope = self.scope();
+                let prepared = match scope
+                    .run(Box::pin(self.session.prepare(text, &declared)))
+                    .await
+                {
                     Ok(x) => x,
-                    Err(e) => return Ok(Err(e.into())),
+                    Err(e) => return Ok(Err(e)),
                 };
                 self.statements
                     .insert(name, Arc::new(Stmt::new(prepared, copy, p.type_oids)));
@@ -853,7 +837,7 @@ impl Connection {
             self.portals.insert(name, portal);
             return copy::run(self, c).await;
         }
-        let deadline = self.deadline();
+        let scope = self.scope();
         if let PortalState::Ready = portal.state {
             let limit = usize::try_from(max_rows).unwrap_or(0);
             if limit == 0
@@ -898,7 +882,6 @@ impl Connection {
                 Some(Ok(batch)) => Ok(Output::Rows(hindsight_sql::memory_stream(vec![batch]))),
                 Some(Err(e)) => Err(e.into()),
                 None => {
-                    let cancel = self.reg.cancel.clone();
                     // Boxed: the SQL layer's futures are large, and moving them
                     // through each await level by value showed up as memcpy in
                     // profiles.
@@ -906,7 +889,11 @@ impl Connection {
                         self.session
                             .execute_prepared(&portal.stmt.prepared, portal.params.clone()),
                     );
-                    guarded(&cancel, deadline, run).await
+                    if portal.stmt.prepared.answers_at_once() {
+                        run.await.map_err(WireError::from)
+                    } else {
+                        scope.run(run).await
+                    }
                 }
             };
             match out {
@@ -943,7 +930,7 @@ impl Connection {
                 let mut state = (stream, pending, sent);
                 let limit = usize::try_from(max_rows).unwrap_or(0);
                 let r = self
-                    .stream_rows(&mut state, &portal.binary, limit, deadline)
+                    .stream_rows(&mut state, &portal.binary, limit, &scope)
                     .await?;
                 match r {
                     Ok(true) => {

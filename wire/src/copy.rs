@@ -22,7 +22,7 @@ use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::copy::{CopyDone, CopyInResponse, CopyOutResponse};
 
 use crate::codec::{Frame, Outgoing};
-use crate::conn::{Connection, guarded};
+use crate::conn::Connection;
 use crate::sqlstate::{ProtocolError, WireError};
 
 /// Flush COPY TO output in chunks of about this size.
@@ -629,9 +629,8 @@ async fn copy_out(
         Ok(None) => return Ok(Err(unsupported("COPY TO needs a query"))),
         Err(e) => return Ok(Err(e.into())),
     };
-    let cancel = conn.cancel_signal();
-    let deadline = conn.statement_deadline();
-    let mut stream = match guarded(&cancel, deadline, Box::pin(conn.session.execute(stmt))).await {
+    let scope = conn.scope();
+    let mut stream = match scope.run(Box::pin(conn.session.execute(stmt))).await {
         Ok(Output::Rows(s)) => s,
         Ok(Output::Command { .. }) => {
             return Ok(Err(unsupported("COPY TO needs a query that returns rows")));
@@ -659,10 +658,9 @@ async fn copy_out(
         format_record(o, &names, &mut out);
     }
     loop {
-        let next = guarded(&cancel, deadline, async {
-            stream.next().await.transpose().map_err(SqlError::from)
-        })
-        .await;
+        let next = scope
+            .run(async { stream.next().await.transpose().map_err(SqlError::from) })
+            .await;
         let batch = match next {
             Ok(Some(b)) => b,
             Ok(None) => break,

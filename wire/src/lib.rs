@@ -16,6 +16,7 @@ mod conn;
 mod copy;
 pub mod metrics;
 mod named;
+mod scope;
 pub mod server;
 pub mod sqlstate;
 pub mod types;

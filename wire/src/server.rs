@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
-use hindsight_sql::Engine;
+use hindsight_sql::{Engine, ErrorKind, SqlError};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -21,6 +21,11 @@ use tokio::task::JoinSet;
 use crate::auth::AuthConfig;
 use crate::conn::Connection;
 use crate::metrics::Metrics;
+use crate::sqlstate::{ProtocolError, WireError};
+
+/// After the shutdown grace period, how long interrupted statements get to report
+/// 57P01 before their connections are aborted.
+const TERMINATE_GRACE: Duration = Duration::from_secs(2);
 
 /// Settings of the protocol server.
 #[derive(Clone)]
@@ -36,6 +41,13 @@ pub struct WireConfig {
     pub statement_timeout_ms: u64,
     /// How long busy connections may run after shutdown was signalled.
     pub shutdown_grace: Duration,
+    /// Where statements other than point lookups are planned and executed. The
+    /// connections' own runtime is kept small (on 2 CPUs one worker: several workers
+    /// that never wait are time-sliced by the kernel against the clients, and the
+    /// connections queued on a descheduled worker wait out its slice, which was the
+    /// p99 of busy lookups); this one gets the cores for queries. None: statements
+    /// run on the connection's runtime (tests, embedding).
+    pub query_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for WireConfig {
@@ -47,6 +59,7 @@ impl std::fmt::Debug for WireConfig {
             .field("tls", &self.tls.is_some())
             .field("idle_session_timeout", &self.idle_session_timeout)
             .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field("query_runtime", &self.query_runtime.is_some())
             .finish()
     }
 }
@@ -61,6 +74,7 @@ impl Default for WireConfig {
             idle_session_timeout: None,
             statement_timeout_ms: 0,
             shutdown_grace: Duration::from_secs(30),
+            query_runtime: None,
         }
     }
 }
@@ -70,6 +84,8 @@ impl Default for WireConfig {
 #[derive(Debug, Default)]
 pub struct CancelSignal {
     notify: Notify,
+    /// Set when the server, not a client, interrupts the statement (shutdown).
+    terminate: AtomicBool,
     /// The session's wait for its next message. An `AtomicWaker` rather than a
     /// `watch` receiver: registering is one compare-and-swap, where arming a watch
     /// takes a lock (once per round trip, measured in profiles).
@@ -84,6 +100,26 @@ impl CancelSignal {
 
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.notify.notified()
+    }
+
+    /// Interrupt the running statement because the server shuts down.
+    fn terminate(&self) {
+        self.terminate.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// The error an interrupted statement reports: 57014 for a CancelRequest, 57P01
+    /// (fatal: the connection closes) at shutdown.
+    pub(crate) fn reason(&self) -> WireError {
+        if self.terminate.load(Ordering::Acquire) {
+            ProtocolError::AdminShutdown.into()
+        } else {
+            SqlError::new(
+                ErrorKind::QueryCanceled,
+                "canceling statement due to user request",
+            )
+            .into()
+        }
     }
 
     /// Have the session's next-message wait woken by [`CancelSignal::wake_idle`].
@@ -190,6 +226,13 @@ impl Shared {
         }
     }
 
+    /// The shutdown grace period is over: interrupt every running statement.
+    fn terminate_statements(&self) {
+        if let Ok(s) = self.sessions.lock() {
+            s.values().for_each(|(_, signal)| signal.terminate());
+        }
+    }
+
     /// Handle a CancelRequest: cancel only when pid and secret match.
     pub fn cancel(&self, pid: i32, secret: i32) {
         let target = self.sessions.lock().ok().and_then(|s| {
@@ -282,8 +325,18 @@ impl Server {
         let drained =
             tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            tracing::warn!("grace period over: aborting remaining connections");
-            tasks.shutdown().await;
+            tracing::warn!("grace period over: ending the remaining statements (57P01)");
+            // A statement driven on the query runtime cannot be aborted from outside
+            // (its connection task is inside `block_in_place`): interrupt it through its
+            // signal, let its connection send 57P01, then abort what is left.
+            self.shared.terminate_statements();
+            let ended = tokio::time::timeout(TERMINATE_GRACE, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if ended.is_err() {
+                tasks.shutdown().await;
+            }
         }
         Ok(())
     }
