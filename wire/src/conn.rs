@@ -837,7 +837,13 @@ impl Connection {
             self.portals.insert(name, portal);
             return copy::run(self, c).await;
         }
-        let scope = self.scope();
+        // An execution answered at once (a point lookup, a precomputed constant)
+        // runs and streams its in-memory answer on this worker: handing the worker
+        // over for it would cost more than the answer.
+        let scope = match portal.stmt.prepared.answers_at_once() {
+            true => self.scope().inline(),
+            false => self.scope(),
+        };
         if let PortalState::Ready = portal.state {
             let limit = usize::try_from(max_rows).unwrap_or(0);
             if limit == 0
@@ -889,11 +895,7 @@ impl Connection {
                         self.session
                             .execute_prepared(&portal.stmt.prepared, portal.params.clone()),
                     );
-                    if portal.stmt.prepared.answers_at_once() {
-                        run.await.map_err(WireError::from)
-                    } else {
-                        scope.run(run).await
-                    }
+                    scope.run(run).await
                 }
             };
             match out {
