@@ -498,7 +498,7 @@ impl Session {
     fn commit(&mut self) -> Result<Output> {
         match std::mem::replace(&mut self.txn, Txn::Idle) {
             Txn::Open(batch) => {
-                offload::blocking(|| self.engine.db.write(batch))?;
+                self.write(batch)?;
                 Ok(Output::command("COMMIT"))
             }
             Txn::Failed => Ok(Output::command("ROLLBACK")),

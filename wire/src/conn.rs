@@ -561,15 +561,16 @@ impl Connection {
     }
 
     /// The scope of a statement starting now: its cancel signal, its deadline (from
-    /// the session's statement_timeout) and where its work runs.
-    pub(crate) fn scope(&self) -> Scope {
+    /// the session's statement_timeout) and where its work runs: on the query runtime
+    /// when `offload` and one is configured, else on this worker.
+    pub(crate) fn scope(&self, offload: bool) -> Scope {
         Scope {
             cancel: self.reg.cancel.clone(),
             deadline: match self.session.statement_timeout_ms() {
                 0 => None,
                 ms => Some(Instant::now() + Duration::from_millis(ms)),
             },
-            runtime: self.query_runtime.clone(),
+            runtime: self.query_runtime.as_ref().filter(|_| offload).cloned(),
         }
     }
 
@@ -610,7 +611,7 @@ impl Connection {
             Some(Err(e)) => return Ok(Err(e)),
             None => {}
         }
-        let scope = self.scope();
+        let scope = self.scope(true);
         let out = match scope.run(Box::pin(self.session.execute(stmt))).await {
             Ok(o) => o,
             Err(e) => return Ok(Err(e)),
@@ -731,7 +732,7 @@ impl Connection {
                 };
                 // A COPY is prepared as the empty statement; Execute runs the COPY.
                 let text = if copy.is_some() { "" } else { p.query.as_str() };
-                let scope = self.scope();
+                let scope = self.scope(true);
                 let prepared = match scope
                     .run(Box::pin(self.session.prepare(text, &declared)))
                     .await
@@ -837,49 +838,47 @@ impl Connection {
             self.portals.insert(name, portal);
             return copy::run(self, c).await;
         }
-        // An execution answered at once (a point lookup, a precomputed constant)
-        // runs and streams its in-memory answer on this worker: handing the worker
-        // over for it would cost more than the answer.
-        let scope = match portal.stmt.prepared.answers_at_once() {
-            true => self.scope().inline(),
-            false => self.scope(),
-        };
-        if let PortalState::Ready = portal.state {
-            let limit = usize::try_from(max_rows).unwrap_or(0);
-            if limit == 0
-                && let Some(lookup) = &portal.stmt.lookup
-            {
-                // A point lookup answered whole: rows are encoded straight from the
-                // storage values into the socket's output buffer (no Arrow arrays, no
-                // stream, no copy; it takes microseconds, so no cancel/timeout
-                // machinery either).
-                portal.state = PortalState::Done;
-                let binary = &portal.binary;
-                let buf = self.socket.write_buffer_mut();
-                let before = buf.len();
-                let rows =
-                    self.session
-                        .point_lookup_rows(&portal.stmt.prepared, &portal.params, |row| {
-                            encode_lookup_row(buf, row, lookup, binary)
-                        });
-                let n = match rows {
-                    Some(Ok(n)) => n,
-                    other => {
-                        buf.truncate(before);
-                        return Ok(Err(match other {
-                            Some(Err(e)) => e.into(),
-                            _ => ProtocolError::Violation("statement is not a point lookup".into())
-                                .into(),
-                        }));
-                    }
-                };
-                put_command_complete(buf, "SELECT", Some(n as u64));
-                if buf.len() >= ROW_FLUSH_BYTES {
-                    self.socket.flush().await?;
+        let limit = usize::try_from(max_rows).unwrap_or(0);
+        if let PortalState::Ready = portal.state
+            && limit == 0
+            && let Some(lookup) = &portal.stmt.lookup
+        {
+            // A point lookup answered whole: rows are encoded straight from the
+            // storage values into the socket's output buffer (no Arrow arrays, no
+            // stream, no copy; it takes microseconds, so no cancel/timeout
+            // machinery either).
+            portal.state = PortalState::Done;
+            let binary = &portal.binary;
+            let buf = self.socket.write_buffer_mut();
+            let before = buf.len();
+            let rows =
+                self.session
+                    .point_lookup_rows(&portal.stmt.prepared, &portal.params, |row| {
+                        encode_lookup_row(buf, row, lookup, binary)
+                    });
+            let n = match rows {
+                Some(Ok(n)) => n,
+                other => {
+                    buf.truncate(before);
+                    return Ok(Err(match other {
+                        Some(Err(e)) => e.into(),
+                        _ => ProtocolError::Violation("statement is not a point lookup".into())
+                            .into(),
+                    }));
                 }
-                self.portals.insert(name, portal);
-                return Ok(Ok(()));
+            };
+            put_command_complete(buf, "SELECT", Some(n as u64));
+            if buf.len() >= ROW_FLUSH_BYTES {
+                self.socket.flush().await?;
             }
+            self.portals.insert(name, portal);
+            return Ok(Ok(()));
+        }
+        // An execution answered at once (a point lookup with a row limit, a
+        // precomputed constant) runs and streams its in-memory answer on this worker:
+        // handing the worker over for it would cost more than the answer.
+        let scope = self.scope(!portal.stmt.prepared.answers_at_once());
+        if let PortalState::Ready = portal.state {
             let out = match self
                 .session
                 .point_lookup(&portal.stmt.prepared, &portal.params)
@@ -930,7 +929,6 @@ impl Connection {
                 sent,
             } => {
                 let mut state = (stream, pending, sent);
-                let limit = usize::try_from(max_rows).unwrap_or(0);
                 let r = self
                     .stream_rows(&mut state, &portal.binary, limit, &scope)
                     .await?;

@@ -629,7 +629,7 @@ async fn copy_out(
         Ok(None) => return Ok(Err(unsupported("COPY TO needs a query"))),
         Err(e) => return Ok(Err(e.into())),
     };
-    let scope = conn.scope();
+    let scope = conn.scope(true);
     let mut stream = match scope.run(Box::pin(conn.session.execute(stmt))).await {
         Ok(Output::Rows(s)) => s,
         Ok(Output::Command { .. }) => {

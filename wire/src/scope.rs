@@ -8,8 +8,8 @@
 //! (`block_in_place`) and the work is driven on the query runtime from this thread,
 //! so what DataFusion spawns (partition tasks, scans) runs on the query runtime's
 //! workers and a long statement never stalls the connections queued behind it.
-//! Point lookups and precomputed constants stay on the connection worker (an
-//! [`Scope::inline`] scope): they answer in microseconds, less than a hand-over.
+//! Point lookups and precomputed constants stay on the connection worker (a scope
+//! without a runtime): they answer in microseconds, less than a hand-over.
 //!
 //! Invariants: the race against cancel and timeout runs inside the offloaded work,
 //! so both still interrupt it; a query runtime is only used from a multi-threaded
@@ -33,15 +33,6 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
-    /// The same scope with its work run on the calling worker: for statements
-    /// answered in microseconds, whose hand-over would cost more than the work.
-    pub(crate) fn inline(self) -> Self {
-        Scope {
-            runtime: None,
-            ..self
-        }
-    }
-
     /// Run `fut` (planning or executing a statement, or fetching a result batch)
     /// unless the statement is canceled, times out or the server shuts down first.
     pub(crate) async fn run<T>(
