@@ -277,6 +277,86 @@ async fn bad_copy_rows_and_abandoned_copies_leave_nothing_visible() {
     assert_eq!(n, 0);
 }
 
+/// `rows` COPY lines for driver_stats (driver_id, event_ts, trips): driver
+/// 10_000 + i with trips i, and `bad` (a line number) with a trips value that is not a
+/// number.
+fn copy_lines(rows: usize, bad: Option<usize>) -> String {
+    (1..=rows)
+        .map(|line| {
+            let trips = if Some(line) == bad {
+                "many".to_string()
+            } else {
+                line.to_string()
+            };
+            format!("{}\t2026-01-05 00:00:00+00\t{trips}\n", 10_000 + line)
+        })
+        .collect()
+}
+
+/// COPY streams 8,192-row chunks to a converter thread: several chunks must keep
+/// their order (the later of two versions with the same event time wins), and a bad
+/// value in a middle chunk must fail the whole COPY with the chunk's lines named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_many_chunks_keeps_row_order_and_one_bad_chunk_fails_it_all() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    const ROWS: usize = 30_000;
+    let copy = "COPY driver_stats (driver_id, event_ts, trips) FROM STDIN";
+
+    let sink = c.copy_in(copy).await.unwrap();
+    futures::pin_mut!(sink);
+    let mut data = copy_lines(ROWS, None);
+    // Driver 10_005 again in the last chunk, same event time: this version wins.
+    data.push_str("10005\t2026-01-05 00:00:00+00\t-1\n");
+    for piece in data.as_bytes().chunks(100_000) {
+        sink.send(Bytes::copy_from_slice(piece)).await.unwrap();
+    }
+    assert_eq!(sink.finish().await.unwrap(), ROWS as u64 + 1);
+    let row = c
+        .query_one(
+            "SELECT count(*), sum(trips) FROM driver_stats WHERE driver_id > 10000",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), ROWS as i64);
+    let expected: i64 = (1..=ROWS as i64).sum::<i64>() - 5 - 1;
+    assert_eq!(row.get::<_, i64>(1), expected);
+
+    let sink = c.copy_in(copy).await.unwrap();
+    futures::pin_mut!(sink);
+    let bad = copy_lines(ROWS, Some(12_000)).replace("\t2026-01-05", "\t2026-01-06");
+    // The server may answer with the error before the last piece is sent.
+    let mut sent = Ok(());
+    for piece in bad.as_bytes().chunks(100_000) {
+        sent = sink.send(Bytes::copy_from_slice(piece)).await;
+        if sent.is_err() {
+            break;
+        }
+    }
+    let err = match sent {
+        Err(e) => e,
+        Ok(()) => sink.finish().await.unwrap_err(),
+    };
+    assert_eq!(err.code(), Some(&SqlState::INVALID_TEXT_REPRESENTATION));
+    let message = err.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("\"many\"") && m.contains("lines up to 16384")),
+        "{message:?}"
+    );
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM driver_stats WHERE event_ts >= '2026-01-06'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_statement_timeout_stop_a_running_query() {
     let server = TestServer::start(&[]);

@@ -6,8 +6,18 @@
 //! are NULL; the whole COPY is one write batch, committed by [`Session::finish_copy`]
 //! only after the last row arrived, so a failed or abandoned COPY leaves nothing
 //! visible. Inside a transaction block the rows join the transaction's batch.
+//!
+//! Pipelining: the connection splits records and buffers their text fields; each
+//! full chunk of [`CHUNK_ROWS`] rows goes to the COPY's converter thread, which
+//! parses it to typed columns and encodes it into the write batch while the
+//! connection splits the next one. Chunks are converted in arrival order, at most
+//! [`CHUNKS_IN_FLIGHT`] wait, and a conversion error ends the converter: the
+//! connection sees it at its next hand-over or at the end, naming the lines of the
+//! failed chunk.
 
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use datafusion::arrow::array::{
     Array, ArrayBuilder, ArrayRef, BinaryBuilder, ListArray, RecordBatch, RecordBatchOptions,
@@ -23,14 +33,17 @@ use crate::literals::{parse_pg_array, parse_pg_bytea};
 use crate::offload;
 use crate::session::Session;
 
-/// Rows buffered before they are converted to Arrow and added to the batch.
+/// Rows buffered before they go to the converter as one chunk.
 const CHUNK_ROWS: usize = 8192;
+
+/// Full chunks that may wait for the converter (bounds a COPY's text in memory).
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// An open COPY FROM into one table.
 pub struct CopyIn {
     def: Arc<TableDef>,
     /// Table column index of each incoming field.
-    targets: Vec<usize>,
+    targets: Arc<[usize]>,
     /// Buffered text fields, one column per incoming field (no allocation per value).
     fields: Vec<StringBuilder>,
     /// Per incoming field: trim surrounding whitespace (numbers, times and booleans
@@ -39,8 +52,9 @@ pub struct CopyIn {
     trim: Vec<bool>,
     /// Rows buffered in `fields`.
     buffered: usize,
-    batch: WriteBatch,
     rows: u64,
+    /// Started at the first full chunk (a small COPY converts on the connection).
+    converter: Option<Converter>,
 }
 
 impl std::fmt::Debug for CopyIn {
@@ -52,20 +66,112 @@ impl std::fmt::Debug for CopyIn {
     }
 }
 
+/// Buffered text rows on their way to the write batch.
+struct Chunk {
+    fields: Vec<StringArray>,
+    rows: usize,
+    /// Line of the chunk's last row, for error messages.
+    line: u64,
+}
+
+/// The thread that converts a COPY's chunks, in order, into its write batch.
+struct Converter {
+    chunks: SyncSender<Chunk>,
+    thread: JoinHandle<Result<WriteBatch>>,
+}
+
+impl Converter {
+    fn start(def: Arc<TableDef>, targets: Arc<[usize]>) -> Result<Converter> {
+        let (chunks, rx) = sync_channel(CHUNKS_IN_FLIGHT);
+        let thread = std::thread::Builder::new()
+            .name("hindsight-copy".into())
+            .spawn(move || convert_all(&def, &targets, rx))
+            .map_err(|e| SqlError::internal(format!("cannot start a COPY converter: {e}")))?;
+        Ok(Converter { chunks, thread })
+    }
+
+    /// Hand a chunk over; waits (off the connection worker) while the converter is
+    /// [`CHUNKS_IN_FLIGHT`] chunks behind. A converter that stopped on an error
+    /// returns it here.
+    fn send(self, chunk: Chunk) -> Result<Converter> {
+        match offload::blocking(|| self.chunks.send(chunk)) {
+            Ok(()) => Ok(self),
+            Err(_) => Err(self.finish().err().unwrap_or_else(|| {
+                SqlError::internal("the COPY converter stopped without an error")
+            })),
+        }
+    }
+
+    /// Wait for the chunks sent so far and take the write batch.
+    fn finish(self) -> Result<WriteBatch> {
+        drop(self.chunks);
+        offload::blocking(|| self.thread.join())
+            .unwrap_or_else(|_| Err(SqlError::internal("the COPY converter panicked")))
+    }
+}
+
+/// The converter thread's loop: every chunk, in order, until the sender is gone.
+fn convert_all(def: &TableDef, targets: &[usize], chunks: Receiver<Chunk>) -> Result<WriteBatch> {
+    let mut batch = WriteBatch::new();
+    for chunk in chunks {
+        convert(def, targets, chunk, &mut batch)?;
+    }
+    Ok(batch)
+}
+
+/// Parse a chunk's text rows to typed columns and add them to `batch`.
+fn convert(def: &TableDef, targets: &[usize], chunk: Chunk, batch: &mut WriteBatch) -> Result<()> {
+    let Chunk { fields, rows, line } = chunk;
+    if rows == 0 {
+        return Ok(());
+    }
+    let schema = def.arrow_schema(None);
+    let mut columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| new_null_array(f.data_type(), rows))
+        .collect();
+    for (values, &target) in fields.iter().zip(targets) {
+        let (Some(slot), Some(field), Some(col)) = (
+            columns.get_mut(target),
+            schema.fields().get(target),
+            def.columns.get(target),
+        ) else {
+            continue;
+        };
+        let type_name = crate::types::pg_type_name(col.data_type);
+        *slot = parse_column(values, field.data_type(), &type_name).map_err(|e| {
+            SqlError::new(
+                e.kind,
+                format!(
+                    "{} (COPY {}, column {}, lines up to {line})",
+                    e.message,
+                    def.name,
+                    field.name()
+                ),
+            )
+        })?;
+    }
+    let nullable = Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    );
+    let typed = RecordBatch::try_new_with_options(
+        Arc::new(nullable),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )?;
+    batch.put_arrow(def, &typed)?;
+    Ok(())
+}
+
 impl CopyIn {
     /// Number of fields each row must have.
     pub fn width(&self) -> usize {
         self.targets.len()
-    }
-
-    /// Rows accepted so far.
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
-    /// Bytes held in memory for this COPY.
-    pub fn approximate_bytes(&self) -> usize {
-        self.batch.approximate_bytes()
     }
 
     /// Add one row (`None`: NULL). `line` numbers errors.
@@ -95,60 +201,35 @@ impl CopyIn {
         self.rows += 1;
         self.buffered += 1;
         if self.buffered >= CHUNK_ROWS {
-            // Milliseconds of parsing: off the connection worker.
-            offload::blocking(|| self.convert(line))?;
+            let chunk = self.take_chunk(line);
+            let converter = match self.converter.take() {
+                Some(c) => c,
+                None => Converter::start(self.def.clone(), self.targets.clone())?,
+            };
+            self.converter = Some(converter.send(chunk)?);
         }
         Ok(())
     }
 
-    /// Convert buffered text rows to a typed batch and add them to the write batch.
-    fn convert(&mut self, line: u64) -> Result<()> {
-        let n = std::mem::take(&mut self.buffered);
-        if n == 0 {
-            return Ok(());
+    /// The buffered rows as a chunk; the buffers start over.
+    fn take_chunk(&mut self, line: u64) -> Chunk {
+        Chunk {
+            fields: self.fields.iter_mut().map(StringBuilder::finish).collect(),
+            rows: std::mem::take(&mut self.buffered),
+            line,
         }
-        let schema = self.def.arrow_schema(None);
-        let mut columns: Vec<ArrayRef> = schema
-            .fields()
-            .iter()
-            .map(|f| new_null_array(f.data_type(), n))
-            .collect();
-        for (text, &target) in self.fields.iter_mut().zip(&self.targets) {
-            let values = text.finish();
-            let (Some(slot), Some(field), Some(def)) = (
-                columns.get_mut(target),
-                schema.fields().get(target),
-                self.def.columns.get(target),
-            ) else {
-                continue;
-            };
-            let type_name = crate::types::pg_type_name(def.data_type);
-            *slot = parse_column(&values, field.data_type(), &type_name).map_err(|e| {
-                SqlError::new(
-                    e.kind,
-                    format!(
-                        "{} (COPY {}, column {}, lines up to {line})",
-                        e.message,
-                        self.def.name,
-                        field.name()
-                    ),
-                )
-            })?;
-        }
-        let nullable = Schema::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        );
-        let batch = RecordBatch::try_new_with_options(
-            Arc::new(nullable),
-            columns,
-            &RecordBatchOptions::new().with_row_count(Some(n)),
-        )?;
-        self.batch.put_arrow(&self.def, &batch)?;
-        Ok(())
+    }
+
+    /// Every row as one write batch: the converter's, and the last chunk's.
+    fn into_batch(mut self, line: u64) -> Result<WriteBatch> {
+        let last = self.take_chunk(line);
+        let mut batch = match self.converter.take() {
+            Some(c) => c.finish()?,
+            None => WriteBatch::new(),
+        };
+        // Milliseconds of parsing at most: off the connection worker.
+        offload::blocking(|| convert(&self.def, &self.targets, last, &mut batch))?;
+        Ok(batch)
     }
 }
 
@@ -272,17 +353,17 @@ impl Session {
             fields: targets.iter().map(|_| StringBuilder::new()).collect(),
             trim,
             buffered: 0,
-            targets,
+            targets: targets.into(),
             def,
-            batch: WriteBatch::new(),
             rows: 0,
+            converter: None,
         })
     }
 
     /// Write every row of a COPY as one batch (or add it to the open transaction).
-    pub fn finish_copy(&mut self, mut copy: CopyIn, line: u64) -> Result<u64> {
+    pub fn finish_copy(&mut self, copy: CopyIn, line: u64) -> Result<u64> {
         let rows = copy.rows;
-        let result = offload::blocking(|| copy.convert(line)).and_then(|()| self.write(copy.batch));
+        let result = copy.into_batch(line).and_then(|batch| self.write(batch));
         if result.is_err() {
             self.mark_failed();
         }
