@@ -39,6 +39,11 @@ async fn seeded(server: &TestServer) -> tokio_postgres::Client {
     c
 }
 
+/// The single bigint of a one-row query (a count).
+async fn bigint(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_lookup_prepared_with_binary_results() {
     let server = TestServer::start(&[]);
@@ -174,13 +179,7 @@ async fn pipelined_queries_and_errors_keep_the_connection_usable() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::UNDEFINED_COLUMN));
-    assert_eq!(
-        c.query_one("SELECT 2::BIGINT", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        2
-    );
+    assert_eq!(bigint(&c, "SELECT 2::BIGINT").await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,14 +265,11 @@ async fn bad_copy_rows_and_abandoned_copies_leave_nothing_visible() {
         drop(c2);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let n: i64 = c
-        .query_one(
-            "SELECT count(*) FROM driver_stats WHERE driver_id IN (100, 200)",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let n = bigint(
+        &c,
+        "SELECT count(*) FROM driver_stats WHERE driver_id IN (100, 200)",
+    )
+    .await;
     assert_eq!(n, 0);
 }
 
@@ -346,14 +342,11 @@ async fn a_copy_of_many_chunks_keeps_row_order_and_one_bad_chunk_fails_it_all() 
             .is_some_and(|m| m.contains("\"many\"") && m.contains("lines up to 16384")),
         "{message:?}"
     );
-    let n: i64 = c
-        .query_one(
-            "SELECT count(*) FROM driver_stats WHERE event_ts >= '2026-01-06'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let n = bigint(
+        &c,
+        "SELECT count(*) FROM driver_stats WHERE event_ts >= '2026-01-06'",
+    )
+    .await;
     assert_eq!(n, 0);
 }
 
@@ -381,13 +374,7 @@ async fn cancel_and_statement_timeout_stop_a_running_query() {
         .unwrap_or_default();
     assert!(message.contains("statement timeout"), "{message}");
     c.batch_execute("RESET statement_timeout").await.unwrap();
-    assert_eq!(
-        c.query_one("SELECT 1::BIGINT", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        1
-    );
+    assert_eq!(bigint(&c, "SELECT 1::BIGINT").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,13 +387,7 @@ async fn connections_beyond_the_limit_get_53300_and_others_keep_working() {
         .err()
         .expect("third connection refused");
     assert_eq!(err.code(), Some(&SqlState::TOO_MANY_CONNECTIONS));
-    assert_eq!(
-        a.query_one("SELECT 1::BIGINT", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        1
-    );
+    assert_eq!(bigint(&a, "SELECT 1::BIGINT").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,13 +438,7 @@ async fn malformed_and_oversized_messages_get_errors_and_the_server_keeps_servin
     let reply = read_until_ready(&mut s).await;
     assert_eq!(reply.first(), Some(&b'T'));
     let c = server.connect().await;
-    assert_eq!(
-        c.query_one("SELECT 3::BIGINT", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        3
-    );
+    assert_eq!(bigint(&c, "SELECT 3::BIGINT").await, 3);
 }
 
 /// Read backend messages until ReadyForQuery; returns everything read.
@@ -526,13 +501,7 @@ async fn scram_users_and_wrong_passwords() {
         .await
         .unwrap();
     tokio::spawn(conn);
-    assert_eq!(
-        c.query_one("SELECT 1::BIGINT", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        1
-    );
+    assert_eq!(bigint(&c, "SELECT 1::BIGINT").await, 1);
     for bad in ["user=alice password=wrong", "user=mallory password=s3cret"] {
         let url = format!("host=127.0.0.1 port={} {bad}", server.port);
         let err = tokio_postgres::connect(&url, tokio_postgres::NoTls)

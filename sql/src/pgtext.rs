@@ -48,7 +48,8 @@ pub fn write_float(v: f64, w: &mut impl std::fmt::Write) {
 }
 
 /// A `real` (float4) as PostgreSQL prints it: shortest digits (Ryu's, as its
-/// `float4out`; Żmij computes the same), decimal notation for decimal exponents -4..6, else `d.ddde+XX`.
+/// `float4out`; Żmij computes the same), decimal notation for decimal exponents
+/// -4..6, else `d.ddde+XX`.
 pub fn write_float32(v: f32, w: &mut impl std::fmt::Write) {
     if v.is_nan() {
         let _ = w.write_str("NaN");
