@@ -131,6 +131,7 @@ fn from_storage(e: &StorageError) -> SqlError {
         StorageError::Background(_) => ErrorKind::ReadOnly,
         StorageError::Closed => ErrorKind::ReadOnly,
         StorageError::Locked(_) => ErrorKind::Io,
+        StorageError::Encode { .. } => ErrorKind::Internal,
     };
     let message = match e {
         StorageError::NoSuchTable(t) => format!("relation \"{t}\" does not exist"),

@@ -14,19 +14,9 @@ use hindsight_storage::{Db, Options, Value, WriteBatch};
 
 const SEC: i64 = 1_000_000;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+#[path = "../../storage/tests/common/splitmix.rs"]
+mod splitmix;
+use splitmix::Rng;
 
 /// One version: (event time, commit sequence, value or tombstone).
 type Versions = HashMap<i64, Vec<(i64, u64, Option<i64>)>>;

@@ -267,14 +267,18 @@ impl WriteBatch {
     }
 
     /// Encode as a WAL payload committed at (`seq`, `commit_micros`).
-    pub(crate) fn encode(&self, seq: u64, commit_micros: i64, out: &mut Vec<u8>) {
+    /// Fails only if the catalog change cannot be serialized or an op's byte range
+    /// lies outside the batch buffer (both would be bugs); nothing is half written
+    /// into a log, since the caller appends `out` only on success.
+    pub(crate) fn encode(&self, seq: u64, commit_micros: i64, out: &mut Vec<u8>) -> Result<()> {
         out.put_u64(seq);
         out.put_i64(commit_micros);
         let n = self.ops.len() + usize::from(self.catalog.is_some());
         out.put_varint(n as u64);
         if let Some(op) = &self.catalog {
             out.put_u8(OP_CATALOG);
-            out.put_bytes_prefixed(&serde_json::to_vec(op).unwrap_or_default());
+            let json = serde_json::to_vec(op).map_err(|e| Error::encode("a catalog change", e))?;
+            out.put_bytes_prefixed(&json);
         }
         for (ordinal, op) in self.ops.iter().enumerate() {
             out.put_u8(match op.kind {
@@ -286,12 +290,26 @@ impl WriteBatch {
             if op.row_id {
                 out.put_bytes_prefixed(&row_id_key(seq, ordinal as u32));
             } else {
-                out.put_bytes_prefixed(self.buf.get(op.key.clone()).unwrap_or_default());
+                out.put_bytes_prefixed(self.bytes(&op.key)?);
             }
             if op.kind == OpKind::Put {
-                out.put_bytes_prefixed(self.buf.get(op.row.clone()).unwrap_or_default());
+                out.put_bytes_prefixed(self.bytes(&op.row)?);
             }
         }
+        Ok(())
+    }
+
+    /// The bytes of one op's key or row (ranges the batch built itself).
+    fn bytes(&self, range: &std::ops::Range<usize>) -> Result<&[u8]> {
+        self.buf.get(range.clone()).ok_or_else(|| {
+            Error::encode(
+                "a write batch",
+                format!(
+                    "op range {range:?} outside a {}-byte buffer",
+                    self.buf.len()
+                ),
+            )
+        })
     }
 }
 
@@ -449,7 +467,7 @@ mod tests {
         .unwrap();
         b.delete(&t, &[Value::Int64(7)], None).unwrap();
         let mut payload = Vec::new();
-        b.encode(42, 999, &mut payload);
+        b.encode(42, 999, &mut payload).unwrap();
         let d = decode(&payload).unwrap();
         assert_eq!((d.seq, d.commit_micros), (42, 999));
         assert_eq!(d.ops.len(), 2);
@@ -505,8 +523,8 @@ mod tests {
         )
         .unwrap();
         let (mut pa, mut pv) = (Vec::new(), Vec::new());
-        a.encode(1, 1, &mut pa);
-        v.encode(1, 1, &mut pv);
+        a.encode(1, 1, &mut pa).unwrap();
+        v.encode(1, 1, &mut pv).unwrap();
         assert_eq!(pa, pv);
     }
 
@@ -551,7 +569,7 @@ mod tests {
         )
         .unwrap();
         let mut p = Vec::new();
-        b.encode(1, 1, &mut p);
+        b.encode(1, 1, &mut p).unwrap();
         for cut in 0..p.len() {
             assert!(decode(&p[..cut]).is_err(), "cut at {cut} decoded");
         }

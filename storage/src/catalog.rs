@@ -89,6 +89,9 @@ impl Catalog {
                         column.name
                     )));
                 }
+                let mut probe = (**t).clone();
+                probe.columns.push(column.clone());
+                probe.validate()?;
             }
             CatalogOp::SetOptions { id, options } => {
                 let t = self.existing(*id)?;
@@ -135,12 +138,12 @@ impl Catalog {
     }
 
     /// JSON snapshot for the manifest.
-    pub(crate) fn to_json(&self) -> Vec<u8> {
+    pub(crate) fn to_json(&self) -> Result<Vec<u8>> {
         let snap = Snapshot {
             next_table_id: self.next_id,
             tables: self.by_id.values().map(|t| (**t).clone()).collect(),
         };
-        serde_json::to_vec(&snap).unwrap_or_default()
+        serde_json::to_vec(&snap).map_err(|e| Error::encode("the catalog snapshot", e))
     }
 
     /// Parse a snapshot written by [`Catalog::to_json`].
@@ -207,7 +210,7 @@ mod tests {
         let mut c = Catalog::default();
         c.apply(&CatalogOp::CreateTable(def(1, "a"))).unwrap();
         c.apply(&CatalogOp::CreateTable(def(5, "b"))).unwrap();
-        let back = Catalog::from_json(&c.to_json()).unwrap();
+        let back = Catalog::from_json(&c.to_json().unwrap()).unwrap();
         assert_eq!(back.table("b").unwrap().id, TableId(5));
         assert_eq!(back.next_table_id(), TableId(6));
         assert!(Catalog::from_json(b"{not json").is_err());

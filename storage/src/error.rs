@@ -72,6 +72,11 @@ pub enum Error {
     #[error("the storage engine stopped accepting writes after a background error: {0}")]
     Background(String),
 
+    /// A value the engine itself built could not be serialized, or broke an
+    /// invariant its builder promises (a bug, reported instead of writing bad bytes).
+    #[error("internal error while encoding {what}: {detail}")]
+    Encode { what: &'static str, detail: String },
+
     /// The engine is shutting down or closed.
     #[error("the storage engine is closed")]
     Closed,
@@ -92,6 +97,14 @@ impl Error {
             file: file.as_ref().to_path_buf(),
             offset,
             detail: detail.into(),
+        }
+    }
+
+    /// An [`Error::Encode`] for `what`.
+    pub(crate) fn encode(what: &'static str, detail: impl std::fmt::Display) -> Self {
+        Error::Encode {
+            what,
+            detail: detail.to_string(),
         }
     }
 

@@ -38,8 +38,9 @@ mod batch;
 mod catalog;
 mod codec;
 mod compaction;
-mod db;
+mod engine;
 mod error;
+mod fileset;
 mod fsutil;
 mod keycodec;
 mod manifest;
@@ -47,17 +48,18 @@ mod memtable;
 mod merge;
 mod rowcodec;
 mod scan;
+mod snapshot;
 mod sst;
+mod timefmt;
 mod types;
-mod version;
-mod versions;
+mod version_run;
 mod view;
 mod wal;
 
 pub use arrowutil::value_array;
 pub use batch::{WriteBatch, encode_batch_keys};
 pub use catalog::{Catalog, CatalogOp};
-pub use db::{Clock, CommitInfo, Db, LevelStats, Options, Snapshot, Stats, SyncPolicy, fmt_micros};
+pub use engine::{Clock, CommitInfo, Db, LevelStats, Options, Stats, SyncPolicy};
 pub use error::{Error, Result};
 pub use keycodec::{
     decode_key_bytes, encode_key, encode_key_arrays, encode_key_prefix, key_eq, prefix_successor,
@@ -66,7 +68,10 @@ pub use merge::KeyRange;
 pub use scan::{
     DELETED_COLUMN, KEY_COLUMN, SEQ_COLUMN, SYSTEM_TIME_COLUMN, ScanIter, ScanMode, ScanOptions,
 };
+pub use snapshot::Snapshot;
+pub use timefmt::{civil_from_days, fmt_micros};
 pub use types::{
-    ColumnDef, ColumnRole, DataType, ScalarType, TableDef, TableId, TableOptions, Value,
+    ColumnDef, ColumnRole, DataType, MAX_COLUMNS, ScalarType, TableDef, TableId, TableOptions,
+    Value,
 };
 pub use view::{Projection, ReadAt, Row, SystemAt};

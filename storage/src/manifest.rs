@@ -16,6 +16,7 @@ use std::path::Path;
 use crate::codec::{Put, Reader};
 use crate::error::{DecodeResult, Error, Result};
 use crate::fsutil::write_atomic;
+use crate::keycodec::key_cmp;
 use crate::types::TableId;
 use crate::wal::{LogWriter, encode_frame, replay_log};
 
@@ -57,6 +58,14 @@ pub(crate) struct FileMeta {
 }
 
 impl FileMeta {
+    /// True if the file's key range intersects [`lo`, `hi`] (`None`: unbounded).
+    pub(crate) fn overlaps(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> bool {
+        lo.is_none_or(|lo| key_cmp(&self.max_key, lo).is_ge())
+            && hi.is_none_or(|hi| key_cmp(&self.min_key, hi).is_le())
+    }
+}
+
+impl FileMeta {
     fn encode(&self, out: &mut Vec<u8>) {
         out.put_u64(self.number);
         out.put_u32(self.table.0);
@@ -90,7 +99,7 @@ impl FileMeta {
 
 /// One atomic change to the set of live files and the recovery point.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct VersionEdit {
+pub(crate) struct ManifestEdit {
     pub next_file: Option<u64>,
     pub last_seq: Option<u64>,
     pub log_number: Option<u64>,
@@ -101,7 +110,7 @@ pub(crate) struct VersionEdit {
     pub deleted: Vec<(TableId, u64)>,
 }
 
-impl VersionEdit {
+impl ManifestEdit {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         if let Some(v) = self.next_file {
@@ -138,7 +147,7 @@ impl VersionEdit {
 
     pub(crate) fn decode(buf: &[u8]) -> DecodeResult<Self> {
         let mut r = Reader::new(buf);
-        let mut e = VersionEdit::default();
+        let mut e = ManifestEdit::default();
         while !r.is_empty() {
             match r.u8("edit tag")? {
                 T_NEXT_FILE => e.next_file = Some(r.u64("next file")?),
@@ -171,7 +180,7 @@ pub(crate) struct ManifestState {
 }
 
 impl ManifestState {
-    pub(crate) fn apply(&mut self, e: &VersionEdit) {
+    pub(crate) fn apply(&mut self, e: &ManifestEdit) {
         if let Some(v) = e.next_file {
             self.next_file = self.next_file.max(v);
         }
@@ -196,8 +205,8 @@ impl ManifestState {
     }
 
     /// A single edit that recreates this state.
-    pub(crate) fn snapshot_edit(&self) -> VersionEdit {
-        VersionEdit {
+    pub(crate) fn snapshot_edit(&self) -> ManifestEdit {
+        ManifestEdit {
             next_file: Some(self.next_file),
             last_seq: Some(self.last_seq),
             log_number: Some(self.log_number),
@@ -234,7 +243,7 @@ impl Manifest {
     }
 
     /// Append an edit and make it durable.
-    pub(crate) fn append(&mut self, edit: &VersionEdit) -> Result<()> {
+    pub(crate) fn append(&mut self, edit: &ManifestEdit) -> Result<()> {
         let mut frame = Vec::new();
         encode_frame(&edit.encode(), &mut frame);
         self.log.append(&frame)?;
@@ -275,7 +284,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Option<(u64, ManifestState)>> {
     let mut state = ManifestState::default();
     let mut records = 0u64;
     replay_log(&path, MANIFEST_MAGIC, true, |payload, offset| {
-        let edit = VersionEdit::decode(payload).map_err(|e| e.at(&path, offset))?;
+        let edit = ManifestEdit::decode(payload).map_err(|e| e.at(&path, offset))?;
         state.apply(&edit);
         records += 1;
         Ok(())
@@ -312,7 +321,7 @@ mod tests {
 
     #[test]
     fn edits_round_trip() {
-        let e = VersionEdit {
+        let e = ManifestEdit {
             next_file: Some(9),
             last_seq: Some(100),
             log_number: Some(7),
@@ -321,7 +330,7 @@ mod tests {
             added: vec![file(3), file(4)],
             deleted: vec![(TableId(1), 2)],
         };
-        assert_eq!(VersionEdit::decode(&e.encode()).unwrap(), e);
+        assert_eq!(ManifestEdit::decode(&e.encode()).unwrap(), e);
     }
 
     #[test]
@@ -332,14 +341,14 @@ mod tests {
             ..Default::default()
         };
         let mut m = Manifest::create(d.path(), 1, &st).unwrap();
-        let e1 = VersionEdit {
+        let e1 = ManifestEdit {
             added: vec![file(5)],
             next_file: Some(6),
             ..Default::default()
         };
         m.append(&e1).unwrap();
         st.apply(&e1);
-        let e2 = VersionEdit {
+        let e2 = ManifestEdit {
             deleted: vec![(TableId(1), 5)],
             added: vec![file(6)],
             log_number: Some(4),

@@ -34,7 +34,7 @@ use crate::error::DecodeResult;
 use crate::keycodec::key_prefix;
 use crate::rowcodec;
 use crate::types::{DataType, TableId};
-use crate::versions::Versions;
+use crate::version_run::VersionRun;
 
 /// A batch's encoded payload, shared by its memtable entries. A `Vec` behind the
 /// `Arc` (not `Arc<[u8]>`): taking the encoded batch costs no copy, which for a
@@ -342,13 +342,13 @@ impl MemTable {
     }
 }
 
-/// Build [`Versions`] from memtable entries, decoding the features marked in
+/// Build a [`VersionRun`] from memtable entries, decoding the features marked in
 /// `project` (the others become all-NULL columns).
-pub(crate) fn entries_to_versions(
+pub(crate) fn entries_to_run(
     entries: &[MemEntry],
     feature_types: &[DataType],
     project: &[bool],
-) -> DecodeResult<Versions> {
+) -> DecodeResult<VersionRun> {
     let n = entries.len();
     let mut keys = BinaryBuilder::with_capacity(n, n * 8);
     let mut et = Int64Builder::with_capacity(n);
@@ -380,7 +380,7 @@ pub(crate) fn entries_to_versions(
             None => crate::arrowutil::null_array(t, n),
         })
         .collect();
-    Ok(Versions {
+    Ok(VersionRun {
         keys: keys.finish(),
         et: et.finish(),
         seq: seq.finish(),

@@ -20,10 +20,10 @@ use arrow_array::{Array, ArrayRef, BinaryArray, BooleanArray, Int64Array, UInt64
 
 use crate::arrowutil::null_array;
 use crate::error::{Error, Result};
-use crate::memtable::{MemEntry, MemTable, TableMem, entries_to_versions};
+use crate::fileset::SstFile;
+use crate::memtable::{MemEntry, MemTable, TableMem, entries_to_run};
 use crate::sst::{COL_ET, COL_KEY, COL_SEQ, COL_TOMB};
 use crate::types::{DataType, ScalarType};
-use crate::version::SstFile;
 
 /// Encoded entity-key range `[start, end)`; `None` is unbounded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -198,7 +198,7 @@ impl FileSource {
         let files = files
             .into_iter()
             .filter(|f| {
-                f.overlaps(range.start.as_deref(), None)
+                f.meta.overlaps(range.start.as_deref(), None)
                     && range
                         .end
                         .as_deref()
@@ -361,7 +361,7 @@ impl Source for MemSource {
             return Ok(None);
         };
         self.next = Bound::Excluded(last.clone());
-        let v = entries_to_versions(&entries, &self.types, &self.project)
+        let v = entries_to_run(&entries, &self.types, &self.project)
             .map_err(|e| Error::corruption("<memtable>", e.offset as u64, e.detail))?;
         Ok(Some(Arc::new(SrcChunk {
             cache: (0..v.features.len()).map(|_| OnceLock::new()).collect(),

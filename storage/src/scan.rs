@@ -21,11 +21,11 @@ use arrow_array::{
 use arrow_schema::{Field, Schema, SchemaRef};
 
 use crate::error::{Error, Result};
+use crate::fileset::NUM_LEVELS;
 use crate::keycodec::{decode_key_columns, key_eq};
 use crate::merge::{BlockPrune, FileSource, KeyRange, MemSource, Merger, Source, SrcChunk};
 use crate::types::{ColumnRole, DataType, ScalarType, TableDef};
-use crate::version::NUM_LEVELS;
-use crate::versions::Versions;
+use crate::version_run::VersionRun;
 use crate::view::{ReadAt, View, visible};
 
 /// Name of the commit-time column added by [`ScanOptions::with_system_time`].
@@ -217,9 +217,9 @@ impl Selection {
             .collect()
     }
 
-    /// All internal columns and every feature, as [`Versions`] (compaction output).
-    pub(crate) fn to_versions(&self, feature_types: &[DataType]) -> Result<Versions> {
-        Ok(Versions {
+    /// All internal columns and every feature, as a [`VersionRun`] (compaction output).
+    pub(crate) fn to_versions(&self, feature_types: &[DataType]) -> Result<VersionRun> {
+        Ok(VersionRun {
             keys: self.keys()?,
             et: self.event_times()?,
             seq: self.seqs()?,
@@ -436,7 +436,7 @@ pub(crate) fn table_sources(
             )));
         }
     }
-    if let Some(files) = view.version.table(table.id) {
+    if let Some(files) = view.files.table(table.id) {
         for f in files.level(0) {
             sources.push(Box::new(FileSource::new(
                 vec![f.clone()],

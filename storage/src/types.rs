@@ -289,6 +289,10 @@ pub struct TableOptions {
     pub retention_micros: Option<i64>,
 }
 
+/// Most columns a table may have (PostgreSQL's limit). SST blocks and metadata store
+/// column counts as `u16`, so every count the engine writes fits.
+pub const MAX_COLUMNS: usize = 1600;
+
 /// A table definition as stored in the catalog.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableDef {
@@ -342,6 +346,13 @@ impl TableDef {
         }
         if self.columns.is_empty() {
             return bad(format!("table \"{}\" has no columns", self.name));
+        }
+        if self.columns.len() > MAX_COLUMNS {
+            return bad(format!(
+                "table \"{}\" has {} columns: tables can have at most {MAX_COLUMNS} columns",
+                self.name,
+                self.columns.len()
+            ));
         }
         for (i, c) in self.columns.iter().enumerate() {
             if c.name.is_empty() {
@@ -467,5 +478,26 @@ impl TableDef {
     /// True if the table has no entity key (an append-only log).
     pub fn is_log(&self) -> bool {
         self.key.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wide(n: usize) -> TableDef {
+        let mut cols = vec![ColumnDef::new("id", DataType::Scalar(ScalarType::Int64)).not_null()];
+        cols.extend(
+            (1..n).map(|i| ColumnDef::new(format!("f{i}"), DataType::Scalar(ScalarType::Int64))),
+        );
+        TableDef::new("wide", cols, vec![0], None, TableOptions::default())
+    }
+
+    #[test]
+    fn a_table_over_the_column_limit_is_refused_with_a_clear_error() {
+        assert!(wide(MAX_COLUMNS).validate().is_ok());
+        let err = wide(MAX_COLUMNS + 1).validate().unwrap_err();
+        assert!(matches!(err, Error::InvalidSchema(_)));
+        assert!(err.to_string().contains("at most 1600 columns"), "{err}");
     }
 }

@@ -1,6 +1,6 @@
 //! Consistent read views and point lookups.
 //!
-//! A [`View`] pins one memtable generation, one [`Version`] of the SST files and one
+//! A [`View`] pins one memtable generation, one [`FileSet`] of the SST files and one
 //! catalog. Together with a sequence number it answers "the newest version of key K
 //! with event time <= T known at sequence S".
 //!
@@ -14,13 +14,13 @@ use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::error::{DecodeError, Error, Result};
+use crate::fileset::{FileSet, NUM_LEVELS, SstFile};
 use crate::keycodec::{decode_key, decode_single_key};
 use crate::memtable::{MemEntry, MemTable};
 use crate::rowcodec;
 use crate::sst::bloom::key_hash;
 use crate::sst::{BlockView, RowRef};
 use crate::types::{ColumnRole, DataType, ScalarType, TableDef, TableId, Value};
-use crate::version::{NUM_LEVELS, SstFile, Version};
 
 /// Which system time (database knowledge) a read sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,7 +192,7 @@ pub(crate) struct View {
     pub mem: Arc<MemTable>,
     /// Sealed memtables waiting for flush, newest first.
     pub imm: Vec<Arc<MemTable>>,
-    pub version: Arc<Version>,
+    pub files: Arc<FileSet>,
     pub catalog: Arc<Catalog>,
     /// Uncommitted writes of a transaction (current-state reads only).
     pub overlay: Option<Arc<MemTable>>,
@@ -270,7 +270,7 @@ impl View {
                 });
             }
         }
-        let Some(files) = self.version.table(table) else {
+        let Some(files) = self.files.table(table) else {
             return Ok(best);
         };
         let hash = key_hash(key);
@@ -299,7 +299,7 @@ impl View {
         best: &mut Option<Hit<'a>>,
     ) -> Result<()> {
         let m = &f.meta;
-        if !f.overlaps(Some(p.key), Some(p.key)) {
+        if !f.meta.overlaps(Some(p.key), Some(p.key)) {
             return Ok(());
         }
         if m.min_et > p.et_max || m.min_seq > p.seq_max {

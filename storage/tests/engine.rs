@@ -34,6 +34,15 @@ fn rate(db: &Db, t: &TableDef, id: i64, at: ReadAt) -> Option<f64> {
         })
 }
 
+/// A `driver_stats` table with the given retention and no TTL.
+fn retained(db: &Db, retention_micros: i64) -> std::sync::Arc<TableDef> {
+    db.create_table(driver_stats(TableOptions {
+        ttl_micros: None,
+        retention_micros: Some(retention_micros),
+    }))
+    .unwrap()
+}
+
 const NO_TTL: TableOptions = TableOptions {
     ttl_micros: None,
     retention_micros: None,
@@ -480,12 +489,7 @@ fn retention_drops_superseded_history_but_keeps_newest_at_horizon() {
     let d = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_000);
     let db = open(d.path(), &clock);
-    let t = db
-        .create_table(driver_stats(TableOptions {
-            ttl_micros: None,
-            retention_micros: Some(10_000),
-        }))
-        .unwrap();
+    let t = retained(&db, 10_000);
     for et in [100, 200, 300] {
         put(&db, &t, 1, et, et as f64);
     }
@@ -503,6 +507,35 @@ fn retention_drops_superseded_history_but_keeps_newest_at_horizon() {
     assert!(db.stats().compaction_rows_dropped >= 3);
     // as_of at the horizon still answers correctly
     assert_eq!(rate(&db, &t, 1, ReadAt::as_of(90_000)), Some(301.0));
+}
+
+/// Found by the model test once it covered retention: compaction used to drop a
+/// settled tombstone below the horizon together with everything older, so a late
+/// write with an older event time, arriving after that compaction, became the
+/// entity's current state although the delete still hides it.
+#[test]
+fn a_late_write_stays_hidden_by_a_delete_that_compaction_has_settled() {
+    let d = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    let db = open(d.path(), &clock);
+    let t = retained(&db, 10_000);
+    put(&db, &t, 1, 500, 1.0);
+    let mut b = WriteBatch::new();
+    b.delete(&t, &[Value::Int64(1)], Some(900)).unwrap();
+    db.write(b).unwrap();
+    clock.set(100_000); // the delete is settled and below the horizon
+    db.compact_now().unwrap();
+    put(&db, &t, 1, 700, 2.0); // late: older than the delete's event time
+    assert_eq!(
+        rate(&db, &t, 1, ReadAt::latest(clock.now()).without_ttl()),
+        None
+    );
+    db.compact_now().unwrap();
+    assert_eq!(
+        rate(&db, &t, 1, ReadAt::latest(clock.now()).without_ttl()),
+        None
+    );
+    assert_eq!(rate(&db, &t, 1, ReadAt::as_of(95_000)), None);
 }
 
 #[test]

@@ -3,7 +3,11 @@
 //! Each seed generates a sequence of operations (puts including late and
 //! same-key-same-time writes, tombstones, point lookups on both time axes, latest and
 //! history scans with key ranges, flush, compaction, reopen) and checks every read
-//! against the oracle. A failure prints the operation sequence as a ready-to-paste
+//! against the oracle. Table 2 has a retention: compaction may drop versions that
+//! retention allows it to, so reads of it are checked exactly inside the window
+//! retention guarantees (event time and system time at or after the horizon), and
+//! history scans must return every version retention keeps and nothing the oracle
+//! does not hold. A failure prints the operation sequence as a ready-to-paste
 //! `#[test]`. `HINDSIGHT_MODEL_SEEDS=N` runs more seeds (default: enough for
 //! >= 100,000 operations per run); `HINDSIGHT_MODEL_SEED=S` runs one seed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,6 +22,16 @@ use common::*;
 use hindsight_storage::*;
 
 const TTL: i64 = 300;
+/// Retention of table 2 ("retained"): versions older than now - RETENTION may be
+/// thinned by compaction.
+const RETENTION: i64 = 800;
+/// The table with a retention.
+const RETAINED: usize = 2;
+
+/// True for the tables shaped (id, ts, x, note) with an event-time column.
+fn has_event_time(table: usize) -> bool {
+    table != 1
+}
 const NOTES: [&str; 4] = ["", "a", "bb", "hello\0world"];
 
 #[derive(Clone, Debug)]
@@ -160,7 +174,7 @@ fn gen_ops(seed: u64, n: usize) -> Vec<Op> {
         _ => Known::Ago(r.range(-1_500, 20)),
     };
     while ops.len() < n {
-        let table = r.below(2) as usize;
+        let table = r.below(3) as usize;
         let op = match r.below(100) {
             0..=9 => {
                 let d = r.range(1, 60);
@@ -199,7 +213,7 @@ fn gen_ops(seed: u64, n: usize) -> Vec<Op> {
             45..=51 => Op::Delete {
                 table,
                 key: r.range(0, keys - 1),
-                et: if table == 0 && r.chance(60) {
+                et: if has_event_time(table) && r.chance(60) {
                     Some(et_near(&mut r, now))
                 } else {
                     None
@@ -251,18 +265,26 @@ fn gen_ops(seed: u64, n: usize) -> Vec<Op> {
     ops
 }
 
-fn tables() -> [TableDef; 2] {
+/// A table (id, ts, x, note) keyed by id with event time ts.
+fn event_table(name: &str, options: TableOptions) -> TableDef {
+    TableDef::new(
+        name,
+        vec![
+            i64c("id").not_null(),
+            tsc("ts").not_null(),
+            i64c("x"),
+            textc("note"),
+        ],
+        vec![0],
+        Some(1),
+        options,
+    )
+}
+
+fn tables() -> [TableDef; 3] {
     [
-        TableDef::new(
+        event_table(
             "events",
-            vec![
-                i64c("id").not_null(),
-                tsc("ts").not_null(),
-                i64c("x"),
-                textc("note"),
-            ],
-            vec![0],
-            Some(1),
             TableOptions {
                 ttl_micros: Some(TTL),
                 retention_micros: None,
@@ -279,11 +301,20 @@ fn tables() -> [TableDef; 2] {
             None,
             TableOptions::default(),
         ),
+        event_table(
+            "retained",
+            TableOptions {
+                ttl_micros: Some(TTL),
+                retention_micros: Some(RETENTION),
+            },
+        ),
     ]
 }
 
+const TABLE_NAMES: [&str; 3] = ["events", "kv", "retained"];
+
 fn key_values(table: usize, key: i64) -> Vec<Value> {
-    if table == 0 {
+    if has_event_time(table) {
         vec![Value::Int64(key)]
     } else {
         vec![Value::Text(format!("k{key:03}"))]
@@ -292,7 +323,7 @@ fn key_values(table: usize, key: i64) -> Vec<Value> {
 
 fn row_values(table: usize, r: &PutRow) -> Vec<Value> {
     let x = r.x.map_or(Value::Null, Value::Int64);
-    if table == 0 {
+    if has_event_time(table) {
         vec![
             Value::Int64(r.key),
             Value::Timestamp(r.et),
@@ -316,7 +347,7 @@ type VKey = (usize, Vec<u8>, Reverse<i64>, Reverse<u64>);
 struct Oracle {
     versions: BTreeMap<VKey, Option<Vec<Value>>>,
     commits: Vec<(u64, i64)>,
-    created: [i64; 2],
+    created: [i64; 3],
 }
 
 impl Oracle {
@@ -347,6 +378,44 @@ impl Oracle {
             return None;
         }
         v.clone()
+    }
+
+    fn commit_time(&self, seq: u64) -> i64 {
+        self.commits.iter().find(|c| c.0 == seq).map_or(0, |c| c.1)
+    }
+
+    /// The last sequence committed at or before `t`.
+    fn seq_at(&self, t: i64) -> u64 {
+        self.commits
+            .iter()
+            .filter(|c| c.1 <= t)
+            .map(|c| c.0)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Versions of `table` compaction may have dropped under any horizon up to `h`
+    /// (the rule of `compaction::filter`): one dominated by an earlier version of
+    /// the same entity that is settled (committed at or before `h`) and has the same
+    /// event time, or both at or below `h`. Tombstones are never returned by reads.
+    fn droppable(&self, table: usize, h: i64) -> std::collections::HashSet<VKey> {
+        let mut out = std::collections::HashSet::new();
+        let mut key: Option<&[u8]> = None;
+        let mut settled: Vec<i64> = Vec::new(); // event times of settled versions seen
+        for k in self.versions.keys().filter(|k| k.0 == table) {
+            if key != Some(k.1.as_slice()) {
+                key = Some(k.1.as_slice());
+                settled.clear();
+            }
+            let et = k.2.0;
+            if settled.iter().any(|&w| w == et || (w <= h && et <= h)) {
+                out.insert(k.clone());
+            }
+            if self.commit_time(k.3.0) <= h {
+                settled.push(et);
+            }
+        }
+        out
     }
 }
 
@@ -413,7 +482,10 @@ impl Harness {
             }
             Known::Ago(d) => {
                 let t = now + d;
-                if t > now || t < self.oracle.created[table] {
+                if t > now
+                    || t < self.oracle.created[table]
+                    || (table == RETAINED && t < now - RETENTION)
+                {
                     return (None, SystemAt::Micros(t));
                 }
                 let s = self
@@ -446,13 +518,25 @@ impl Harness {
         .known_at(system);
         let mut floor = i64::MIN;
         if ttl {
-            if table == 0 {
+            if has_event_time(table) {
                 floor = et.unwrap_or(now) - TTL;
             }
         } else {
             at = at.without_ttl();
         }
         (seq, at, floor)
+    }
+
+    /// Whether a read of `table` at `at` (resolved to `seq`) must match the oracle
+    /// exactly: always for tables without retention; for the retained table only
+    /// inside the window retention guarantees, where no version a reader could see
+    /// may have been dropped (event time and system time at or after the horizon).
+    fn exact(&self, table: usize, at: &ReadAt, seq: u64) -> bool {
+        if table != RETAINED {
+            return true;
+        }
+        let horizon = self.clock.now() - RETENTION;
+        at.event_time.is_none_or(|t| t >= horizon) && seq >= self.oracle.seq_at(horizon)
     }
 
     fn apply(&mut self, op: Op) {
@@ -469,7 +553,11 @@ impl Harness {
                 let c = self.db().write(b).unwrap();
                 self.oracle.commits.push((c.seq, c.commit_micros));
                 for r in &rows {
-                    let et = if table == 0 { r.et } else { c.commit_micros };
+                    let et = if has_event_time(table) {
+                        r.et
+                    } else {
+                        c.commit_micros
+                    };
                     let mut vals = row_values(table, r);
                     if table == 1 {
                         // the event time of a table without an event-time column is the commit time
@@ -512,6 +600,7 @@ impl Harness {
                     .get(&self.defs[table], &key_values(table, key), &at);
                 match (seq, got) {
                     (None, Err(Error::OutsideRetention(_))) => {}
+                    (Some(seq), Ok(_)) if !self.exact(table, &at, seq) => {}
                     (Some(seq), Ok(row)) => {
                         let want = self.oracle.get(
                             table,
@@ -551,6 +640,7 @@ impl Harness {
                 let got = self.db().scan(&self.defs[table], &opts).map(rows);
                 match (seq, got) {
                     (None, Err(Error::OutsideRetention(_))) => {}
+                    (Some(seq), Ok(_)) if !self.exact(table, &at, seq) => {}
                     (Some(seq), Ok(got)) => {
                         let mut keys: Vec<Vec<u8>> = self
                             .oracle
@@ -598,14 +688,12 @@ impl Harness {
                 match (seq, got) {
                     (None, Err(Error::OutsideRetention(_))) => {}
                     (Some(seq), Ok(got)) => {
-                        let commit_time = |s: u64| {
-                            self.oracle
-                                .commits
-                                .iter()
-                                .find(|c| c.0 == s)
-                                .map_or(0, |c| c.1)
+                        let droppable = match table {
+                            RETAINED => self.oracle.droppable(table, self.clock.now() - RETENTION),
+                            _ => Default::default(),
                         };
-                        let want: Vec<Vec<Value>> = self
+                        // (row, whether retention may have dropped it)
+                        let want: Vec<(Vec<Value>, bool)> = self
                             .oracle
                             .versions
                             .iter()
@@ -618,11 +706,12 @@ impl Harness {
                             })
                             .map(|(k, v)| {
                                 let mut row = v.clone().unwrap();
-                                row.push(Value::Timestamp(commit_time(k.3.0)));
-                                row
+                                row.push(Value::Timestamp(self.oracle.commit_time(k.3.0)));
+                                (row, droppable.contains(k))
                             })
                             .collect();
-                        if got != want {
+                        if !kept_in_order(&got, &want) {
+                            let want: Vec<_> = want.into_iter().map(|(r, _)| r).collect();
                             self.fail(format!(
                                 "history [{from}, {to}] seq {seq}:\nengine {got:?}\noracle {want:?}"
                             ));
@@ -639,11 +728,24 @@ impl Harness {
             Op::Reopen => {
                 self.db.take().unwrap().close().unwrap();
                 let db = Db::open(self.dir.path(), tiny_options(self.clock.clock())).unwrap();
-                self.defs = vec![db.table("events").unwrap(), db.table("kv").unwrap()];
+                self.defs = TABLE_NAMES.iter().map(|n| db.table(n).unwrap()).collect();
                 self.db = Some(db);
             }
         }
     }
+}
+
+/// True if `got` is `want` with only rows flagged droppable left out, in order.
+fn kept_in_order(got: &[Vec<Value>], want: &[(Vec<Value>, bool)]) -> bool {
+    let mut g = got.iter().peekable();
+    for (row, droppable) in want {
+        if g.peek() == Some(&row) {
+            g.next();
+        } else if !droppable {
+            return false;
+        }
+    }
+    g.next().is_none()
 }
 
 /// Run a fixed operation sequence (used by printed regression tests).
@@ -670,12 +772,14 @@ fn run_ops(ops: Vec<Op>) -> usize {
         ttl: false,
         range: None,
     });
-    h.apply(Op::History {
-        table: 0,
-        from: i64::MIN,
-        to: i64::MAX,
-        known: Known::Now,
-    });
+    for table in [0, RETAINED] {
+        h.apply(Op::History {
+            table,
+            from: i64::MIN,
+            to: i64::MAX,
+            known: Known::Now,
+        });
+    }
     n
 }
 

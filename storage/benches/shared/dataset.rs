@@ -12,16 +12,12 @@ use hindsight_storage::*;
 
 pub const BASE: i64 = 1_704_067_200; // 2024-01-01 00:00:00 UTC
 pub const DAY: i64 = 86_400;
-const GOLD: u64 = 0x9E37_79B9_7F4A_7C15;
 const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
 const SEED: u64 = 42;
 
-pub fn mix64(z: u64) -> u64 {
-    let mut z = z.wrapping_add(GOLD);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+#[path = "../../tests/common/splitmix.rs"]
+mod splitmix;
+pub use splitmix::{GOLD, mix64};
 
 pub fn u(ma: u64, b: u64, k: u64) -> u64 {
     mix64(ma ^ b.wrapping_mul(GOLD) ^ k.wrapping_mul(K2) ^ SEED)

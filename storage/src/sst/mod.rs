@@ -122,6 +122,8 @@ fn decode_type(r: &mut Reader<'_>) -> DecodeResult<DataType> {
 impl SstMeta {
     pub(crate) fn encode(&self, commit_times: &[(u64, i64)], out: &mut Vec<u8>) {
         out.put_u32(self.table.0);
+        // At most MAX_COLUMNS features (TableDef::validate), so the count fits.
+        debug_assert!(self.feature_types.len() <= crate::types::MAX_COLUMNS);
         out.put_u16(self.feature_types.len() as u16);
         for &t in &self.feature_types {
             encode_type(out, t);

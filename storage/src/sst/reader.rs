@@ -105,8 +105,10 @@ impl SstReader {
             return Err(corrupt(0, "bad magic number: not a Hindsight SST".into()));
         }
         let footer_at = len - FOOTER_LEN;
-        let footer = Footer::decode(map.get(footer_at..).unwrap_or_default())
-            .map_err(|e| e.at(path, footer_at as u64))?;
+        let footer_bytes = map
+            .get(footer_at..)
+            .ok_or_else(|| corrupt(footer_at as u64, "footer out of range".into()))?;
+        let footer = Footer::decode(footer_bytes).map_err(|e| e.at(path, footer_at as u64))?;
         let section = |(off, l): (u64, u64), what: &str| -> Result<(usize, usize)> {
             let (o, n) = (usize::try_from(off).ok(), usize::try_from(l).ok());
             let (Some(o), Some(n)) = (o, n) else {
@@ -122,8 +124,12 @@ impl SstReader {
                     format!("{what} section out of range"),
                 ));
             }
-            let bytes = map.get(o..o + n).unwrap_or_default();
-            let stored = le_u32_at(&map, o + n).unwrap_or(0);
+            let Some((bytes, stored)) = checksummed(&map, o, n) else {
+                return Err(corrupt(
+                    footer_at as u64,
+                    format!("{what} section out of range"),
+                ));
+            };
             if crc32fast::hash(bytes) != stored {
                 return Err(corrupt(o as u64, format!("{what} checksum mismatch")));
             }
@@ -132,11 +138,16 @@ impl SstReader {
         let bloom = section(footer.bloom, "bloom filter")?;
         let index_at = section(footer.index, "block index")?;
         let meta_at = section(footer.meta, "metadata")?;
-        let slice = |(o, n): (usize, usize)| map.get(o..o + n).unwrap_or_default();
-        Bloom::parse(slice(bloom)).map_err(|e| e.at(path, bloom.0 as u64))?;
-        let index = decode_index(slice(index_at)).map_err(|e| e.at(path, index_at.0 as u64))?;
+        // Every section was range-checked above; `slice` still refuses rather than
+        // reading an empty section if that ever stops holding.
+        let slice = |(o, n): (usize, usize)| {
+            map.get(o..o.saturating_add(n))
+                .ok_or_else(|| corrupt(o as u64, "section out of range".into()))
+        };
+        Bloom::parse(slice(bloom)?).map_err(|e| e.at(path, bloom.0 as u64))?;
+        let index = decode_index(slice(index_at)?).map_err(|e| e.at(path, index_at.0 as u64))?;
         let (meta, times) =
-            SstMeta::decode(slice(meta_at)).map_err(|e| e.at(path, meta_at.0 as u64))?;
+            SstMeta::decode(slice(meta_at)?).map_err(|e| e.at(path, meta_at.0 as u64))?;
         let times_at = (times.as_ptr() as usize - map.as_ptr() as usize, times.len());
         for (i, b) in index.iter().enumerate() {
             let end = b
@@ -268,8 +279,10 @@ impl SstReader {
             return Ok(t);
         }
         let (o, n) = self.commit_times_at;
-        let parsed = decode_commit_times(self.map.get(o..o + n).unwrap_or_default())
-            .map_err(|e| e.at(&self.path, o as u64))?;
+        let bytes = self.map.get(o..o.saturating_add(n)).ok_or_else(|| {
+            Error::corruption(&self.path, o as u64, "commit-time table out of range")
+        })?;
+        let parsed = decode_commit_times(bytes).map_err(|e| e.at(&self.path, o as u64))?;
         Ok(self.commit_times.get_or_init(|| parsed))
     }
 
@@ -300,10 +313,15 @@ impl SstReader {
             .get(b)
             .ok_or_else(|| Error::InvalidArgument(format!("block {b} out of range")))?;
         let (o, n) = (h.offset as usize, h.len as usize);
-        let bytes = self.map.get(o..o + n).unwrap_or_default();
         let flag = self.verified.get(b);
         if !flag.is_some_and(|f| f.load(AtomicOrdering::Acquire)) {
-            let stored = le_u32_at(&self.map, o + n).unwrap_or(0);
+            let Some((bytes, stored)) = checksummed(&self.map, o, n) else {
+                return Err(Error::corruption(
+                    &self.path,
+                    o as u64,
+                    format!("block {b} lies outside the file"),
+                ));
+            };
             if crc32fast::hash(bytes) != stored {
                 return Err(Error::corruption(
                     &self.path,
@@ -321,12 +339,22 @@ impl SstReader {
             }
             return Ok(view);
         }
+        // Verified before, so in range (open checked every handle against the file).
+        let bytes = self.map.get(o..o + n).ok_or_else(|| {
+            Error::corruption(
+                &self.path,
+                o as u64,
+                format!("block {b} lies outside the file"),
+            )
+        })?;
         self.view(bytes, h)
     }
 
     /// Block `b`'s [`BlockLayout`] words (to be read only once its `verified` flag
-    /// has been seen set).
+    /// has been seen set). Callers pass a block index checked against the index, and
+    /// `layout` holds `layout_stride` words per block, so the range is in bounds.
     fn layout_words(&self, b: usize) -> &[AtomicU64] {
+        debug_assert!((b + 1) * self.layout_stride <= self.layout.len());
         self.layout
             .get(b * self.layout_stride..(b + 1) * self.layout_stride)
             .unwrap_or_default()
@@ -403,6 +431,9 @@ impl SstReader {
     /// key), so only blocks with an equal prefix need the full comparison.
     pub(crate) fn seek_block(&self, key: &[u8]) -> usize {
         let p = key_prefix(key);
+        // `last_key_prefix` has one entry per index entry and `lo + tied` never
+        // exceeds its length, so both slices below are in bounds.
+        debug_assert_eq!(self.last_key_prefix.len(), self.index.len());
         let lo = self.last_key_prefix.partition_point(|&x| x < p);
         let tied = self
             .last_key_prefix
@@ -748,6 +779,13 @@ impl<'a> BlockView<'a> {
     }
 }
 
+/// The `n` bytes at `o` and the CRC32 stored right after them; `None` if the range
+/// leaves `buf`.
+fn checksummed(buf: &[u8], o: usize, n: usize) -> Option<(&[u8], u32)> {
+    let end = o.checked_add(n)?;
+    Some((buf.get(o..end)?, le_u32_at(buf, end)?))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -759,7 +797,7 @@ mod tests {
     use crate::keycodec::encode_key;
     use crate::sst::{SstWriter, WriterOptions};
     use crate::types::ScalarType;
-    use crate::versions::Versions;
+    use crate::version_run::VersionRun;
 
     /// Once a block has been read, its layout predicts where a key's versions start
     /// (within one key's versions for evenly spaced keys) and where each fixed-width column's
@@ -783,7 +821,7 @@ mod tests {
             }
         }
         let rows = keys.len();
-        let v = Versions {
+        let v = VersionRun {
             keys: BinaryArray::from_iter_values(keys.iter()),
             et: Int64Array::from(et),
             seq: UInt64Array::from_iter_values((1..=rows as u64).rev()),

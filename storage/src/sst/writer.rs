@@ -25,7 +25,7 @@ use super::{
 use crate::codec::Put;
 use crate::error::{Error, Result};
 use crate::types::{DataType, TableId};
-use crate::versions::Versions;
+use crate::version_run::VersionRun;
 
 /// Block sizing and filter settings.
 #[derive(Clone, Copy, Debug)]
@@ -108,7 +108,7 @@ impl SstWriter {
     }
 
     /// Append versions; they must follow every row added before, in internal order.
-    pub(crate) fn add(&mut self, v: &Versions) -> Result<()> {
+    pub(crate) fn add(&mut self, v: &VersionRun) -> Result<()> {
         if v.is_empty() {
             return Ok(());
         }
@@ -133,7 +133,7 @@ impl SstWriter {
         Ok(())
     }
 
-    fn check_order_and_track(&mut self, v: &Versions) -> Result<()> {
+    fn check_order_and_track(&mut self, v: &VersionRun) -> Result<()> {
         for i in 0..v.len() {
             let key = v.keys.value(i);
             let (et, seq) = (v.et.value(i), v.seq.value(i));
@@ -170,13 +170,16 @@ impl SstWriter {
         Ok(())
     }
 
-    fn write_block(&mut self, v: &Versions) -> Result<()> {
+    fn write_block(&mut self, v: &VersionRun) -> Result<()> {
         let n = v.len();
         let mut body = std::mem::take(&mut self.buf);
         body.clear();
         let ncols = INTERNAL_COLUMNS + v.features.len();
         body.put_u32(n as u32);
-        body.put_u16(ncols as u16);
+        // TableDef::validate caps a table at MAX_COLUMNS, far below u16::MAX.
+        let ncols16 = u16::try_from(ncols)
+            .map_err(|_| Error::encode("an SST block", format!("{ncols} columns")))?;
+        body.put_u16(ncols16);
         let dir_at = body.len();
         body.resize(dir_at + 4 * ncols, 0);
         let data_at = body.len();

@@ -1,16 +1,16 @@
-//! A version: the immutable set of live SST files, per table and level.
+//! A file set: the immutable set of live SST files, per table and level.
 //!
 //! Level 0 holds flushed memtables, possibly overlapping, newest first. Levels 1 and
 //! up each hold non-overlapping files sorted by key, and a key's versions never span
-//! two files of one level. Versions are replaced, never mutated: readers hold an
-//! `Arc<Version>` and keep seeing the same files (which stay readable through their
+//! two files of one level. File sets are replaced, never mutated: readers hold an
+//! `Arc<FileSet>` and keep seeing the same files (which stay readable through their
 //! mmaps even after deletion) for as long as they hold it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::keycodec::key_cmp;
-use crate::manifest::{FileMeta, VersionEdit};
+use crate::manifest::{FileMeta, ManifestEdit};
 use crate::sst::SstReader;
 use crate::types::TableId;
 
@@ -22,14 +22,6 @@ pub(crate) const NUM_LEVELS: usize = 7;
 pub(crate) struct SstFile {
     pub meta: FileMeta,
     pub reader: SstReader,
-}
-
-impl SstFile {
-    /// True if the file's key range intersects [`lo`, `hi`] (`None`: unbounded).
-    pub(crate) fn overlaps(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> bool {
-        lo.is_none_or(|lo| key_cmp(&self.meta.max_key, lo).is_ge())
-            && hi.is_none_or(|hi| key_cmp(&self.meta.min_key, hi).is_le())
-    }
 }
 
 /// The files of one table.
@@ -62,11 +54,6 @@ impl TableFiles {
             .unwrap_or_default()
     }
 
-    /// Total bytes in `level`.
-    pub(crate) fn level_bytes(&self, level: usize) -> u64 {
-        self.level(level).iter().map(|f| f.meta.size).sum()
-    }
-
     /// The file of a sorted level (>= 1) whose key range holds `key`.
     pub(crate) fn file_for_key(&self, level: usize, key: &[u8]) -> Option<&Arc<SstFile>> {
         let files = self.level(level);
@@ -76,41 +63,19 @@ impl TableFiles {
             .filter(|f| key_cmp(&f.meta.min_key, key).is_le())
     }
 
-    /// Files of `level` whose key range intersects [`lo`, `hi`].
-    pub(crate) fn overlapping(
-        &self,
-        level: usize,
-        lo: Option<&[u8]>,
-        hi: Option<&[u8]>,
-    ) -> Vec<Arc<SstFile>> {
-        self.level(level)
-            .iter()
-            .filter(|f| f.overlaps(lo, hi))
-            .cloned()
-            .collect()
-    }
-
     /// Every file, level by level.
     pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<SstFile>> {
         self.levels.iter().flatten()
-    }
-
-    /// The deepest non-empty level (0 if none).
-    pub(crate) fn deepest_level(&self) -> usize {
-        (0..self.levels.len())
-            .rev()
-            .find(|&l| !self.level(l).is_empty())
-            .unwrap_or(0)
     }
 }
 
 /// The live files of every table.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Version {
+pub(crate) struct FileSet {
     pub tables: HashMap<TableId, Arc<TableFiles>>,
 }
 
-impl Version {
+impl FileSet {
     /// Files of `table`.
     pub(crate) fn table(&self, table: TableId) -> Option<&Arc<TableFiles>> {
         self.tables.get(&table)
@@ -121,8 +86,8 @@ impl Version {
         self.tables.values().flat_map(|t| t.all())
     }
 
-    /// A new version with `edit` applied; `opened` supplies the added files.
-    pub(crate) fn apply(&self, edit: &VersionEdit, opened: &[Arc<SstFile>]) -> Version {
+    /// A new file set with `edit` applied; `opened` supplies the added files.
+    pub(crate) fn apply(&self, edit: &ManifestEdit, opened: &[Arc<SstFile>]) -> FileSet {
         let mut tables = self.tables.clone();
         let mut touched: HashMap<TableId, TableFiles> = HashMap::new();
         fn entry<'a>(
@@ -155,6 +120,6 @@ impl Version {
                 tables.insert(t, Arc::new(tf));
             }
         }
-        Version { tables }
+        FileSet { tables }
     }
 }

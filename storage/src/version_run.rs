@@ -1,4 +1,4 @@
-//! [`Versions`]: a run of one table's versions in internal order, as Arrow arrays.
+//! [`VersionRun`]: a run of one table's versions in internal order, as Arrow arrays.
 //!
 //! This is the unit that moves between the engine's pieces: a memtable flush builds
 //! it, the SST writer consumes it, compaction merges it, and scans select rows from it.
@@ -8,9 +8,9 @@
 
 use arrow_array::{Array, ArrayRef, BinaryArray, BooleanArray, Int64Array, UInt64Array};
 
-/// Versions of one table in internal order.
+/// VersionRun of one table in internal order.
 #[derive(Clone, Debug)]
-pub(crate) struct Versions {
+pub(crate) struct VersionRun {
     pub keys: BinaryArray,
     pub et: Int64Array,
     pub seq: UInt64Array,
@@ -18,7 +18,7 @@ pub(crate) struct Versions {
     pub features: Vec<ArrayRef>,
 }
 
-impl Versions {
+impl VersionRun {
     pub(crate) fn len(&self) -> usize {
         self.keys.len()
     }
@@ -28,8 +28,8 @@ impl Versions {
     }
 
     /// Zero-copy slice of rows `offset..offset + len`.
-    pub(crate) fn slice(&self, offset: usize, len: usize) -> Versions {
-        Versions {
+    pub(crate) fn slice(&self, offset: usize, len: usize) -> VersionRun {
+        VersionRun {
             keys: self.keys.slice(offset, len),
             et: self.et.slice(offset, len),
             seq: self.seq.slice(offset, len),
