@@ -7,39 +7,36 @@
 //! point-in-time-correct `ASOF JOIN ... MATCH_CONDITION (...)`, plus DDL, DML and
 //! transactions. See ARCHITECTURE.md for how a query flows through the modules.
 
-pub mod asof;
-mod catalog;
-mod context;
-mod copy;
-mod ddl;
+// Floors, each importing only from the ones above it in this list:
+// leaves (error, ident, settings, output, offload, dialect, types), then `plan`
+// (planning and time travel), then `pg` (Postgres compatibility), then `session`
+// (statement execution, with the writes: dml, ddl, copy).
 mod dialect;
-mod dml;
 mod error;
-mod fastpath;
-mod literals;
+mod ident;
 mod offload;
-mod params;
-mod pgcatalog;
-mod pgfuncs;
-pub mod pgtext;
-pub mod provider;
-mod relation;
-mod rewrite;
-mod session;
-mod timeexpr;
+mod output;
+mod settings;
 mod types;
 
-pub use catalog::{CATALOG, SCHEMA};
-pub use copy::CopyIn;
+pub mod plan;
+
+pub mod pg;
+
+mod session;
+
 pub use dialect::{HindsightDialect, parse};
-pub use dml::normalize as normalize_ident;
 pub use error::{ErrorKind, Result, SqlError};
-pub use literals::{parse_pg_array, parse_pg_bytea};
-pub use pgfuncs::version_string;
-pub use session::{
-    Collected, DEFAULT_SETTINGS, Engine, EngineOptions, Output, Prepared, Session,
-    TransactionStatus, memory_stream, row_count,
-};
+pub use ident::normalize as normalize_ident;
+pub use output::{Collected, Output, memory_stream, row_count};
+pub use pg::functions::version_string;
+pub use pg::literals::{parse_pg_array, parse_pg_bytea};
+pub use pg::text as pgtext;
+pub use plan::catalog::{CATALOG, SCHEMA};
+pub use plan::{asof, provider};
+pub use session::CopyIn;
+pub use session::{Engine, EngineOptions, Prepared, Session, TransactionStatus};
+pub use settings::DEFAULT_SETTINGS;
 pub use types::{parse_interval_micros, pg_type_name, storage_type};
 
 /// The SQL AST (sqlparser), for callers that parse with [`parse`].

@@ -28,10 +28,10 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::display::FormatOptions;
 use hindsight_storage::{TableDef, WriteBatch};
 
+use super::state::Session;
 use crate::error::{ErrorKind, Result, SqlError};
-use crate::literals::{parse_pg_array, parse_pg_bytea};
 use crate::offload;
-use crate::session::Session;
+use crate::pg::literals::{parse_pg_array, parse_pg_bytea};
 
 /// Rows buffered before they go to the converter as one chunk.
 const CHUNK_ROWS: usize = 8192;

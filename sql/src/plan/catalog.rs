@@ -14,7 +14,7 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use hindsight_storage::Db;
 
-use crate::provider::{HsTable, ReadSpec};
+use crate::plan::provider::{HsTable, ReadSpec};
 
 /// The catalog name clients see (`current_database()`).
 pub const CATALOG: &str = "hindsight";

@@ -43,9 +43,9 @@ use hindsight_storage::{
     Value, encode_key, encode_key_prefix, prefix_successor,
 };
 
-use crate::context;
 use crate::error::SqlError;
-use crate::timeexpr::eval_time;
+use crate::plan::context;
+use crate::plan::timeexpr::eval_time;
 
 /// Name of the commit-time column of `history(t)`.
 pub const SYSTEM_TIME: &str = hindsight_storage::SYSTEM_TIME_COLUMN;

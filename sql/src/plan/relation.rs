@@ -25,10 +25,10 @@ use sqlparser::ast::{
     TableFactor, TableVersion,
 };
 
-use crate::asof;
-use crate::context::StatementContext;
 use crate::error::{ErrorKind, SqlError};
-use crate::provider::{HsTable, ReadSpec};
+use crate::plan::asof;
+use crate::plan::context::StatementContext;
+use crate::plan::provider::{HsTable, ReadSpec};
 
 /// Internal relation: current state with encoded keys.
 pub const KEYS_FUNCTION: &str = "__hindsight_keys";

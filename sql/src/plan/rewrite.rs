@@ -19,6 +19,9 @@
 
 use std::ops::ControlFlow;
 
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::SendableRecordBatchStream;
+
 use sqlparser::ast::{
     BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentList, FunctionArguments, Ident, Interval, JoinOperator, ObjectName, Query,
@@ -26,7 +29,7 @@ use sqlparser::ast::{
     VisitorMut,
 };
 
-use crate::asof::MARKER;
+use crate::plan::asof::MARKER;
 
 struct AsofRewriter;
 
@@ -193,7 +196,7 @@ pub const DUP_MARK: char = '\u{1}';
 
 /// PostgreSQL's name for an output column computed by `e` (`FigureColname`).
 fn figure_name(e: &Expr) -> String {
-    let norm = crate::dml::normalize;
+    let norm = crate::ident::normalize;
     fn type_name(t: &DataType) -> String {
         match t {
             DataType::BigInt(_) | DataType::Int8(_) => "int8".into(),
@@ -355,6 +358,29 @@ impl VisitorMut for IntervalRewriter {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// Apply PostgreSQL output names (duplicates allowed) to a result stream.
+pub(crate) fn rename_stream(stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let Some(schema) = output_schema(&stream.schema()) else {
+        return stream;
+    };
+    let out = schema.clone();
+    Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema,
+            futures::StreamExt::map(stream, move |b| {
+                b.and_then(|b| {
+                    Ok(RecordBatch::try_new_with_options(
+                        out.clone(),
+                        b.columns().to_vec(),
+                        &datafusion::arrow::array::RecordBatchOptions::new()
+                            .with_row_count(Some(b.num_rows())),
+                    )?)
+                })
+            }),
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -28,11 +28,11 @@ use sqlparser::ast::{
     ObjectName, SelectItem, SetExpr, Statement, TableFactor, TableVersion, Value,
 };
 
-use crate::dml::normalize;
 use crate::error::Result;
+use crate::ident::normalize;
 use crate::offload;
-use crate::provider::{ReadSpec, key_value};
-use crate::timeexpr::CompiledTime;
+use crate::plan::provider::{ReadSpec, key_value};
+use crate::plan::timeexpr::CompiledTime;
 
 /// Where a key column's values come from.
 #[derive(Clone, Debug)]
@@ -349,7 +349,7 @@ impl FastLookup {
                 .collect::<Vec<_>>(),
         ));
         for e in read.time_exprs() {
-            for i in crate::params::placeholders(e) {
+            for i in crate::plan::placeholders::placeholders(e) {
                 params = params.max(i + 1);
             }
         }
@@ -394,7 +394,7 @@ impl FastLookup {
     pub fn param_types(&self) -> Vec<Option<ArrowType>> {
         let mut out = vec![None; self.params];
         for e in self.read.time_exprs() {
-            for (i, t) in crate::params::time_param_types(e) {
+            for (i, t) in crate::plan::placeholders::time_param_types(e) {
                 if let Some(slot) = out.get_mut(i) {
                     *slot = Some(t);
                 }
@@ -469,7 +469,7 @@ impl FastLookup {
             .find(|c| c.source() == e)
         {
             Some(c) => c.eval(params),
-            None => crate::timeexpr::eval_time(state, e, params),
+            None => crate::plan::timeexpr::eval_time(state, e, params),
         };
         let (_, at) = self.read.read_at_with(snapshot.now_micros(), &time)?;
         Ok((keys, at))

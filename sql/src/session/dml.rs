@@ -29,10 +29,12 @@ use sqlparser::ast::{
     OnInsert, SetExpr, Statement, TableFactor, TableObject, Update,
 };
 
+use super::state::Session;
 use crate::error::{ErrorKind, Result, SqlError};
-use crate::provider::KEY_BYTES;
-use crate::relation::{KEYS_FUNCTION, STASH_FUNCTION};
-use crate::session::{Output, Session};
+use crate::ident::normalize;
+use crate::output::Output;
+use crate::plan::provider::KEY_BYTES;
+use crate::plan::relation::{KEYS_FUNCTION, STASH_FUNCTION};
 
 const ORDINAL: &str = "__hindsight_ordinal";
 
@@ -42,16 +44,6 @@ fn table_name(name: &sqlparser::ast::ObjectName) -> Result<String> {
         .and_then(|p| p.as_ident())
         .map(normalize)
         .ok_or_else(|| SqlError::syntax(format!("bad table name {name}")))
-}
-
-/// PostgreSQL identifier folding: unquoted names are lower-cased.
-/// An identifier as PostgreSQL resolves it: quoted as written, unquoted lowercased.
-pub fn normalize(i: &sqlparser::ast::Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_ascii_lowercase()
-    }
 }
 
 fn quote(name: &str) -> String {
@@ -100,9 +92,9 @@ impl Session {
             .take()
             .map(|a| normalize(&a.alias))
             .unwrap_or_else(|| def.name.clone());
-        crate::literals::rewrite_insert_literals(&mut ins, &def);
+        crate::pg::literals::rewrite_insert_literals(&mut ins, &def);
         if let Some(source) = ins.source.as_mut() {
-            crate::rewrite::name_query_outputs(source);
+            crate::plan::rewrite::name_query_outputs(source);
         }
         let snapshot = self.begin_statement(params.clone())?;
         let plan = Session::bind(self.plan(Statement::Insert(ins)).await?, &params)?;
@@ -491,7 +483,7 @@ fn encode_batch_keys_subset(def: &TableDef, keys_only: &RecordBatch) -> Result<H
             .map(|(c, &t)| {
                 ScalarValue::try_from_array(c, r)
                     .ok()
-                    .and_then(|s| crate::provider::key_value(&s, t))
+                    .and_then(|s| crate::plan::provider::key_value(&s, t))
             })
             .collect::<Option<Vec<_>>>();
         if let Some(v) = vals {

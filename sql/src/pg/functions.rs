@@ -20,7 +20,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
 };
 
-use crate::session::DEFAULT_SETTINGS;
+use crate::settings::DEFAULT_SETTINGS;
 
 /// Every function of this module, ready to register; `pg_type` is PostgreSQL's type
 /// catalog (for `to_regtype`).

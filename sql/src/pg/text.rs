@@ -197,15 +197,7 @@ pub fn date(days: i32) -> String {
 
 /// [`date`] into a writer.
 pub fn write_date(days: i32, w: &mut impl std::fmt::Write) {
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = hindsight_storage::civil_from_days(i64::from(days));
     let _ = if y <= 0 {
         write!(w, "{:04}-{m:02}-{d:02} BC", 1 - y)
     } else if y <= 9999 {

@@ -122,7 +122,7 @@ impl CompiledTime {
         if !immutable {
             return None;
         }
-        let mut params: Vec<usize> = crate::params::placeholders(expr);
+        let mut params: Vec<usize> = crate::plan::placeholders::placeholders(expr);
         params.sort_unstable();
         params.dedup();
         let fields = params

@@ -36,8 +36,8 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{Expr, GroupByExpr, SelectItem, SetExpr, Statement, VisitMut, VisitorMut};
 
-use crate::catalog::{CATALOG, SCHEMA};
 use crate::error::Result;
+use crate::plan::catalog::{CATALOG, SCHEMA};
 
 /// Words that mark a statement as a client's catalog query.
 const CATALOG_MARKERS: &[&str] = &[
@@ -129,7 +129,7 @@ impl VisitorMut for AggregateScalarSubqueries {
             if f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i|
                 AGGREGATES.contains(&i.value.to_ascii_lowercase().as_str())));
         if !aggregated {
-            *item = crate::rewrite::func("max", vec![item.clone()]);
+            *item = crate::plan::rewrite::func("max", vec![item.clone()]);
         }
         ControlFlow::Continue(())
     }
@@ -147,7 +147,7 @@ pub(crate) fn install(state: SessionState, db: &Db) -> Result<SessionState> {
         list: ctx.state().catalog_list().clone(),
     };
     let static_tables = Arc::new(PgCatalogStaticTables::try_new()?);
-    for f in crate::pgfuncs::functions(static_tables.pg_type.data()) {
+    for f in crate::pg::functions::functions(static_tables.pg_type.data()) {
         ctx.register_udf(f);
     }
     let pg_catalog =

@@ -20,9 +20,10 @@ use sqlparser::ast::{
     Expr as SqlExpr, ObjectType, SqlOption, Statement, TableConstraint, Value as SqlValue,
 };
 
-use crate::dml::normalize;
+use super::state::Session;
 use crate::error::{ErrorKind, Result, SqlError};
-use crate::session::{Output, Session};
+use crate::ident::normalize;
+use crate::output::Output;
 use crate::types::{parse_interval_micros, storage_type};
 
 const OPTIONS_HINT: &str =
@@ -195,7 +196,7 @@ impl Session {
         let mut rows: Vec<RecordBatch> = Vec::new();
         if let Some(query) = &ct.query {
             let mut query = query.clone();
-            crate::rewrite::name_query_outputs(&mut query);
+            crate::plan::rewrite::name_query_outputs(&mut query);
             self.begin_statement(vec![])?;
             let plan = self.plan(Statement::Query(query)).await?;
             let schema = plan.schema().as_arrow().clone();

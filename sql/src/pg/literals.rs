@@ -10,7 +10,7 @@
 use hindsight_storage::{DataType, ScalarType, TableDef};
 use sqlparser::ast::{Array, Expr, Insert, SetExpr, Value, ValueWithSpan};
 
-use crate::dml::normalize;
+use crate::ident::normalize;
 
 /// Split the text of a one-dimensional PostgreSQL array literal into elements
 /// (`None` for NULL elements); `None` if the text is not an array literal.

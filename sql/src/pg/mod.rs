@@ -1,0 +1,9 @@
+//! Postgres compatibility: PostgreSQL's text output of values, literal parsing
+//! (arrays, bytea), the functions clients call (`version()`, `current_setting`,
+//! `pg_get_*`), and the `pg_catalog` / `information_schema` shims with the query
+//! rewrites psql, JDBC and SQLAlchemy need. Builds on `plan`; `session` builds on it.
+
+pub(crate) mod catalog;
+pub(crate) mod functions;
+pub mod literals;
+pub mod text;

@@ -1,0 +1,194 @@
+//! Running statements: parse, dispatch by statement kind (queries, DML, DDL,
+//! transaction control, SET/SHOW, COPY), planning and binding parameters.
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::sql::parser::Statement as DfStatement;
+use futures::TryStreamExt;
+use hindsight_storage::WriteBatch;
+use sqlparser::ast::Statement;
+
+use super::state::{Session, Txn};
+use crate::error::{ErrorKind, Result, SqlError};
+use crate::ident::normalize as normalize_ident;
+use crate::output::{Collected, Output, memory_stream};
+use crate::plan::fastpath::FastLookup;
+use crate::plan::rewrite::{rename_stream, rewrite_asof};
+
+impl Session {
+    /// Parse `sql` into statements (for the simple query protocol).
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        self.engine.parse(sql)
+    }
+
+    /// Run every statement of `sql`, collecting all rows (tests, scripts).
+    pub async fn run(&mut self, sql: &str) -> Result<Vec<Collected>> {
+        let mut out = Vec::new();
+        for s in self.parse(sql)? {
+            out.push(self.execute(s).await?.collect().await?);
+        }
+        Ok(out)
+    }
+
+    /// Execute one statement with no parameters.
+    pub async fn execute(&mut self, stmt: Statement) -> Result<Output> {
+        self.execute_with(stmt, Vec::new()).await
+    }
+
+    /// Execute one statement with parameter values for `$1..$n`.
+    pub async fn execute_with(
+        &mut self,
+        mut stmt: Statement,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
+        self.check_not_failed_unless_end(&stmt)?;
+        rewrite_asof(&mut stmt);
+        let result = self.dispatch(stmt, params).await;
+        self.fail_open_txn_on_error(&result);
+        result
+    }
+
+    async fn dispatch(&mut self, stmt: Statement, params: Vec<ScalarValue>) -> Result<Output> {
+        match stmt {
+            Statement::StartTransaction { .. } => {
+                if let Txn::Idle = self.txn {
+                    self.txn = Txn::Open(WriteBatch::new());
+                    self.savepoints.clear();
+                }
+                Ok(Output::command("BEGIN"))
+            }
+            Statement::Savepoint { name } => self.savepoint(normalize_ident(&name)),
+            Statement::ReleaseSavepoint { name } => {
+                let at = self.find_savepoint(&normalize_ident(&name))?;
+                self.savepoints.truncate(at);
+                Ok(Output::command("RELEASE"))
+            }
+            Statement::Rollback {
+                savepoint: Some(name),
+                ..
+            } => {
+                let at = self.find_savepoint(&normalize_ident(&name))?;
+                self.savepoints.truncate(at + 1);
+                if let Some((_, before)) = self.savepoints.last() {
+                    self.txn = Txn::Open(before.clone());
+                }
+                Ok(Output::command("ROLLBACK"))
+            }
+            Statement::Commit { .. } => {
+                self.savepoints.clear();
+                self.commit()
+            }
+            Statement::Rollback { .. } => {
+                self.txn = Txn::Idle;
+                self.savepoints.clear();
+                Ok(Output::command("ROLLBACK"))
+            }
+            Statement::Query(_) => {
+                match FastLookup::recognize(&self.state, &self.engine.db, &stmt, &[]) {
+                    Some(fast) => self
+                        .run_fast(&fast, &params)
+                        .map(|b| Output::Rows(memory_stream(vec![b]))),
+                    None => self.query(stmt, params).await,
+                }
+            }
+            Statement::Explain { .. } => self.query(stmt, params).await,
+            Statement::Insert(ins) => self.insert(ins, params).await,
+            Statement::Update(u) => self.update(u, params).await,
+            Statement::Delete(d) => self.delete(d, params).await,
+            Statement::CreateTable(ct) => self.create_table(ct).await,
+            Statement::Drop { .. } => self.drop(stmt),
+            Statement::AlterTable(at) => self.alter_table(at),
+            Statement::Vacuum(v) => self.vacuum(v).await,
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => self.show(&variable).await,
+            Statement::Reset(r) => {
+                match r.reset {
+                    sqlparser::ast::Reset::ALL => {
+                        let names: Vec<String> = self.settings.keys().cloned().collect();
+                        for name in names {
+                            self.reset_variable(&name);
+                        }
+                    }
+                    sqlparser::ast::Reset::ConfigurationParameter(name) => {
+                        self.reset_variable(&name.to_string().replace(' ', "_"));
+                    }
+                }
+                Ok(Output::command("RESET"))
+            }
+            other => Err(SqlError::unsupported(format!(
+                "statement not supported: {}",
+                first_words(&other.to_string())
+            ))),
+        }
+    }
+
+    /// `VACUUM [table]`: flush the memtable and compact every table's files into one
+    /// sorted run (history is kept; superseded versions outside retention go). The
+    /// work runs on a blocking thread; the statement returns when it is done.
+    async fn vacuum(&mut self, v: sqlparser::ast::VacuumStatement) -> Result<Output> {
+        if let Some(name) = &v.table_name {
+            let table = name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(crate::ident::normalize)
+                .unwrap_or_default();
+            if self.engine.db.catalog().table(&table).is_none() {
+                return Err(SqlError::new(
+                    ErrorKind::UndefinedTable,
+                    format!("relation \"{table}\" does not exist"),
+                ));
+            }
+        }
+        let db = self.engine.db.clone();
+        tokio::task::spawn_blocking(move || db.compact_now())
+            .await
+            .map_err(|e| SqlError::internal(format!("compaction task failed: {e}")))??;
+        Ok(Output::command("VACUUM"))
+    }
+
+    /// Plan a statement with DataFusion (catalog, relation planner, as-of join).
+    pub(crate) async fn plan(&self, stmt: Statement) -> Result<LogicalPlan> {
+        Ok(self
+            .state
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
+            .await?)
+    }
+
+    /// Optimize and execute a logical plan (placeholders already bound).
+    pub(crate) async fn run_plan(&self, plan: &LogicalPlan) -> Result<SendableRecordBatchStream> {
+        let physical = self.state.create_physical_plan(plan).await?;
+        let stream = datafusion::physical_plan::execute_stream(physical, self.state.task_ctx())?;
+        Ok(rename_stream(stream))
+    }
+
+    /// Bind parameter values into a planned statement.
+    pub(crate) fn bind(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan> {
+        if params.is_empty() {
+            return Ok(plan);
+        }
+        Ok(plan.with_param_values(params.to_vec())?)
+    }
+
+    async fn query(&mut self, mut stmt: Statement, params: Vec<ScalarValue>) -> Result<Output> {
+        if let Statement::Query(q) = &mut stmt {
+            crate::plan::rewrite::name_query_outputs(q);
+        }
+        self.begin_statement(params.clone())?;
+        let plan = self.plan(stmt).await?;
+        let plan = Self::bind(plan, &params)?;
+        Ok(Output::Rows(self.run_plan(&plan).await?))
+    }
+
+    /// Run a plan and collect its batches.
+    pub(crate) async fn collect_plan(&self, plan: &LogicalPlan) -> Result<Vec<RecordBatch>> {
+        let stream = self.run_plan(plan).await?;
+        Ok(stream.try_collect().await?)
+    }
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}

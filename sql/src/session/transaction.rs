@@ -1,0 +1,155 @@
+//! Transaction blocks: BEGIN opens a write batch that later writes append to and
+//! reads see through a storage overlay; COMMIT writes it atomically; ROLLBACK and
+//! savepoints drop all or part of it. After an error inside a block every statement
+//! but ROLLBACK/COMMIT fails until the block ends (PostgreSQL behaviour).
+
+use datafusion::common::ScalarValue;
+use hindsight_storage::{Snapshot, WriteBatch};
+use sqlparser::ast::Statement;
+
+use super::state::{Session, Txn};
+use crate::error::{ErrorKind, Result, SqlError};
+use crate::offload;
+use crate::output::Output;
+
+/// ReadyForQuery transaction status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransactionStatus {
+    Idle,
+    InBlock,
+    Failed,
+}
+
+/// Statements allowed in an aborted transaction block (they end it, or roll back to a
+/// savepoint before the error).
+pub(super) fn is_txn_end(s: &Statement) -> bool {
+    matches!(s, Statement::Rollback { .. } | Statement::Commit { .. })
+}
+
+impl Session {
+    /// True while a transaction block is open (or failed): the "T"/"E" of ReadyForQuery.
+    pub fn transaction_status(&self) -> TransactionStatus {
+        match self.txn {
+            Txn::Idle => TransactionStatus::Idle,
+            Txn::Open(_) => TransactionStatus::InBlock,
+            Txn::Failed => TransactionStatus::Failed,
+        }
+    }
+
+    /// An error outside the SQL layer (e.g. a failed COPY) aborts an open transaction.
+    pub fn mark_failed(&mut self) {
+        if let Txn::Open(_) = self.txn {
+            self.txn = Txn::Failed;
+        }
+    }
+
+    /// Refuse work while the transaction block is aborted.
+    pub(crate) fn check_not_failed(&self) -> Result<()> {
+        if matches!(self.txn, Txn::Failed) {
+            return Err(SqlError::new(
+                ErrorKind::InFailedTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The snapshot a statement reads: the latest committed state, plus the open
+    /// transaction's writes.
+    pub(crate) fn statement_snapshot(&self) -> Result<Snapshot> {
+        let snap = self.engine.db.snapshot();
+        match &self.txn {
+            Txn::Open(batch) => Ok(snap.with_overlay(batch)?),
+            _ => Ok(snap),
+        }
+    }
+
+    /// Prepare the statement context and DataFusion's clock for a statement.
+    pub(crate) fn begin_statement(&mut self, params: Vec<ScalarValue>) -> Result<Snapshot> {
+        let snapshot = self.statement_snapshot()?;
+        let now =
+            chrono::DateTime::from_timestamp_micros(snapshot.now_micros()).unwrap_or_default();
+        self.state.execution_props_mut().query_execution_start_time = Some(now);
+        self.stmt.begin(snapshot.clone(), params);
+        Ok(snapshot)
+    }
+
+    /// `COMMIT`: write the open block's batch atomically (an aborted block rolls back).
+    pub(super) fn commit(&mut self) -> Result<Output> {
+        match std::mem::replace(&mut self.txn, Txn::Idle) {
+            Txn::Open(batch) => {
+                self.write(batch)?;
+                Ok(Output::command("COMMIT"))
+            }
+            Txn::Failed => Ok(Output::command("ROLLBACK")),
+            Txn::Idle => Ok(Output::command("COMMIT")),
+        }
+    }
+
+    /// `SAVEPOINT name`: remember the transaction's writes so far (a copy: savepoints
+    /// cost O(writes in the block)).
+    pub(super) fn savepoint(&mut self, name: String) -> Result<Output> {
+        match &self.txn {
+            Txn::Open(batch) => {
+                self.savepoints.push((name, batch.clone()));
+                Ok(Output::command("SAVEPOINT"))
+            }
+            _ => Err(SqlError::new(
+                ErrorKind::NoActiveTransaction,
+                "SAVEPOINT can only be used in transaction blocks",
+            )),
+        }
+    }
+
+    /// Position of the newest savepoint called `name`.
+    pub(super) fn find_savepoint(&self, name: &str) -> Result<usize> {
+        if matches!(self.txn, Txn::Idle) {
+            return Err(SqlError::new(
+                ErrorKind::NoActiveTransaction,
+                "savepoints can only be used in transaction blocks",
+            ));
+        }
+        self.savepoints
+            .iter()
+            .rposition(|(n, _)| n == name)
+            .ok_or_else(|| {
+                SqlError::new(
+                    ErrorKind::InvalidSavepoint,
+                    format!("savepoint \"{name}\" does not exist"),
+                )
+            })
+    }
+
+    /// Apply a write: append to the open transaction, or commit it now.
+    pub(crate) fn write(&mut self, batch: WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match &mut self.txn {
+            Txn::Open(pending) => {
+                pending.extend(&batch);
+                Ok(())
+            }
+            _ => {
+                offload::blocking(|| self.engine.db.write(batch))?;
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn check_not_failed_unless_end(&self, stmt: &Statement) -> Result<()> {
+        if is_txn_end(stmt) {
+            return Ok(());
+        }
+        self.check_not_failed()
+    }
+
+    /// An error inside an open transaction block aborts it.
+    pub(super) fn fail_open_txn_on_error<T>(&mut self, result: &Result<T>) {
+        if result.is_err()
+            && let Txn::Open(_) = self.txn
+        {
+            self.txn = Txn::Failed;
+        }
+    }
+}
