@@ -34,7 +34,8 @@ pub struct Cli {
     #[arg(long, env = "HINDSIGHT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Address of the Prometheus metrics endpoint (GET /metrics); "off" disables it
+    /// Address of the HTTP endpoint: Prometheus metrics (GET /metrics) and health
+    /// (GET /health: 200 while the engine accepts writes, 503 once it stopped); "off" disables it
     /// [default: 127.0.0.1:9433].
     #[arg(long, env = "HINDSIGHT_METRICS_LISTEN", value_name = "ADDR|off")]
     pub metrics_listen: Option<String>,

@@ -7,7 +7,7 @@
 //! process exits 0. A second signal exits at once.
 
 mod config;
-mod metrics_http;
+mod http;
 
 use std::sync::Arc;
 
@@ -157,7 +157,7 @@ async fn run(config: Config, query_runtime: tokio::runtime::Handle) -> Result<()
         .with_context(|| format!("listening on {}", config.listen))?;
     let local = listener.local_addr()?;
     if let Some(addr) = config.metrics_listen {
-        let metrics = metrics_http::spawn(addr, server.metrics(), db.clone())
+        let metrics = http::spawn(addr, server.metrics(), db.clone())
             .await
             .with_context(|| format!("metrics endpoint on {addr}"))?;
         tracing::info!(addr = %metrics, "metrics endpoint: GET /metrics");

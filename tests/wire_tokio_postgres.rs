@@ -93,6 +93,26 @@ async fn latest_lookup_prepared_with_binary_results() {
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
+    // A request split across packets is one request (the old one-read server
+    // answered 404 to the first piece).
+    let split = server.http(&[
+        b"GET /met",
+        b"rics HTTP/1.1\r\nHost: x\r\n",
+        b"Connection: close\r\n\r\n",
+    ]);
+    assert!(split.starts_with("HTTP/1.1 200 OK"), "{split}");
+    assert!(split.contains("hindsight_statements_total"), "{split}");
+    let health = server.http(&[b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]);
+    assert!(
+        health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let missing = server.http(&[b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]);
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    let post = server.http(&[
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    ]);
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

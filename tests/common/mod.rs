@@ -92,10 +92,21 @@ impl TestServer {
 
     /// The Prometheus text from the metrics endpoint.
     pub fn metrics(&self) -> String {
+        self.http(&[b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
+    }
+
+    /// Send `parts` to the HTTP endpoint, pausing between them (a request split
+    /// across packets), and read the response until the server closes.
+    pub fn http(&self, parts: &[&[u8]]) -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
+        s.set_nodelay(true).unwrap();
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            s.write_all(p).unwrap();
+        }
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out

@@ -22,6 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use pgwire::messages::{DecodeContext, PgWireBackendMessage, PgWireFrontendMessage};
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::cursor::Cursor;
 use crate::sqlstate::ProtocolError;
 
 /// Where in the connection's life the decoder is (which framing applies).
@@ -80,20 +81,20 @@ impl BindMsg {
     /// Check a whole Bind frame (type byte and length included) and note where its
     /// parts are; a violation names what is wrong.
     pub fn parse(frame: Bytes) -> Result<BindMsg, ProtocolError> {
-        let mut r = Reader { buf: &frame, at: 5 };
+        let mut r = Reader::new(&frame, 5);
         let portal = r.cstring()?;
         let statement = r.cstring()?;
         let n = r.count()?;
         let param_formats = r.take(2 * n)?;
         let param_count = r.count()?;
-        let start = r.at;
+        let start = r.pos();
         for _ in 0..param_count {
             r.param()?;
         }
-        let params = start..r.at;
+        let params = start..r.pos();
         let n = r.count()?;
         let result_formats = r.take(2 * n)?;
-        if r.at != frame.len() {
+        if r.pos() != frame.len() {
             return Err(bad("bind message has trailing bytes"));
         }
         Ok(BindMsg {
@@ -144,12 +145,12 @@ impl BindMsg {
 
     /// The parameter values in order (None: NULL).
     pub fn params(&self) -> impl Iterator<Item = Option<&[u8]>> {
-        let mut r = Reader {
-            buf: self.frame.get(..self.params.end).unwrap_or_default(),
-            at: self.params.start,
-        };
+        let mut r = Reader::new(
+            self.frame.get(..self.params.end).unwrap_or_default(),
+            self.params.start,
+        );
         // Checked in `parse`: each step succeeds.
-        (0..self.param_count).map(move |_| r.param().ok().flatten().and_then(|x| r.buf.get(x)))
+        (0..self.param_count).map(move |_| r.param().ok().flatten().and_then(|x| r.0.slice(x)))
     }
 }
 
@@ -158,22 +159,25 @@ impl BindMsg {
 /// instructions than the lookup they carry). None for other message types.
 fn decode_round_trip(frame: &[u8]) -> Option<Result<PgWireFrontendMessage, ProtocolError>> {
     use pgwire::messages::extendedquery::{Describe, Execute, Sync};
-    let mut r = Reader { buf: frame, at: 5 };
+    let mut r = Reader::new(frame, 5);
     let m = match frame.first()? {
         b'S' => Ok(PgWireFrontendMessage::Sync(Sync::new())),
-        b'D' => r.array::<1>().and_then(|[target]| match target {
-            b'S' | b'P' => Ok(PgWireFrontendMessage::Describe(Describe::new(
-                target,
-                r.name()?,
-            ))),
-            _ => Err(bad("invalid describe target")),
-        }),
+        b'D' => r
+            .take(1)
+            .map(|t| frame.get(t.start).copied().unwrap_or(0))
+            .and_then(|target| match target {
+                b'S' | b'P' => Ok(PgWireFrontendMessage::Describe(Describe::new(
+                    target,
+                    r.name()?,
+                ))),
+                _ => Err(bad("invalid describe target")),
+            }),
         b'E' => r
             .name()
             .and_then(|name| Ok(PgWireFrontendMessage::Execute(Execute::new(name, r.i32()?)))),
         _ => return None,
     };
-    Some(m.and_then(|m| match r.at == frame.len() {
+    Some(m.and_then(|m| match r.pos() == frame.len() {
         true => Ok(m),
         false => Err(bad("message has trailing bytes")),
     }))
@@ -183,33 +187,24 @@ fn bad(what: &str) -> ProtocolError {
     ProtocolError::Violation(format!("invalid message: {what}"))
 }
 
-/// A bounds-checked cursor over a frame.
-struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
+/// Frame decoding: the [`Cursor`]'s reads with the protocol error for each failure.
+struct Reader<'a>(Cursor<'a>);
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<Range<usize>, ProtocolError> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| bad("message is shorter than its contents"))?;
-        let r = self.at..end;
-        self.at = end;
-        Ok(r)
+impl<'a> Reader<'a> {
+    fn new(frame: &'a [u8], at: usize) -> Self {
+        Reader(Cursor::at(frame, at))
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], ProtocolError> {
-        let r = self.take(N)?;
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.buf.get(r).unwrap_or_default());
-        Ok(out)
+    fn take(&mut self, n: usize) -> Result<Range<usize>, ProtocolError> {
+        self.0
+            .take(n)
+            .ok_or_else(|| bad("message is shorter than its contents"))
     }
 
     fn i32(&mut self) -> Result<i32, ProtocolError> {
-        Ok(i32::from_be_bytes(self.array()?))
+        self.0
+            .i32()
+            .ok_or_else(|| bad("message is shorter than its contents"))
     }
 
     /// A parameter value of Bind (a 4-byte length, then the bytes): None for NULL.
@@ -223,30 +218,29 @@ impl Reader<'_> {
 
     /// A 16-bit count (unsigned, as PostgreSQL reads it: up to 65535 parameters).
     fn count(&mut self) -> Result<usize, ProtocolError> {
-        Ok(usize::from(u16::from_be_bytes(self.array()?)))
+        self.0
+            .u16()
+            .map(usize::from)
+            .ok_or_else(|| bad("message is shorter than its contents"))
     }
 
     /// A NUL-terminated string; the range excludes the NUL.
     fn cstring(&mut self) -> Result<Range<usize>, ProtocolError> {
-        let rest = self.buf.get(self.at..).unwrap_or_default();
-        let len = rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or_else(|| bad("unterminated string"))?;
-        let r = self.take(len)?;
-        self.at += 1;
-        Ok(r)
+        self.0.cstring().ok_or_else(|| bad("unterminated string"))
     }
 
     /// A portal or statement name: None for the unnamed one.
     fn name(&mut self) -> Result<Option<String>, ProtocolError> {
         let r = self.cstring()?;
-        let bytes = self.buf.get(r).unwrap_or_default();
-        match std::str::from_utf8(bytes) {
-            Ok("") => Ok(None),
-            Ok(name) => Ok(Some(name.to_string())),
-            Err(_) => Err(ProtocolError::InvalidUtf8),
+        match self.0.slice(r).map(std::str::from_utf8) {
+            Some(Ok("")) => Ok(None),
+            Some(Ok(name)) => Ok(Some(name.to_string())),
+            _ => Err(ProtocolError::InvalidUtf8),
         }
+    }
+
+    fn pos(&self) -> usize {
+        self.0.pos()
     }
 }
 

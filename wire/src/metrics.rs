@@ -83,12 +83,8 @@ impl Metrics {
     /// Append the metrics in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
-        };
+        let mut metric =
+            |name: &str, kind: &str, help: &str, v: u64| write_metric(out, name, kind, help, v);
         metric(
             "hindsight_connections_open",
             "gauge",
@@ -144,10 +140,7 @@ impl Metrics {
             g(&self.copy_rows_in),
         );
         let name = "hindsight_statement_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Server-side statement latency.\n# TYPE {name} histogram"
-        );
+        write_header(out, name, "histogram", "Server-side statement latency.");
         let mut cumulative = 0;
         for (i, b) in BUCKETS.iter().enumerate() {
             cumulative += self
@@ -163,6 +156,24 @@ impl Metrics {
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
         let _ = writeln!(out, "{name}_sum {}\n{name}_count {count}", sum as f64 / 1e6);
     }
+}
+
+/// Append the HELP and TYPE lines of a metric in Prometheus text format; its
+/// samples follow.
+pub fn write_header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Append a metric with one unlabelled sample in Prometheus text format.
+pub fn write_metric(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
+    write_header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use std::time::Instant;
 use hindsight_sql::{ErrorKind, SqlError};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
-use crate::server::CancelSignal;
+use crate::shared::CancelSignal;
 use crate::sqlstate::WireError;
 
 /// One statement's cancel signal, deadline and query runtime.

@@ -20,6 +20,7 @@ use hindsight_sql::pgtext::{self, CellRef};
 use hindsight_sql::{parse_pg_array, parse_pg_bytea};
 use hindsight_storage::Value;
 
+use crate::cursor::Cursor;
 use crate::sqlstate::ProtocolError;
 
 /// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
@@ -648,7 +649,7 @@ fn decode_binary(bytes: &[u8], wire: &DataType) -> Result<ScalarValue, ProtocolE
 
 /// A one-dimensional array in binary format.
 fn decode_binary_array(bytes: &[u8], elem: &DataType) -> Result<ScalarValue, ProtocolError> {
-    let mut r = Reader(bytes);
+    let mut r = Cursor::new(bytes);
     let short = || ProtocolError::InvalidParameter("malformed binary array".into());
     let ndim = r.i32().ok_or_else(short)?;
     let _has_null = r.i32().ok_or_else(short)?;
@@ -671,7 +672,7 @@ fn decode_binary_array(bytes: &[u8], elem: &DataType) -> Result<ScalarValue, Pro
                         .map_err(|e| ProtocolError::InvalidParameter(e.to_string()))?,
                 );
             } else {
-                let item = r.take(n as usize).ok_or_else(short)?;
+                let item = r.bytes(n as usize).ok_or_else(short)?;
                 values.push(cast(decode_binary(item, &wire_elem)?, elem)?);
             }
         }
@@ -679,25 +680,6 @@ fn decode_binary_array(bytes: &[u8], elem: &DataType) -> Result<ScalarValue, Pro
     Ok(ScalarValue::List(ScalarValue::new_list_nullable(
         &values, elem,
     )))
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn i32(&mut self) -> Option<i32> {
-        self.take(4)
-            .and_then(|b| b.try_into().ok())
-            .map(i32::from_be_bytes)
-    }
 }
 
 #[cfg(test)]

@@ -1,58 +1,105 @@
-//! A minimal HTTP endpoint serving Prometheus text metrics on `GET /metrics`: the
-//! protocol server's counters and latency histogram, plus the storage engine's
-//! statistics (WAL, flush, compaction, levels, stalls, bloom filter).
+//! The HTTP endpoint (hyper, HTTP/1.1): Prometheus text metrics on `GET /metrics`
+//! (also `/`) — the protocol server's counters and latency histogram plus the
+//! storage engine's statistics (WAL, flush, compaction, levels, stalls, bloom
+//! filter) — and `GET /health`: 200 while the engine accepts writes, 503 with the
+//! reason once it has stopped (a WAL or manifest failure), so a load balancer or an
+//! orchestrator can see it.
 //!
-//! One request per connection, bounded request size; anything but `GET /metrics`
-//! (or `/`) gets 404.
+//! Requests are parsed by hyper, so a request split across packets, keep-alive and
+//! pipelining work; a client has 5 seconds to send its headers. Other paths get
+//! 404, other methods on these paths 405.
 
+use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hindsight_storage::Db;
-use hindsight_wire::Metrics;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hindsight_wire::{Metrics, write_header, write_metric};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+
+/// What every request reads.
+struct State {
+    metrics: Arc<Metrics>,
+    db: Db,
+}
 
 /// Bind and serve in the background; returns the bound address.
 pub async fn spawn(addr: SocketAddr, metrics: Arc<Metrics>, db: Db) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let state = Arc::new(State { metrics, db });
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                continue;
+            let sock = match listener.accept().await {
+                Ok((sock, _)) => sock,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
-            let metrics = metrics.clone();
-            let db = db.clone();
+            let state = state.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let n = match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    sock.read(&mut buf),
-                )
-                .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-                let request = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
-                let path = request.split_whitespace().nth(1).unwrap_or("");
-                let (status, body) = if path == "/metrics" || path == "/" {
-                    ("200 OK", render(&metrics, &db))
-                } else {
-                    ("404 Not Found", "not found\n".to_string())
-                };
-                let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(response.as_bytes()).await;
-                let _ = sock.shutdown().await;
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(route(&state, &req)) }
+                });
+                let served = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(5))
+                    .serve_connection(TokioIo::new(sock), service)
+                    .await;
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, "http connection ended with an error");
+                }
             });
         }
     });
     Ok(local)
+}
+
+fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let known = matches!(path, "/" | "/metrics" | "/health");
+    match (req.method(), path) {
+        (&Method::GET, "/" | "/metrics") => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            render(&state.metrics, &state.db),
+        ),
+        (&Method::GET, "/health") => match state.db.health() {
+            Ok(()) => text(StatusCode::OK, "text/plain", "ok\n".into()),
+            Err(e) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("{e}\n"),
+            ),
+        },
+        _ if known => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n".into(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
 }
 
 fn render(metrics: &Metrics, db: &Db) -> String {
@@ -60,9 +107,12 @@ fn render(metrics: &Metrics, db: &Db) -> String {
     metrics.render(&mut out);
     let s = db.stats();
     let mut m = |name: &str, kind: &str, help: &str, v: String| {
-        let _ = writeln!(
-            out,
-            "# HELP hindsight_storage_{name} {help}\n# TYPE hindsight_storage_{name} {kind}\nhindsight_storage_{name} {v}"
+        write_metric(
+            &mut out,
+            &format!("hindsight_storage_{name}"),
+            kind,
+            help,
+            v,
         );
     };
     m(
@@ -194,10 +244,7 @@ fn render(metrics: &Metrics, db: &Db) -> String {
 
 /// A gauge with one sample per LSM level.
 fn per_level(out: &mut String, name: &str, help: &str, values: &[u64]) {
-    let _ = writeln!(
-        out,
-        "# HELP hindsight_storage_{name} {help}\n# TYPE hindsight_storage_{name} gauge"
-    );
+    write_header(out, &format!("hindsight_storage_{name}"), "gauge", help);
     for (level, v) in values.iter().enumerate() {
         let _ = writeln!(out, "hindsight_storage_{name}{{level=\"{level}\"}} {v}");
     }
