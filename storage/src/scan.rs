@@ -467,6 +467,31 @@ pub(crate) fn scan(
     opts: &ScanOptions,
     seq: u64,
 ) -> Result<ScanIter> {
+    let (cols, fields, project) = output_columns(table, opts)?;
+    let (selector, prune) = selector(table, opts, seq);
+    let sources = if opts.key_range.is_empty() {
+        Vec::new()
+    } else {
+        table_sources(view, table, &opts.key_range, prune, &project)
+    };
+    Ok(ScanIter {
+        merger: Merger::new(sources),
+        selector,
+        selection: Selection::default(),
+        cols,
+        schema: Arc::new(Schema::new(fields)),
+        key_types: table.key_types(),
+        batch_rows: opts.batch_rows.max(1),
+        done: false,
+    })
+}
+
+/// The scan's output columns and their fields (projected table columns, then the
+/// internal columns asked for), and which features must be decoded.
+fn output_columns(
+    table: &TableDef,
+    opts: &ScanOptions,
+) -> Result<(Vec<OutCol>, Vec<Field>, Vec<bool>)> {
     let roles = table.roles();
     let columns: Vec<usize> = match &opts.projection {
         Some(p) => p.clone(),
@@ -474,8 +499,7 @@ pub(crate) fn scan(
     };
     let mut cols = Vec::new();
     let mut fields = Vec::new();
-    let feature_types = table.feature_types();
-    let mut project = vec![false; feature_types.len()];
+    let mut project = vec![false; table.feature_types().len()];
     for &c in &columns {
         let (Some(col), Some(role)) = (table.columns.get(c), roles.get(c)) else {
             return Err(Error::InvalidArgument(format!(
@@ -500,40 +524,45 @@ pub(crate) fn scan(
             }
         });
     }
-    if opts.with_system_time {
-        fields.push(Field::new(
+    let tombstones = opts.include_tombstones && matches!(opts.mode, ScanMode::History { .. });
+    let internal = [
+        (
+            opts.with_system_time,
             SYSTEM_TIME_COLUMN,
             ScalarType::TimestampTz.arrow_type(),
-            false,
-        ));
-        cols.push(OutCol::SystemTime);
-    }
-    let tombstones = opts.include_tombstones && matches!(opts.mode, ScanMode::History { .. });
-    if tombstones {
-        fields.push(Field::new(
+            OutCol::SystemTime,
+        ),
+        (
+            tombstones,
             DELETED_COLUMN,
             arrow_schema::DataType::Boolean,
-            false,
-        ));
-        cols.push(OutCol::Deleted);
-    }
-    if opts.with_seq {
-        fields.push(Field::new(
+            OutCol::Deleted,
+        ),
+        (
+            opts.with_seq,
             SEQ_COLUMN,
             arrow_schema::DataType::UInt64,
-            false,
-        ));
-        cols.push(OutCol::Seq);
-    }
-    if opts.with_key_bytes {
-        fields.push(Field::new(
+            OutCol::Seq,
+        ),
+        (
+            opts.with_key_bytes,
             KEY_COLUMN,
             arrow_schema::DataType::Binary,
-            false,
-        ));
-        cols.push(OutCol::KeyBytes);
+            OutCol::KeyBytes,
+        ),
+    ];
+    for (wanted, name, ty, col) in internal {
+        if wanted {
+            fields.push(Field::new(name, ty, false));
+            cols.push(col);
+        }
     }
-    let (selector, prune) = match opts.mode {
+    Ok((cols, fields, project))
+}
+
+/// The version selector of the scan's mode and the block pruning it allows.
+fn selector(table: &TableDef, opts: &ScanOptions, seq: u64) -> (Selector, BlockPrune) {
+    match opts.mode {
         ScanMode::Latest => {
             let et_max = opts.at.et_max();
             let floor = opts.at.floor(table);
@@ -558,7 +587,7 @@ pub(crate) fn scan(
                 from,
                 to,
                 seq_max: seq,
-                tombstones,
+                tombstones: opts.include_tombstones,
             },
             BlockPrune {
                 et_min: from,
@@ -566,20 +595,5 @@ pub(crate) fn scan(
                 seq_max: seq,
             },
         ),
-    };
-    let sources = if opts.key_range.is_empty() {
-        Vec::new()
-    } else {
-        table_sources(view, table, &opts.key_range, prune, &project)
-    };
-    Ok(ScanIter {
-        merger: Merger::new(sources),
-        selector,
-        selection: Selection::default(),
-        cols,
-        schema: Arc::new(Schema::new(fields)),
-        key_types: table.key_types(),
-        batch_rows: opts.batch_rows.max(1),
-        done: false,
-    })
+    }
 }

@@ -268,25 +268,7 @@ fn install(
         },
         &[],
     );
-    let mut added = Vec::new();
-    for id in replay_mem.table_ids() {
-        let (Some(table), Some(tm)) = (catalog.table_by_id(id), replay_mem.table(id)) else {
-            continue;
-        };
-        let number = next_file;
-        next_file += 1;
-        let path = dir.join(sst_name(number));
-        remove_if_exists(&path)?;
-        added.push(write_memtable_sst(
-            &path,
-            number,
-            table,
-            &tm,
-            &replay_mem,
-            opts,
-        )?);
-    }
-    sync_dir(dir)?;
+    let added = persist_replayed(dir, opts, &replay_mem, &catalog, &mut next_file)?;
     let wal_number = next_file;
     let new_manifest_number = next_file + 1;
     next_file += 2;
@@ -322,6 +304,30 @@ fn install(
         last_seq,
         last_micros,
     })
+}
+
+/// Write each table's replayed versions as a level-0 SST numbered from
+/// `next_file`, then sync the directory.
+fn persist_replayed(
+    dir: &Path,
+    opts: &Options,
+    mem: &MemTable,
+    catalog: &Catalog,
+    next_file: &mut u64,
+) -> Result<Vec<Arc<SstFile>>> {
+    let mut added = Vec::new();
+    for id in mem.table_ids() {
+        let (Some(table), Some(tm)) = (catalog.table_by_id(id), mem.table(id)) else {
+            continue;
+        };
+        let number = *next_file;
+        *next_file += 1;
+        let path = dir.join(sst_name(number));
+        remove_if_exists(&path)?;
+        added.push(write_memtable_sst(&path, number, table, &tm, mem, opts)?);
+    }
+    sync_dir(dir)?;
+    Ok(added)
 }
 
 /// Delete every engine file the new manifest does not name (old WAL segments and

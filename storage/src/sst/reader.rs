@@ -109,32 +109,7 @@ impl SstReader {
             .get(footer_at..)
             .ok_or_else(|| corrupt(footer_at as u64, "footer out of range".into()))?;
         let footer = Footer::decode(footer_bytes).map_err(|e| e.at(path, footer_at as u64))?;
-        let section = |(off, l): (u64, u64), what: &str| -> Result<(usize, usize)> {
-            let (o, n) = (usize::try_from(off).ok(), usize::try_from(l).ok());
-            let (Some(o), Some(n)) = (o, n) else {
-                return Err(corrupt(
-                    footer_at as u64,
-                    format!("{what} section out of range"),
-                ));
-            };
-            let end = o.checked_add(n).and_then(|e| e.checked_add(4));
-            if o < SST_MAGIC.len() || end.is_none_or(|e| e > footer_at) {
-                return Err(corrupt(
-                    footer_at as u64,
-                    format!("{what} section out of range"),
-                ));
-            }
-            let Some((bytes, stored)) = checksummed(&map, o, n) else {
-                return Err(corrupt(
-                    footer_at as u64,
-                    format!("{what} section out of range"),
-                ));
-            };
-            if crc32fast::hash(bytes) != stored {
-                return Err(corrupt(o as u64, format!("{what} checksum mismatch")));
-            }
-            Ok((o, n))
-        };
+        let section = |range: (u64, u64), what: &str| section(&map, path, footer_at, range, what);
         let bloom = section(footer.bloom, "bloom filter")?;
         let index_at = section(footer.index, "block index")?;
         let meta_at = section(footer.meta, "metadata")?;
@@ -149,31 +124,7 @@ impl SstReader {
         let (meta, times) =
             SstMeta::decode(slice(meta_at)?).map_err(|e| e.at(path, meta_at.0 as u64))?;
         let times_at = (times.as_ptr() as usize - map.as_ptr() as usize, times.len());
-        for (i, b) in index.iter().enumerate() {
-            let end = b
-                .offset
-                .checked_add(u64::from(b.len))
-                .and_then(|e| e.checked_add(4));
-            if b.offset < SST_MAGIC.len() as u64 || end.is_none_or(|e| e > bloom.0 as u64) {
-                return Err(corrupt(
-                    index_at.0 as u64,
-                    format!("block {i} lies outside the data area"),
-                ));
-            }
-            if b.rows == 0 || b.rows as usize > MAX_BLOCK_ROWS {
-                return Err(corrupt(
-                    index_at.0 as u64,
-                    format!("block {i} has {} rows", b.rows),
-                ));
-            }
-        }
-        let rows: u64 = index.iter().map(|b| u64::from(b.rows)).sum();
-        if rows != meta.rows || index.is_empty() {
-            return Err(corrupt(
-                meta_at.0 as u64,
-                format!("metadata says {} rows, block index holds {rows}", meta.rows),
-            ));
-        }
+        check_index(&index, &meta, bloom.0, path, (index_at.0, meta_at.0))?;
         let verified = (0..index.len()).map(|_| AtomicBool::new(false)).collect();
         let layout_stride = BlockLayout::words(meta.feature_types.len());
         let layout = (0..index.len() * layout_stride)
@@ -777,6 +728,75 @@ impl<'a> BlockView<'a> {
         }
         Ok(Found::MaybeNextBlock)
     }
+}
+
+/// The (offset, length) of a footer-named section after checking that it lies
+/// between the magic number and the footer and that its checksum matches.
+fn section(
+    map: &[u8],
+    path: &Path,
+    footer_at: usize,
+    (off, len): (u64, u64),
+    what: &str,
+) -> Result<(usize, usize)> {
+    let out_of_range = || {
+        Error::corruption(
+            path,
+            footer_at as u64,
+            format!("{what} section out of range"),
+        )
+    };
+    let (Ok(o), Ok(n)) = (usize::try_from(off), usize::try_from(len)) else {
+        return Err(out_of_range());
+    };
+    let end = o.checked_add(n).and_then(|e| e.checked_add(4));
+    if o < SST_MAGIC.len() || end.is_none_or(|e| e > footer_at) {
+        return Err(out_of_range());
+    }
+    let (bytes, stored) = checksummed(map, o, n).ok_or_else(out_of_range)?;
+    if crc32fast::hash(bytes) != stored {
+        return Err(Error::corruption(
+            path,
+            o as u64,
+            format!("{what} checksum mismatch"),
+        ));
+    }
+    Ok((o, n))
+}
+
+/// Check every block handle lies in the data area (before the bloom filter at
+/// `data_end`) with a sane row count, and that the rows add up to the metadata's.
+fn check_index(
+    index: &[BlockHandle],
+    meta: &SstMeta,
+    data_end: usize,
+    path: &Path,
+    (index_at, meta_at): (usize, usize),
+) -> Result<()> {
+    let corrupt = |at: usize, detail: String| Error::corruption(path, at as u64, detail);
+    for (i, b) in index.iter().enumerate() {
+        let end = b
+            .offset
+            .checked_add(u64::from(b.len))
+            .and_then(|e| e.checked_add(4));
+        if b.offset < SST_MAGIC.len() as u64 || end.is_none_or(|e| e > data_end as u64) {
+            return Err(corrupt(
+                index_at,
+                format!("block {i} lies outside the data area"),
+            ));
+        }
+        if b.rows == 0 || b.rows as usize > MAX_BLOCK_ROWS {
+            return Err(corrupt(index_at, format!("block {i} has {} rows", b.rows)));
+        }
+    }
+    let rows: u64 = index.iter().map(|b| u64::from(b.rows)).sum();
+    if rows != meta.rows || index.is_empty() {
+        return Err(corrupt(
+            meta_at,
+            format!("metadata says {} rows, block index holds {rows}", meta.rows),
+        ));
+    }
+    Ok(())
 }
 
 /// The `n` bytes at `o` and the CRC32 stored right after them; `None` if the range
