@@ -128,7 +128,7 @@ impl WriteBatch {
         let key_vals: Vec<Value> = key_vals.into_iter().map(|(_, v)| v).collect();
         let key_start = self.buf.len();
         if !table.is_log() {
-            let names = key_names(table);
+            let names = table.key_names();
             let k = encode_key(&key_vals, &table.key_types(), &names)?;
             self.buf.extend_from_slice(&k);
         }
@@ -205,7 +205,7 @@ impl WriteBatch {
         et_view: Option<&arrow_array::TimestampMicrosecondArray>,
     ) -> Result<()> {
         let key_types = table.key_types();
-        let names = key_names(table);
+        let names = table.key_names();
         let int_key = matches!(key_types.as_slice(), [ScalarType::Int64]);
         self.buf.reserve(rows * 16);
         self.ops.reserve(rows);
@@ -247,7 +247,7 @@ impl WriteBatch {
                 table.name
             )));
         }
-        let k = encode_key(key, &table.key_types(), &key_names(table))?;
+        let k = encode_key(key, &table.key_types(), &table.key_names())?;
         self.delete_encoded(table, &k, event_time);
         Ok(())
     }
@@ -326,7 +326,7 @@ pub fn encode_batch_keys(table: &TableDef, batch: &RecordBatch) -> Result<Vec<Ve
         })
     });
     let arrays = key_cols.collect::<Result<Vec<&dyn Array>>>()?;
-    let names = key_names(table);
+    let names = table.key_names();
     let keys = encode_key_arrays(&arrays, &table.key_types(), &names)?;
     if keys.null_count() > 0 {
         let null_col = arrays.iter().zip(&names).find(|(a, _)| a.null_count() > 0);
@@ -338,14 +338,6 @@ pub fn encode_batch_keys(table: &TableDef, batch: &RecordBatch) -> Result<Vec<Ve
         .iter()
         .map(|k| k.unwrap_or_default().to_vec())
         .collect())
-}
-
-fn key_names(table: &TableDef) -> Vec<String> {
-    table
-        .key
-        .iter()
-        .filter_map(|&i| table.columns.get(i).map(|c| c.name.clone()))
-        .collect()
 }
 
 /// One decoded operation; ranges index into the payload.

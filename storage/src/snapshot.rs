@@ -188,7 +188,7 @@ impl Snapshot {
         at: &ReadAt,
         proj: &Projection,
     ) -> Result<Option<Row>> {
-        let k = encode_key(key, &table.key_types(), &key_names(table))?;
+        let k = encode_key(key, &table.key_types(), &table.key_names())?;
         self.get_encoded(table, &k, at, proj)
     }
 
@@ -214,7 +214,7 @@ impl Snapshot {
     ) -> Result<Vec<Option<Row>>> {
         let seq = self.resolve(table, at.system)?;
         let types = table.key_types();
-        let names = key_names(table);
+        let names = table.key_names();
         let view = self.view_at(at.system);
         keys.iter()
             .map(|k| {
@@ -353,12 +353,4 @@ impl Snapshot {
         let seq = self.resolve(table, opts.at.system)?;
         crate::scan::scan(self.view_at(opts.at.system), table, opts, seq)
     }
-}
-
-fn key_names(table: &TableDef) -> Vec<String> {
-    table
-        .key
-        .iter()
-        .filter_map(|&i| table.columns.get(i).map(|c| c.name.clone()))
-        .collect()
 }

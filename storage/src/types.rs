@@ -458,6 +458,14 @@ impl TableDef {
             .collect()
     }
 
+    /// Names of the key columns, in key order.
+    pub fn key_names(&self) -> Vec<String> {
+        self.key
+            .iter()
+            .filter_map(|&i| self.columns.get(i).map(|c| c.name.clone()))
+            .collect()
+    }
+
     /// Column index by name.
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)

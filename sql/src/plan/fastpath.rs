@@ -25,7 +25,7 @@ use hindsight_storage::{
 };
 use sqlparser::ast::{
     BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArgOperator, GroupByExpr,
-    ObjectName, SelectItem, SetExpr, Statement, TableFactor, TableVersion, Value,
+    ObjectName, Select, SelectItem, SetExpr, Statement, TableFactor, TableVersion, Value,
 };
 
 use crate::error::Result;
@@ -191,6 +191,121 @@ fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
     }
 }
 
+/// The SELECT of a query with none of the clauses a point lookup cannot answer
+/// (CTEs, ORDER BY, LIMIT, locks, DISTINCT, grouping, windows...).
+fn plain_select(stmt: &Statement) -> Option<&Select> {
+    let Statement::Query(q) = stmt else {
+        return None;
+    };
+    if q.with.is_some()
+        || q.order_by.is_some()
+        || q.limit_clause.is_some()
+        || q.fetch.is_some()
+        || !q.locks.is_empty()
+    {
+        return None;
+    }
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    let plain = s.distinct.is_none()
+        && s.top.is_none()
+        && s.having.is_none()
+        && s.qualify.is_none()
+        && s.named_window.is_empty()
+        && s.into.is_none()
+        && s.lateral_views.is_empty()
+        && matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    plain.then_some(s.as_ref())
+}
+
+/// The projection as column indexes: `*`, `q.*` and plain columns only.
+fn projected_columns(items: &[SelectItem], def: &TableDef, qualifier: &str) -> Option<Vec<usize>> {
+    let mut columns = Vec::new();
+    for item in items {
+        match item {
+            SelectItem::Wildcard(opts)
+                if opts.opt_exclude.is_none()
+                    && opts.opt_except.is_none()
+                    && opts.opt_replace.is_none()
+                    && opts.opt_rename.is_none()
+                    && opts.opt_ilike.is_none() =>
+            {
+                columns.extend(0..def.columns.len())
+            }
+            SelectItem::UnnamedExpr(e) => {
+                columns.push(def.column_index(&column_of(e, qualifier)?)?)
+            }
+            _ => return None,
+        }
+    }
+    (!columns.is_empty()).then_some(columns)
+}
+
+/// WHERE as one equality set per key column and nothing else: the key arguments in
+/// key order, and the parameter count they need (at least `declared`).
+fn key_args(
+    selection: &Expr,
+    def: &TableDef,
+    qualifier: &str,
+    declared: usize,
+) -> Option<(Vec<KeyArg>, usize)> {
+    let mut parts = Vec::new();
+    conjuncts(selection, &mut parts);
+    let mut keys: Vec<Option<KeyArg>> = vec![None; def.key.len()];
+    let key_pos = |c: &str| -> Option<usize> {
+        let idx = def.column_index(c)?;
+        def.key.iter().position(|&k| k == idx)
+    };
+    let mut params = declared;
+    for p in parts {
+        let (pos, arg) = match p {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => {
+                let (col, val) = match (column_of(left, qualifier), column_of(right, qualifier)) {
+                    (Some(c), None) => (c, right.as_ref()),
+                    (None, Some(c)) => (c, left.as_ref()),
+                    _ => return None,
+                };
+                let Expr::Value(v) = val else {
+                    return None;
+                };
+                let arg = match param_index(&v.value) {
+                    Some(i) => KeyArg::Param(i),
+                    None => KeyArg::Literals(vec![literal(&v.value)?]),
+                };
+                (key_pos(&col)?, arg)
+            }
+            Expr::AnyOp {
+                left,
+                compare_op: BinaryOperator::Eq,
+                right,
+                ..
+            } => (key_pos(&column_of(left, qualifier)?)?, any_arg(right)?),
+            Expr::InList {
+                expr,
+                list,
+                negated: false,
+            } => (key_pos(&column_of(expr, qualifier)?)?, value_list(list)?),
+            _ => return None,
+        };
+        let slot = keys.get_mut(pos)?;
+        if slot.is_some() {
+            return None;
+        }
+        match &arg {
+            KeyArg::Param(i) | KeyArg::Array(i) => params = params.max(i + 1),
+            KeyArg::Params(v) => params = params.max(v.iter().max().map_or(0, |m| m + 1)),
+            KeyArg::Literals(_) => {}
+        }
+        *slot = Some(arg);
+    }
+    Some((keys.into_iter().collect::<Option<_>>()?, params))
+}
+
 impl FastLookup {
     /// Recognize a point-lookup statement; `None` for anything else.
     pub fn recognize(
@@ -199,31 +314,7 @@ impl FastLookup {
         stmt: &Statement,
         declared: &[Option<ArrowType>],
     ) -> Option<FastLookup> {
-        let Statement::Query(q) = stmt else {
-            return None;
-        };
-        if q.with.is_some()
-            || q.order_by.is_some()
-            || q.limit_clause.is_some()
-            || q.fetch.is_some()
-            || !q.locks.is_empty()
-        {
-            return None;
-        }
-        let SetExpr::Select(s) = q.body.as_ref() else {
-            return None;
-        };
-        if s.distinct.is_some()
-            || s.top.is_some()
-            || s.having.is_some()
-            || s.qualify.is_some()
-            || !s.named_window.is_empty()
-            || s.into.is_some()
-            || !s.lateral_views.is_empty()
-            || !matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
-        {
-            return None;
-        }
+        let s = plain_select(stmt)?;
         let [twj] = s.from.as_slice() else {
             return None;
         };
@@ -258,88 +349,8 @@ impl FastLookup {
             .as_ref()
             .map(|a| normalize(&a.name))
             .unwrap_or(default_qualifier);
-        // Projection: `*`, `q.*`, plain columns.
-        let mut columns = Vec::new();
-        for item in &s.projection {
-            match item {
-                SelectItem::Wildcard(opts)
-                    if opts.opt_exclude.is_none()
-                        && opts.opt_except.is_none()
-                        && opts.opt_replace.is_none()
-                        && opts.opt_rename.is_none()
-                        && opts.opt_ilike.is_none() =>
-                {
-                    columns.extend(0..def.columns.len())
-                }
-                SelectItem::UnnamedExpr(e) => {
-                    columns.push(def.column_index(&column_of(e, &qualifier)?)?)
-                }
-                _ => return None,
-            }
-        }
-        if columns.is_empty() {
-            return None;
-        }
-        // WHERE: one equality set per key column, nothing else.
-        let mut parts = Vec::new();
-        conjuncts(s.selection.as_ref()?, &mut parts);
-        let mut keys: Vec<Option<KeyArg>> = vec![None; def.key.len()];
-        let key_pos = |c: &str| -> Option<usize> {
-            let idx = def.column_index(c)?;
-            def.key.iter().position(|&k| k == idx)
-        };
-        let mut params = declared.len();
-        for p in parts {
-            let (pos, arg) = match p {
-                Expr::BinaryOp {
-                    left,
-                    op: BinaryOperator::Eq,
-                    right,
-                } => {
-                    let (col, val) =
-                        match (column_of(left, &qualifier), column_of(right, &qualifier)) {
-                            (Some(c), None) => (c, right.as_ref()),
-                            (None, Some(c)) => (c, left.as_ref()),
-                            _ => return None,
-                        };
-                    let pos = key_pos(&col)?;
-                    let arg = match val {
-                        Expr::Value(v) => match param_index(&v.value) {
-                            Some(i) => KeyArg::Param(i),
-                            None => KeyArg::Literals(vec![literal(&v.value)?]),
-                        },
-                        _ => return None,
-                    };
-                    (pos, arg)
-                }
-                Expr::AnyOp {
-                    left,
-                    compare_op: BinaryOperator::Eq,
-                    right,
-                    ..
-                } => {
-                    let pos = key_pos(&column_of(left, &qualifier)?)?;
-                    (pos, any_arg(right)?)
-                }
-                Expr::InList {
-                    expr,
-                    list,
-                    negated: false,
-                } => (key_pos(&column_of(expr, &qualifier)?)?, value_list(list)?),
-                _ => return None,
-            };
-            let slot = keys.get_mut(pos)?;
-            if slot.is_some() {
-                return None;
-            }
-            match &arg {
-                KeyArg::Param(i) | KeyArg::Array(i) => params = params.max(i + 1),
-                KeyArg::Params(v) => params = params.max(v.iter().max().map_or(0, |m| m + 1)),
-                KeyArg::Literals(_) => {}
-            }
-            *slot = Some(arg);
-        }
-        let keys: Vec<KeyArg> = keys.into_iter().collect::<Option<_>>()?;
+        let columns = projected_columns(&s.projection, &def, &qualifier)?;
+        let (keys, mut params) = key_args(s.selection.as_ref()?, &def, &qualifier, declared.len())?;
         // The same (all-nullable) schema the planned query would have.
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
             def.arrow_schema(Some(&columns))

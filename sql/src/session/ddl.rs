@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType as ArrowType;
+use datafusion::arrow::datatypes::{DataType as ArrowType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use hindsight_storage::{ColumnDef, DataType, ScalarType, TableDef, TableOptions, WriteBatch};
 use sqlparser::ast::{
@@ -120,6 +120,85 @@ fn type_of_arrow(t: &ArrowType, column: &str) -> Result<DataType> {
     })
 }
 
+/// The columns of a CREATE TABLE and the key their options and constraints name.
+fn columns_and_key(ct: &CreateTable) -> Result<(Vec<ColumnDef>, Vec<usize>)> {
+    let mut columns: Vec<ColumnDef> = Vec::new();
+    let mut key: Vec<usize> = Vec::new();
+    for c in &ct.columns {
+        let mut col = ColumnDef::new(normalize(&c.name), storage_type(&c.data_type)?);
+        for o in &c.options {
+            match &o.option {
+                ColumnOption::NotNull => col.nullable = false,
+                ColumnOption::Null => {}
+                ColumnOption::PrimaryKey(_) => key.push(columns.len()),
+                other => {
+                    return Err(SqlError::unsupported(format!(
+                        "column option {other} is not supported"
+                    ))
+                    .with_hint("Hindsight tables support NOT NULL and PRIMARY KEY"));
+                }
+            }
+        }
+        columns.push(col);
+    }
+    for tc in &ct.constraints {
+        let TableConstraint::PrimaryKey(pk) = tc else {
+            return Err(
+                SqlError::unsupported(format!("constraint {tc} is not supported"))
+                    .with_hint("Hindsight tables support a PRIMARY KEY (the entity key)"),
+            );
+        };
+        if !key.is_empty() {
+            return Err(SqlError::syntax("multiple primary keys are not allowed"));
+        }
+        for ic in &pk.columns {
+            let SqlExpr::Identifier(i) = &ic.column.expr else {
+                return Err(SqlError::syntax("PRIMARY KEY lists column names"));
+            };
+            let n = normalize(i);
+            let idx = columns.iter().position(|c| c.name == n).ok_or_else(|| {
+                SqlError::new(
+                    ErrorKind::UndefinedColumn,
+                    format!("column \"{n}\" named in key does not exist"),
+                )
+            })?;
+            key.push(idx);
+        }
+    }
+    Ok((columns, key))
+}
+
+/// `batch`'s columns cast to `schema`'s types, as a batch of `schema`; where the query
+/// gives NULLs in a NOT NULL column, a batch of the nullable schema, so that
+/// `put_arrow` reports the NULL by column name.
+fn cast_to_table(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| cast(c, f.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let options =
+        datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    match RecordBatch::try_new_with_options(schema.clone(), cols.clone(), &options) {
+        Ok(b) => Ok(b),
+        Err(_) => {
+            let relaxed = datafusion::arrow::datatypes::Schema::new(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_nullable(true))
+                    .collect::<Vec<_>>(),
+            );
+            Ok(RecordBatch::try_new_with_options(
+                Arc::new(relaxed),
+                cols,
+                &options,
+            )?)
+        }
+    }
+}
+
 impl Session {
     pub(crate) async fn create_table(&mut self, ct: CreateTable) -> Result<Output> {
         let name = ct
@@ -144,76 +223,12 @@ impl Session {
             ));
         }
         let opts = table_options(&ct)?;
-        let mut columns: Vec<ColumnDef> = Vec::new();
-        let mut key: Vec<usize> = Vec::new();
-        for c in &ct.columns {
-            let cname = normalize(&c.name);
-            let mut col = ColumnDef::new(cname.clone(), storage_type(&c.data_type)?);
-            for o in &c.options {
-                match &o.option {
-                    ColumnOption::NotNull => col.nullable = false,
-                    ColumnOption::Null => {}
-                    ColumnOption::PrimaryKey(_) => key.push(columns.len()),
-                    other => {
-                        return Err(SqlError::unsupported(format!(
-                            "column option {other} is not supported"
-                        ))
-                        .with_hint("Hindsight tables support NOT NULL and PRIMARY KEY"));
-                    }
-                }
-            }
-            columns.push(col);
-        }
-        for tc in &ct.constraints {
-            match tc {
-                TableConstraint::PrimaryKey(pk) => {
-                    if !key.is_empty() {
-                        return Err(SqlError::syntax("multiple primary keys are not allowed"));
-                    }
-                    for ic in &pk.columns {
-                        let SqlExpr::Identifier(i) = &ic.column.expr else {
-                            return Err(SqlError::syntax("PRIMARY KEY lists column names"));
-                        };
-                        let n = normalize(i);
-                        let idx = columns.iter().position(|c| c.name == n).ok_or_else(|| {
-                            SqlError::new(
-                                ErrorKind::UndefinedColumn,
-                                format!("column \"{n}\" named in key does not exist"),
-                            )
-                        })?;
-                        key.push(idx);
-                    }
-                }
-                other => {
-                    return Err(SqlError::unsupported(format!(
-                        "constraint {other} is not supported"
-                    ))
-                    .with_hint("Hindsight tables support a PRIMARY KEY (the entity key)"));
-                }
-            }
-        }
+        let (mut columns, key) = columns_and_key(&ct)?;
         // CREATE TABLE ... AS SELECT: columns from the query when none are given.
-        let mut rows: Vec<RecordBatch> = Vec::new();
-        if let Some(query) = &ct.query {
-            let mut query = query.clone();
-            crate::plan::rewrite::name_query_outputs(&mut query);
-            self.begin_statement(vec![])?;
-            let plan = self.plan(Statement::Query(query)).await?;
-            let schema = plan.schema().as_arrow().clone();
-            if columns.is_empty() {
-                for f in schema.fields() {
-                    columns.push(ColumnDef::new(
-                        f.name().clone(),
-                        type_of_arrow(f.data_type(), f.name())?,
-                    ));
-                }
-            } else if columns.len() != schema.fields().len() {
-                return Err(SqlError::syntax(
-                    "CREATE TABLE AS: the query returns a different number of columns",
-                ));
-            }
-            rows = self.collect_plan(&plan).await?;
-        }
+        let rows = match &ct.query {
+            Some(query) => Some(self.ctas_source(query, &mut columns).await?),
+            None => None,
+        };
         let event_time = match &opts.event_time {
             Some(et) => Some(columns.iter().position(|c| c.name == *et).ok_or_else(|| {
                 SqlError::new(
@@ -228,58 +243,52 @@ impl Session {
                 c.nullable = false;
             }
         }
-        let def = TableDef::new(
-            name,
-            columns,
-            key,
-            event_time,
-            TableOptions {
-                ttl_micros: opts.ttl,
-                retention_micros: opts.retention,
-            },
-        );
+        let options = TableOptions {
+            ttl_micros: opts.ttl,
+            retention_micros: opts.retention,
+        };
+        let def = TableDef::new(name, columns, key, event_time, options);
         let def = self.engine.db().create_table(def)?;
-        if ct.query.is_some() {
-            let schema = Arc::new(def.arrow_schema(None));
-            let mut wb = WriteBatch::new();
-            let mut n = 0u64;
-            for b in rows {
-                let cols = b
-                    .columns()
-                    .iter()
-                    .zip(schema.fields())
-                    .map(|(c, f)| cast(c, f.data_type()))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let b = RecordBatch::try_new_with_options(
-                    Arc::new(schema.as_ref().clone()),
-                    cols,
-                    &datafusion::arrow::array::RecordBatchOptions::new()
-                        .with_row_count(Some(b.num_rows())),
-                )
-                .or_else(|_| {
-                    // NOT NULL columns from a nullable query: let put_arrow report NULLs.
-                    let relaxed = datafusion::arrow::datatypes::Schema::new(
-                        schema
-                            .fields()
-                            .iter()
-                            .map(|f| f.as_ref().clone().with_nullable(true))
-                            .collect::<Vec<_>>(),
-                    );
-                    let cols = b
-                        .columns()
-                        .iter()
-                        .zip(schema.fields())
-                        .map(|(c, f)| cast(c, f.data_type()))
-                        .collect::<std::result::Result<Vec<_>, _>>()?;
-                    RecordBatch::try_new(Arc::new(relaxed), cols)
-                })?;
-                wb.put_arrow(&def, &b)?;
-                n += b.num_rows() as u64;
-            }
-            self.write(wb)?;
-            return Ok(Output::count("SELECT", n));
+        let Some(rows) = rows else {
+            return Ok(Output::command("CREATE TABLE"));
+        };
+        let schema = Arc::new(def.arrow_schema(None));
+        let mut wb = WriteBatch::new();
+        let mut n = 0u64;
+        for b in rows {
+            let b = cast_to_table(&b, &schema)?;
+            wb.put_arrow(&def, &b)?;
+            n += b.num_rows() as u64;
         }
-        Ok(Output::command("CREATE TABLE"))
+        self.write(wb)?;
+        Ok(Output::count("SELECT", n))
+    }
+
+    /// Run the query of CREATE TABLE ... AS: its rows, and its columns as the
+    /// table's when the statement lists none (else the counts must agree).
+    async fn ctas_source(
+        &mut self,
+        query: &sqlparser::ast::Query,
+        columns: &mut Vec<ColumnDef>,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut query = Box::new(query.clone());
+        crate::plan::rewrite::name_query_outputs(&mut query);
+        self.begin_statement(vec![])?;
+        let plan = self.plan(Statement::Query(query)).await?;
+        let schema = plan.schema().as_arrow().clone();
+        if columns.is_empty() {
+            for f in schema.fields() {
+                columns.push(ColumnDef::new(
+                    f.name().clone(),
+                    type_of_arrow(f.data_type(), f.name())?,
+                ));
+            }
+        } else if columns.len() != schema.fields().len() {
+            return Err(SqlError::syntax(
+                "CREATE TABLE AS: the query returns a different number of columns",
+            ));
+        }
+        self.collect_plan(&plan).await
     }
 
     pub(crate) fn drop(&mut self, stmt: Statement) -> Result<Output> {
