@@ -36,13 +36,14 @@ impl TableFiles {
         if let Some(l0) = self.levels.get_mut(0) {
             l0.sort_by(|a, b| {
                 b.meta
+                    .bounds
                     .max_seq
-                    .cmp(&a.meta.max_seq)
+                    .cmp(&a.meta.bounds.max_seq)
                     .then(b.meta.number.cmp(&a.meta.number))
             });
         }
         for l in self.levels.iter_mut().skip(1) {
-            l.sort_by(|a, b| a.meta.min_key.cmp(&b.meta.min_key));
+            l.sort_by(|a, b| a.meta.bounds.min_key.cmp(&b.meta.bounds.min_key));
         }
     }
 
@@ -57,10 +58,10 @@ impl TableFiles {
     /// The file of a sorted level (>= 1) whose key range holds `key`.
     pub(crate) fn file_for_key(&self, level: usize, key: &[u8]) -> Option<&Arc<SstFile>> {
         let files = self.level(level);
-        let i = files.partition_point(|f| key_cmp(&f.meta.max_key, key).is_lt());
+        let i = files.partition_point(|f| key_cmp(&f.meta.bounds.max_key, key).is_lt());
         files
             .get(i)
-            .filter(|f| key_cmp(&f.meta.min_key, key).is_le())
+            .filter(|f| key_cmp(&f.meta.bounds.min_key, key).is_le())
     }
 
     /// Every file, level by level.

@@ -185,17 +185,25 @@ pub fn key_eq(a: &[u8], b: &[u8]) -> bool {
     a == b
 }
 
-/// The first 8 bytes of a key as a big-endian integer, zero padded: `a < b` implies
-/// `key_prefix(a) <= key_prefix(b)`, so sorted structures compare prefixes first.
+/// The first `N` bytes of a key, zero padded. Read as a big-endian integer it is a
+/// sort prefix: `a < b` bytewise implies `head(a) <= head(b)`, so sorted structures
+/// compare prefixes first (the engine packs 8 bytes, the as-of spine 16).
+#[inline]
+pub fn key_head<const N: usize>(key: &[u8]) -> [u8; N] {
+    if let Some(head) = key.first_chunk::<N>() {
+        return *head;
+    }
+    let mut b = [0u8; N];
+    for (d, s) in b.iter_mut().zip(key) {
+        *d = *s;
+    }
+    b
+}
+
+/// The first 8 bytes of a key as a big-endian integer, zero padded (see [`key_head`]).
 #[inline]
 pub(crate) fn key_prefix(key: &[u8]) -> u64 {
-    match key.first_chunk::<8>() {
-        Some(b) => u64::from_be_bytes(*b),
-        None => key
-            .iter()
-            .enumerate()
-            .fold(0u64, |acc, (i, &b)| acc | (u64::from(b) << (56 - 8 * i))),
-    }
+    u64::from_be_bytes(key_head(key))
 }
 
 /// Byte order of two encoded keys. The first 8 bytes are compared as one big-endian

@@ -35,6 +35,7 @@
 
 mod arrowutil;
 mod batch;
+mod bounds;
 mod catalog;
 mod codec;
 mod compaction;
@@ -62,7 +63,8 @@ pub use catalog::{Catalog, CatalogOp};
 pub use engine::{Clock, CommitInfo, Db, LevelStats, Options, Stats, SyncPolicy};
 pub use error::{Error, Result};
 pub use keycodec::{
-    decode_key_bytes, encode_key, encode_key_arrays, encode_key_prefix, key_eq, prefix_successor,
+    decode_key_bytes, encode_key, encode_key_arrays, encode_key_prefix, key_eq, key_head,
+    prefix_successor,
 };
 pub use merge::KeyRange;
 pub use scan::{

@@ -13,10 +13,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::bounds::Bounds;
 use crate::codec::{Put, Reader};
 use crate::error::{DecodeResult, Error, Result};
 use crate::fsutil::write_atomic;
-use crate::keycodec::key_cmp;
 use crate::types::TableId;
 use crate::wal::{LogWriter, encode_frame, replay_log};
 
@@ -49,20 +49,7 @@ pub(crate) struct FileMeta {
     pub level: u8,
     pub size: u64,
     pub rows: u64,
-    pub min_et: i64,
-    pub max_et: i64,
-    pub min_seq: u64,
-    pub max_seq: u64,
-    pub min_key: Vec<u8>,
-    pub max_key: Vec<u8>,
-}
-
-impl FileMeta {
-    /// True if the file's key range intersects [`lo`, `hi`] (`None`: unbounded).
-    pub(crate) fn overlaps(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> bool {
-        lo.is_none_or(|lo| key_cmp(&self.max_key, lo).is_ge())
-            && hi.is_none_or(|hi| key_cmp(&self.min_key, hi).is_le())
-    }
+    pub bounds: Bounds,
 }
 
 impl FileMeta {
@@ -72,12 +59,7 @@ impl FileMeta {
         out.put_u8(self.level);
         out.put_u64(self.size);
         out.put_u64(self.rows);
-        out.put_i64(self.min_et);
-        out.put_i64(self.max_et);
-        out.put_u64(self.min_seq);
-        out.put_u64(self.max_seq);
-        out.put_bytes_prefixed(&self.min_key);
-        out.put_bytes_prefixed(&self.max_key);
+        self.bounds.encode(out);
     }
 
     fn decode(r: &mut Reader<'_>) -> DecodeResult<Self> {
@@ -87,12 +69,7 @@ impl FileMeta {
             level: r.u8("file level")?,
             size: r.u64("file size")?,
             rows: r.u64("file rows")?,
-            min_et: r.i64("file min event time")?,
-            max_et: r.i64("file max event time")?,
-            min_seq: r.u64("file min seq")?,
-            max_seq: r.u64("file max seq")?,
-            min_key: r.bytes_prefixed("file min key")?.to_vec(),
-            max_key: r.bytes_prefixed("file max key")?.to_vec(),
+            bounds: Bounds::decode(r)?,
         })
     }
 }
@@ -310,12 +287,14 @@ mod tests {
             level: 0,
             size: 100,
             rows: 10,
-            min_et: 1,
-            max_et: 2,
-            min_seq: 3,
-            max_seq: 4,
-            min_key: vec![1],
-            max_key: vec![9],
+            bounds: Bounds {
+                min_et: 1,
+                max_et: 2,
+                min_seq: 3,
+                max_seq: 4,
+                min_key: vec![1],
+                max_key: vec![9],
+            },
         }
     }
 

@@ -22,7 +22,7 @@ use crate::arrowutil::null_array;
 use crate::error::{Error, Result};
 use crate::fileset::SstFile;
 use crate::memtable::{MemEntry, MemTable, TableMem, entries_to_run};
-use crate::sst::{COL_ET, COL_KEY, COL_SEQ, COL_TOMB};
+use crate::sst::{COL_ET, COL_KEY, COL_SEQ, COL_TOMB, SstReader};
 use crate::types::{DataType, ScalarType};
 
 /// Encoded entity-key range `[start, end)`; `None` is unbounded.
@@ -198,12 +198,16 @@ impl FileSource {
         let files = files
             .into_iter()
             .filter(|f| {
-                f.meta.overlaps(range.start.as_deref(), None)
+                f.meta.bounds.overlaps(range.start.as_deref(), None)
                     && range
                         .end
                         .as_deref()
-                        .is_none_or(|e| f.meta.min_key.as_slice() < e)
-                    && !prune.skips(f.meta.min_et, f.meta.max_et, f.meta.min_seq)
+                        .is_none_or(|e| f.meta.bounds.min_key.as_slice() < e)
+                    && !prune.skips(
+                        f.meta.bounds.min_et,
+                        f.meta.bounds.max_et,
+                        f.meta.bounds.min_seq,
+                    )
             })
             .collect();
         FileSource {
@@ -245,45 +249,9 @@ impl Source for FileSource {
             if self.prune.skips(h.min_et, h.max_et, h.min_seq) {
                 continue;
             }
-            let view = reader.block(b)?;
-            let err = |e| reader.block_error(b, e);
-            let keys_arr = view
-                .chunk(COL_KEY)
-                .and_then(|c| c.to_arrow(DataType::Scalar(ScalarType::Bytes)))
-                .map_err(err)?;
-            let keys = keys_arr
-                .as_any()
-                .downcast_ref::<BinaryArray>()
-                .cloned()
-                .ok_or_else(|| {
-                    Error::corruption(reader.path(), h.offset, "key column is not binary")
-                })?;
-            let et = Int64Array::from(view.chunk(COL_ET).map_err(err)?.ints());
-            let seq = view.chunk(COL_SEQ).map_err(err)?.to_u64_arrow();
-            let tomb_chunk = view.chunk(COL_TOMB).map_err(err)?;
-            let tomb = if tomb_chunk.all_false() {
-                BooleanArray::from(vec![false; view.rows])
-            } else {
-                tomb_chunk
-                    .to_arrow(DataType::Scalar(ScalarType::Bool))
-                    .map_err(err)?
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .cloned()
-                    .unwrap_or_else(|| BooleanArray::from(vec![false; view.rows]))
-            };
-            let n = keys.len();
-            let lo = match self.range.start.as_deref() {
-                Some(s) => (0..n).position(|i| keys.value(i) >= s).unwrap_or(n),
-                None => 0,
-            };
-            let hi = match self.range.end.as_deref() {
-                Some(e) => (lo..n)
-                    .position(|i| keys.value(i) >= e)
-                    .map_or(n, |p| lo + p),
-                None => n,
-            };
-            if hi < n {
+            let cols = InternalColumns::read(reader, b)?;
+            let (lo, hi) = self.clip(&cols.keys);
+            if hi < cols.keys.len() {
                 // The range ends inside this block.
                 self.fi = self.files.len();
             }
@@ -292,10 +260,10 @@ impl Source for FileSource {
             }
             let len = hi - lo;
             return Ok(Some(Arc::new(SrcChunk {
-                keys: keys.slice(lo, len),
-                et: et.slice(lo, len),
-                seq: seq.slice(lo, len),
-                tomb: tomb.slice(lo, len),
+                keys: cols.keys.slice(lo, len),
+                et: cols.et.slice(lo, len),
+                seq: cols.seq.slice(lo, len),
+                tomb: cols.tomb.slice(lo, len),
                 feats: Feats::File {
                     file: file.clone(),
                     block: b,
@@ -306,6 +274,76 @@ impl Source for FileSource {
             })));
         }
         Ok(None)
+    }
+}
+
+impl FileSource {
+    /// The rows of a block's `keys` inside the range: `lo..hi`.
+    fn clip(&self, keys: &BinaryArray) -> (usize, usize) {
+        let n = keys.len();
+        let lo = match self.range.start.as_deref() {
+            Some(s) => (0..n).position(|i| keys.value(i) >= s).unwrap_or(n),
+            None => 0,
+        };
+        let hi = match self.range.end.as_deref() {
+            Some(e) => (lo..n)
+                .position(|i| keys.value(i) >= e)
+                .map_or(n, |p| lo + p),
+            None => n,
+        };
+        (lo, hi)
+    }
+}
+
+/// A block's internal columns as Arrow arrays.
+struct InternalColumns {
+    keys: BinaryArray,
+    et: Int64Array,
+    seq: UInt64Array,
+    tomb: BooleanArray,
+}
+
+impl InternalColumns {
+    /// Decode block `b` of `reader`; a column of the wrong type is corruption.
+    fn read(reader: &SstReader, b: usize) -> Result<Self> {
+        let view = reader.block(b)?;
+        let err = |e| reader.block_error(b, e);
+        let wrong = |what: &str| {
+            let offset = reader.index.get(b).map_or(0, |h| h.offset);
+            Error::corruption(
+                reader.path(),
+                offset,
+                format!("{what} column has the wrong type"),
+            )
+        };
+        let keys = view
+            .chunk(COL_KEY)
+            .and_then(|c| c.to_arrow(DataType::Scalar(ScalarType::Bytes)))
+            .map_err(err)?
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .cloned()
+            .ok_or_else(|| wrong("key"))?;
+        let et = Int64Array::from(view.chunk(COL_ET).map_err(err)?.ints());
+        let seq = view.chunk(COL_SEQ).map_err(err)?.to_u64_arrow();
+        let tomb_chunk = view.chunk(COL_TOMB).map_err(err)?;
+        let tomb = if tomb_chunk.all_false() {
+            BooleanArray::from(vec![false; view.rows])
+        } else {
+            tomb_chunk
+                .to_arrow(DataType::Scalar(ScalarType::Bool))
+                .map_err(err)?
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .ok_or_else(|| wrong("tombstone"))?
+        };
+        Ok(InternalColumns {
+            keys,
+            et,
+            seq,
+            tomb,
+        })
     }
 }
 

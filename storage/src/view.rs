@@ -298,8 +298,8 @@ impl View {
         p: &Probe<'_>,
         best: &mut Option<Hit<'a>>,
     ) -> Result<()> {
-        let m = &f.meta;
-        if !f.meta.overlaps(Some(p.key), Some(p.key)) {
+        let m = &f.meta.bounds;
+        if !m.overlaps(Some(p.key), Some(p.key)) {
             return Ok(());
         }
         if m.min_et > p.et_max || m.min_seq > p.seq_max {

@@ -89,14 +89,14 @@ fn overlapping<F: PolicyFile>(
 ) -> Vec<F> {
     level(levels, l)
         .iter()
-        .filter(|f| f.meta().overlaps(lo, hi))
+        .filter(|f| f.meta().bounds.overlaps(lo, hi))
         .cloned()
         .collect()
 }
 
 fn key_span<F: PolicyFile>(files: &[F]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    let lo = files.iter().map(|f| f.meta().min_key.clone()).min();
-    let hi = files.iter().map(|f| f.meta().max_key.clone()).max();
+    let lo = files.iter().map(|f| f.meta().bounds.min_key.clone()).min();
+    let hi = files.iter().map(|f| f.meta().bounds.max_key.clone()).max();
     (lo, hi)
 }
 
@@ -133,11 +133,11 @@ pub(crate) fn pick<F: PolicyFile>(
         let start = cursor.get(from).map_or(&[][..], Vec::as_slice);
         let f = fs
             .iter()
-            .find(|f| f.meta().min_key.as_slice() > start)
+            .find(|f| f.meta().bounds.min_key.as_slice() > start)
             .or_else(|| fs.first())?
             .clone();
         if let Some(c) = cursor.get_mut(from) {
-            c.clone_from(&f.meta().max_key);
+            c.clone_from(&f.meta().bounds.max_key);
         }
         vec![f]
     };
@@ -196,6 +196,7 @@ pub(crate) fn full<F: PolicyFile>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bounds::Bounds;
     use crate::types::TableId;
 
     const CFG: LevelConfig = LevelConfig {
@@ -211,12 +212,14 @@ mod tests {
             level,
             size,
             rows: 1,
-            min_et: 0,
-            max_et: 0,
-            min_seq: number,
-            max_seq: number,
-            min_key: vec![keys.0],
-            max_key: vec![keys.1],
+            bounds: Bounds {
+                min_et: 0,
+                max_et: 0,
+                min_seq: number,
+                max_seq: number,
+                min_key: vec![keys.0],
+                max_key: vec![keys.1],
+            },
         }
     }
 
@@ -331,11 +334,11 @@ mod tests {
                     l.retain(|f| !gone.contains(&f.number));
                 }
                 let mut out = file(next, job.output_level as u8, size, (0, 0));
-                out.min_key = lo.unwrap_or_default();
-                out.max_key = hi.unwrap_or_default();
+                out.bounds.min_key = lo.unwrap_or_default();
+                out.bounds.max_key = hi.unwrap_or_default();
                 next += 1;
                 ls[job.output_level].push(out);
-                ls[job.output_level].sort_by(|a, b| a.min_key.cmp(&b.min_key));
+                ls[job.output_level].sort_by(|a, b| a.bounds.min_key.cmp(&b.bounds.min_key));
             }
             assert!(ls[0].len() < CFG.l0_trigger);
             for l in 1..NUM_LEVELS - 1 {

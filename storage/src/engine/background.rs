@@ -459,12 +459,7 @@ pub(super) fn open_file(
             level,
             size,
             rows: meta.rows,
-            min_et: meta.min_et,
-            max_et: meta.max_et,
-            min_seq: meta.min_seq,
-            max_seq: meta.max_seq,
-            min_key: meta.min_key.clone(),
-            max_key: meta.max_key.clone(),
+            bounds: meta.bounds.clone(),
         },
         reader,
     }))

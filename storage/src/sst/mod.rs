@@ -10,14 +10,17 @@
 //! Invariants: a file is written completely and fsynced before any manifest names it,
 //! and is never modified afterwards (only deleted once no version references it).
 
+mod block;
 pub(crate) mod bloom;
 pub(crate) mod encoding;
 mod reader;
 mod writer;
 
-pub(crate) use reader::{BlockView, RowRef, SstReader};
+pub(crate) use block::BlockView;
+pub(crate) use reader::{RowRef, SstReader};
 pub(crate) use writer::{SstWriter, WriterOptions};
 
+use crate::bounds::Bounds;
 use crate::codec::{Put, Reader, unzigzag, zigzag};
 use crate::error::{DecodeError, DecodeResult};
 use crate::types::{DataType, ScalarType, TableId};
@@ -95,12 +98,7 @@ pub(crate) struct SstMeta {
     pub rows: u64,
     pub tombstones: u64,
     pub distinct_keys: u64,
-    pub min_et: i64,
-    pub max_et: i64,
-    pub min_seq: u64,
-    pub max_seq: u64,
-    pub min_key: Vec<u8>,
-    pub max_key: Vec<u8>,
+    pub bounds: Bounds,
 }
 
 fn encode_type(out: &mut Vec<u8>, t: DataType) {
@@ -131,12 +129,7 @@ impl SstMeta {
         out.put_u64(self.rows);
         out.put_u64(self.tombstones);
         out.put_u64(self.distinct_keys);
-        out.put_i64(self.min_et);
-        out.put_i64(self.max_et);
-        out.put_u64(self.min_seq);
-        out.put_u64(self.max_seq);
-        out.put_bytes_prefixed(&self.min_key);
-        out.put_bytes_prefixed(&self.max_key);
+        self.bounds.encode(out);
         encode_commit_times(commit_times, out);
     }
 
@@ -155,12 +148,7 @@ impl SstMeta {
             rows: r.u64("rows")?,
             tombstones: r.u64("tombstones")?,
             distinct_keys: r.u64("distinct keys")?,
-            min_et: r.i64("min event time")?,
-            max_et: r.i64("max event time")?,
-            min_seq: r.u64("min seq")?,
-            max_seq: r.u64("max seq")?,
-            min_key: r.bytes_prefixed("min key")?.to_vec(),
-            max_key: r.bytes_prefixed("max key")?.to_vec(),
+            bounds: Bounds::decode(&mut r)?,
         };
         let rest = r.bytes(r.remaining(), "commit times")?;
         Ok((meta, rest))

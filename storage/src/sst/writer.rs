@@ -22,6 +22,7 @@ use super::{
     BlockHandle, FOOTER_LEN, Footer, INTERNAL_COLUMNS, MAX_BLOCK_ROWS, SST_MAGIC, SstMeta,
     encode_index,
 };
+use crate::bounds::Bounds;
 use crate::codec::Put;
 use crate::error::{Error, Result};
 use crate::types::{DataType, TableId};
@@ -77,12 +78,7 @@ impl SstWriter {
                 rows: 0,
                 tombstones: 0,
                 distinct_keys: 0,
-                min_et: i64::MAX,
-                max_et: i64::MIN,
-                min_seq: u64::MAX,
-                max_seq: 0,
-                min_key: Vec::new(),
-                max_key: Vec::new(),
+                bounds: Bounds::empty(),
             },
             index: Vec::new(),
             bloom: BloomBuilder::new(opts.bloom_bits_per_key),
@@ -158,7 +154,7 @@ impl SstWriter {
                 self.bloom.add_hash(key_hash(key));
                 self.meta.distinct_keys += 1;
                 if self.meta.rows == 0 && i == 0 {
-                    self.meta.min_key = key.to_vec();
+                    self.meta.bounds.min_key = key.to_vec();
                 }
                 self.last = Some((key.to_vec(), et, seq));
             } else if let Some(last) = &mut self.last {
@@ -234,11 +230,8 @@ impl SstWriter {
         let m = &mut self.meta;
         m.rows += n as u64;
         m.tombstones += tombstones;
-        m.min_et = m.min_et.min(min_et);
-        m.max_et = m.max_et.max(max_et);
-        m.min_seq = m.min_seq.min(min_seq);
-        m.max_seq = m.max_seq.max(max_seq);
-        m.max_key = v.keys.value(n - 1).to_vec();
+        m.bounds.cover((min_et, max_et), (min_seq, max_seq));
+        m.bounds.max_key = v.keys.value(n - 1).to_vec();
         self.buf = body;
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, UInt32Array};
-use hindsight_storage::key_eq;
+use hindsight_storage::{key_eq, key_head};
 
 use crate::error::SqlError;
 
@@ -74,14 +74,7 @@ impl Spine {
 /// The first 16 bytes of an encoded key, zero-padded, as a big-endian integer.
 #[inline]
 pub(super) fn key_prefix(k: &[u8]) -> u128 {
-    if let Some(head) = k.first_chunk::<16>() {
-        return u128::from_be_bytes(*head);
-    }
-    let mut b = [0u8; 16];
-    for (d, s) in b.iter_mut().zip(k) {
-        *d = *s;
-    }
-    u128::from_be_bytes(b)
+    u128::from_be_bytes(key_head(k))
 }
 
 /// Bytewise order of two keys given their prefixes: prefixes that differ decide; equal

@@ -56,35 +56,11 @@ pub(super) enum Body<'a> {
     },
 }
 
-impl<'a> Chunk<'a> {
-    /// Parse a chunk of `n` rows of type `ty` from the front of `r`.
-    pub(crate) fn parse(r: &mut Reader<'a>, n: usize, ty: DataType) -> DecodeResult<Self> {
-        let flags = r.u8("chunk flags")?;
-        if flags & !FLAG_NULLS != 0 {
-            return Err(r.err(format!("unknown chunk flags {flags:#x}")));
-        }
-        let nulls = if flags & FLAG_NULLS != 0 {
-            Some(r.bytes(n.div_ceil(8), "null bitmap")?)
-        } else {
-            None
-        };
-        let enc = r.u8("chunk encoding")?;
-        let body = match (enc, ty) {
-            (ENC_LIST, DataType::List(elem)) => {
-                let offsets = ForInts::parse(r, n + 1)?;
-                let child_n = usize::try_from(offsets.get(n))
-                    .ok()
-                    .filter(|&c| c <= MAX_CHUNK_VALUES)
-                    .ok_or_else(|| r.err("bad list length"))?;
-                let child = Chunk::parse(r, child_n, DataType::Scalar(elem))?;
-                if child.nulls.is_some() {
-                    return Err(r.err("list elements must not be NULL"));
-                }
-                Body::List {
-                    offsets,
-                    child: Box::new(child),
-                }
-            }
+impl<'a> Body<'a> {
+    /// The body of a chunk of `n` rows of type `ty` in encoding `enc`.
+    fn parse(r: &mut Reader<'a>, n: usize, enc: u8, ty: DataType) -> DecodeResult<Self> {
+        Ok(match (enc, ty) {
+            (ENC_LIST, DataType::List(elem)) => Body::list(r, n, elem)?,
             (_, DataType::List(_)) => return Err(r.err(format!("encoding {enc} for a list"))),
             (ENC_PLAIN, DataType::Scalar(s)) if s != ScalarType::Bool => {
                 let width = s
@@ -115,21 +91,7 @@ impl<'a> Chunk<'a> {
                     data: r.bytes(len, "var-len data")?,
                 }
             }
-            (ENC_DICT, DataType::Scalar(ScalarType::Text | ScalarType::Bytes)) => {
-                let size = r.len(n.max(1), "dictionary size")?;
-                let offsets = ForInts::parse(r, size + 1)?;
-                let len = offsets
-                    .offset(size, r.remaining())
-                    .map_err(|e| r.err(e.detail))?;
-                let data = r.bytes(len, "dictionary data")?;
-                let codes = ForInts::parse(r, n)?;
-                Body::Dict {
-                    offsets,
-                    data,
-                    codes,
-                    size,
-                }
-            }
+            (ENC_DICT, DataType::Scalar(ScalarType::Text | ScalarType::Bytes)) => Body::dict(r, n)?,
             (ENC_KEY_U64, DataType::Scalar(ScalarType::Bytes)) => {
                 let len = usize::from(r.u8("key length")?);
                 if !(1..=8).contains(&len) {
@@ -141,7 +103,58 @@ impl<'a> Chunk<'a> {
                 }
             }
             _ => return Err(r.err(format!("encoding {enc} is not valid for {ty}"))),
+        })
+    }
+
+    /// `offsets(n + 1)` then a chunk of the elements, none of them NULL.
+    fn list(r: &mut Reader<'a>, n: usize, elem: ScalarType) -> DecodeResult<Self> {
+        let offsets = ForInts::parse(r, n + 1)?;
+        let child_n = usize::try_from(offsets.get(n))
+            .ok()
+            .filter(|&c| c <= MAX_CHUNK_VALUES)
+            .ok_or_else(|| r.err("bad list length"))?;
+        let child = Chunk::parse(r, child_n, DataType::Scalar(elem))?;
+        if child.nulls.is_some() {
+            return Err(r.err("list elements must not be NULL"));
+        }
+        Ok(Body::List {
+            offsets,
+            child: Box::new(child),
+        })
+    }
+
+    /// `size`, the dictionary's offsets and bytes, then one code per row.
+    fn dict(r: &mut Reader<'a>, n: usize) -> DecodeResult<Self> {
+        let size = r.len(n.max(1), "dictionary size")?;
+        let offsets = ForInts::parse(r, size + 1)?;
+        let len = offsets
+            .offset(size, r.remaining())
+            .map_err(|e| r.err(e.detail))?;
+        let data = r.bytes(len, "dictionary data")?;
+        let codes = ForInts::parse(r, n)?;
+        Ok(Body::Dict {
+            offsets,
+            data,
+            codes,
+            size,
+        })
+    }
+}
+
+impl<'a> Chunk<'a> {
+    /// Parse a chunk of `n` rows of type `ty` from the front of `r`.
+    pub(crate) fn parse(r: &mut Reader<'a>, n: usize, ty: DataType) -> DecodeResult<Self> {
+        let flags = r.u8("chunk flags")?;
+        if flags & !FLAG_NULLS != 0 {
+            return Err(r.err(format!("unknown chunk flags {flags:#x}")));
+        }
+        let nulls = if flags & FLAG_NULLS != 0 {
+            Some(r.bytes(n.div_ceil(8), "null bitmap")?)
+        } else {
+            None
         };
+        let enc = r.u8("chunk encoding")?;
+        let body = Body::parse(r, n, enc, ty)?;
         Ok(Chunk { n, nulls, body })
     }
 
