@@ -47,6 +47,7 @@ mod keycodec;
 mod manifest;
 mod memtable;
 mod merge;
+pub mod raftlog;
 mod rowcodec;
 mod scan;
 mod snapshot;

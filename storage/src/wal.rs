@@ -15,7 +15,7 @@
 //! leaves the evidence in place.
 
 use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Write};
+use std::io::{IoSlice, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::codec::le_u32_at;
@@ -89,6 +89,22 @@ impl LogWriter {
         })
     }
 
+    /// Open the existing log `path` for appending after its last byte.
+    pub(crate) fn open_end(path: &Path) -> Result<LogWriter> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        let size = file
+            .seek(std::io::SeekFrom::End(0))
+            .map_err(|e| Error::io(path, e))?;
+        Ok(LogWriter {
+            path: path.to_path_buf(),
+            file,
+            size,
+        })
+    }
+
     /// Append encoded frames (not yet durable).
     pub(crate) fn append(&mut self, frames: &[u8]) -> Result<()> {
         self.file
@@ -151,8 +167,9 @@ pub(crate) struct SegmentReplay {
     pub torn_at: Option<u64>,
 }
 
-/// Why a frame at some offset could not be used.
-fn frame_at(buf: &[u8], pos: usize) -> std::result::Result<(usize, &[u8]), String> {
+/// The frame at `pos` of `buf`: the end of the frame and its payload, or why the
+/// frame there cannot be used.
+pub(crate) fn frame_at(buf: &[u8], pos: usize) -> std::result::Result<(usize, &[u8]), String> {
     let magic = le_u32_at(buf, pos).ok_or("incomplete frame header")?;
     if magic != FRAME_MAGIC {
         return Err(format!("bad frame magic {magic:#010x}"));
