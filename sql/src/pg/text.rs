@@ -374,20 +374,7 @@ pub fn cell(array: &dyn Array, i: usize) -> Option<String> {
         DataType::Binary
         | DataType::LargeBinary
         | DataType::BinaryView
-        | DataType::FixedSizeBinary(_) => {
-            let bytes: Vec<u8> = match array.data_type() {
-                DataType::Binary => array.as_binary::<i32>().value(i).to_vec(),
-                DataType::LargeBinary => array.as_binary::<i64>().value(i).to_vec(),
-                DataType::BinaryView => array.as_binary_view().value(i).to_vec(),
-                _ => array.as_fixed_size_binary().value(i).to_vec(),
-            };
-            let mut s = String::with_capacity(2 + 2 * bytes.len());
-            s.push_str("\\x");
-            for b in bytes {
-                let _ = write!(s, "{b:02x}");
-            }
-            s
-        }
+        | DataType::FixedSizeBinary(_) => bytea_cell(array, i),
         DataType::Date32 => date(array.as_primitive::<Date32Type>().value(i)),
         DataType::Date64 => date(
             (array
@@ -395,43 +382,69 @@ pub fn cell(array: &dyn Array, i: usize) -> Option<String> {
                 .value(i)
                 .div_euclid(86_400_000)) as i32,
         ),
-        DataType::Timestamp(unit, tz) => {
-            let v = match unit {
-                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(i),
-                TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(i),
-                TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(i),
-                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(i),
-            };
-            let mut s = timestamp(to_micros(*unit, v));
-            if tz.is_some() {
-                s.push_str("+00");
-            }
-            s
-        }
+        DataType::Timestamp(unit, tz) => timestamp_cell(array, i, *unit, tz.is_some()),
         DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
-            let values = match array.data_type() {
-                DataType::List(_) => array.as_list::<i32>().value(i),
-                DataType::LargeList(_) => array.as_list::<i64>().value(i),
-                _ => array.as_fixed_size_list().value(i),
-            };
-            let items: Vec<String> = (0..values.len())
-                .map(|j| match cell(values.as_ref(), j) {
-                    None => "NULL".to_string(),
-                    Some(s) => match values.data_type() {
-                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                            quote_array_element(&s)
-                        }
-                        DataType::Timestamp(..) | DataType::Date32 | DataType::Binary => {
-                            quote_array_element(&s)
-                        }
-                        _ => s,
-                    },
-                })
-                .collect();
-            format!("{{{}}}", items.join(","))
+            array_cell(array, i)
         }
         _ => datafusion::arrow::util::display::array_value_to_string(array, i).ok()?,
     })
+}
+
+/// A bytea cell: `\x` and two hex digits per byte.
+fn bytea_cell(array: &dyn Array, i: usize) -> String {
+    let bytes: &[u8] = match array.data_type() {
+        DataType::Binary => array.as_binary::<i32>().value(i),
+        DataType::LargeBinary => array.as_binary::<i64>().value(i),
+        DataType::BinaryView => array.as_binary_view().value(i),
+        _ => array.as_fixed_size_binary().value(i),
+    };
+    let mut s = String::with_capacity(2 + 2 * bytes.len());
+    s.push_str("\\x");
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// A timestamp cell in any unit; `with_tz`: timestamptz (UTC, `+00`).
+fn timestamp_cell(array: &dyn Array, i: usize, unit: TimeUnit, with_tz: bool) -> String {
+    let v = match unit {
+        TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(i),
+        TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(i),
+        TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(i),
+        TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(i),
+    };
+    let mut s = timestamp(to_micros(unit, v));
+    if with_tz {
+        s.push_str("+00");
+    }
+    s
+}
+
+/// An array cell: `{a,b,NULL}`, with text, time and bytea elements quoted.
+fn array_cell(array: &dyn Array, i: usize) -> String {
+    let values = match array.data_type() {
+        DataType::List(_) => array.as_list::<i32>().value(i),
+        DataType::LargeList(_) => array.as_list::<i64>().value(i),
+        _ => array.as_fixed_size_list().value(i),
+    };
+    let quoted = matches!(
+        values.data_type(),
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Timestamp(..)
+            | DataType::Date32
+            | DataType::Binary
+    );
+    let items: Vec<String> = (0..values.len())
+        .map(|j| match cell(values.as_ref(), j) {
+            None => "NULL".to_string(),
+            Some(s) if quoted => quote_array_element(&s),
+            Some(s) => s,
+        })
+        .collect();
+    format!("{{{}}}", items.join(","))
 }
 
 #[cfg(test)]

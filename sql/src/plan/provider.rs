@@ -427,6 +427,8 @@ pub(crate) fn scalar_to_value(v: &ScalarValue) -> Option<Value> {
 }
 
 impl HsTable {
+    /// The scan plan of the pushed-down `filters`: exact keys, key-prefix ranges or
+    /// one key range, and (for history scans) the event-time window.
     fn plan_filters(
         &self,
         filters: &[Expr],
@@ -436,113 +438,159 @@ impl HsTable {
         let refs: Vec<&Expr> = filters.iter().collect();
         let prefix = Self::key_prefix_len(&self.key_sets(&refs));
         let key_types = self.def.key_types();
-        // Per key position, the intersection of all equality sets on it.
-        let mut sets: Vec<Option<Vec<Value>>> = vec![None; prefix];
-        // Encoded bounds of a single-column key range; the bool marks an inclusive end.
-        let mut lo: Option<Vec<u8>> = None;
-        let mut hi: Option<(Vec<u8>, bool)> = None;
-        let (mut from, mut to) = (i64::MIN, i64::MAX);
+        let mut n = Narrowing::new(prefix);
         for f in filters {
             match self.understand(f) {
                 Some(Pushed::KeyIn(p, exprs)) if p < prefix => {
                     let Some(&t) = key_types.get(p) else { continue };
-                    let mut vals: Vec<Value> = exprs
+                    let vals = exprs
                         .iter()
                         .flat_map(|e| set_values(e, params))
                         .filter_map(|v| key_value(&v, t))
                         .collect();
-                    if let Some(Some(prev)) = sets.get(p) {
-                        vals.retain(|v| prev.contains(v));
-                    }
-                    vals.dedup();
-                    if let Some(s) = sets.get_mut(p) {
-                        *s = Some(vals);
-                    }
+                    n.key_in(p, vals);
                 }
                 Some(Pushed::KeyRange(op, e)) => {
                     let (Some(v), Some(&t)) = (value_of(e, params), key_types.first()) else {
                         continue;
                     };
                     let Some(kv) = key_value(&v, t) else { continue };
-                    let enc = encode_key(&[kv], &key_types, &[])?;
-                    match op {
-                        Operator::Gt | Operator::GtEq => {
-                            if lo.as_ref().is_none_or(|l| enc > *l) {
-                                lo = Some(enc);
-                            }
-                        }
-                        _ => {
-                            let inclusive = op == Operator::LtEq;
-                            if hi.as_ref().is_none_or(|(h, _)| enc < *h) {
-                                hi = Some((enc, inclusive));
-                            }
-                        }
-                    }
+                    n.key_bound(op, encode_key(&[kv], &key_types, &[])?);
                 }
                 Some(Pushed::EventTime(op, e)) => {
-                    let Some(v) = value_of(e, params) else {
-                        continue;
-                    };
-                    let Some(t) = ts_micros(&v) else { continue };
-                    match op {
-                        Operator::Gt | Operator::GtEq => from = from.max(t),
-                        Operator::Lt | Operator::LtEq => to = to.min(t),
-                        Operator::Eq => {
-                            from = from.max(t);
-                            to = to.min(t);
-                        }
-                        _ => {}
+                    if let Some(t) = value_of(e, params).as_ref().and_then(ts_micros) {
+                        n.event_time(op, t);
                     }
                 }
                 _ => {}
             }
         }
+        n.plan(mode, &key_types)
+    }
+}
+
+/// What a scan's pushed-down filters narrow it to, gathered filter by filter.
+struct Narrowing {
+    /// Per key position of the pinned prefix, the intersection of all equality
+    /// sets on it (`None`: no set seen yet).
+    sets: Vec<Option<Vec<Value>>>,
+    /// Encoded bounds of a single-column key range; the bool marks an inclusive end.
+    lo: Option<Vec<u8>>,
+    hi: Option<(Vec<u8>, bool)>,
+    /// Event-time window, inclusive.
+    from: i64,
+    to: i64,
+}
+
+impl Narrowing {
+    fn new(prefix: usize) -> Self {
+        Narrowing {
+            sets: vec![None; prefix],
+            lo: None,
+            hi: None,
+            from: i64::MIN,
+            to: i64::MAX,
+        }
+    }
+
+    /// Key position `p` is one of `vals` (and of every earlier set on it).
+    fn key_in(&mut self, p: usize, mut vals: Vec<Value>) {
+        let Some(slot) = self.sets.get_mut(p) else {
+            return;
+        };
+        if let Some(prev) = slot {
+            vals.retain(|v| prev.contains(v));
+        }
+        vals.dedup();
+        *slot = Some(vals);
+    }
+
+    /// The first key column compared with `op` to the encoded key `enc`; the
+    /// tightest bound on each side wins.
+    fn key_bound(&mut self, op: Operator, enc: Vec<u8>) {
+        match op {
+            Operator::Gt | Operator::GtEq => {
+                if self.lo.as_ref().is_none_or(|l| enc > *l) {
+                    self.lo = Some(enc);
+                }
+            }
+            _ => {
+                let inclusive = op == Operator::LtEq;
+                if self.hi.as_ref().is_none_or(|(h, _)| enc < *h) {
+                    self.hi = Some((enc, inclusive));
+                }
+            }
+        }
+    }
+
+    /// Event time compared with `op` to `t` (microseconds).
+    fn event_time(&mut self, op: Operator, t: i64) {
+        match op {
+            Operator::Gt | Operator::GtEq => self.from = self.from.max(t),
+            Operator::Lt | Operator::LtEq => self.to = self.to.min(t),
+            Operator::Eq => {
+                self.from = self.from.max(t);
+                self.to = self.to.min(t);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whole keys when every key column is pinned, prefix ranges when some leading
+    /// ones are, else the one key range.
+    fn plan(self, mode: ScanMode, key_types: &[ScalarType]) -> crate::error::Result<ScanPlan> {
         let mode = match mode {
-            ScanMode::History { .. } => ScanMode::History { from, to },
+            ScanMode::History { .. } => ScanMode::History {
+                from: self.from,
+                to: self.to,
+            },
             m => m,
         };
-        if prefix > 0 {
-            let sets: Vec<Vec<Value>> = sets.into_iter().map(|s| s.unwrap_or_default()).collect();
-            let combos = cartesian(&sets);
-            if prefix == key_types.len() {
-                let mut keys = combos
-                    .iter()
-                    .map(|c| encode_key(c, &key_types, &[]))
-                    .collect::<Result<Vec<_>, _>>()?;
-                keys.sort();
-                keys.dedup();
-                let ranges = keys.iter().map(|k| exact_range(k)).collect();
-                return Ok(ScanPlan {
-                    mode,
-                    keys: Some(keys),
-                    ranges,
-                });
-            }
-            let mut ranges: Vec<KeyRange> = Vec::new();
-            for c in &combos {
-                let p = encode_key_prefix(c, &key_types, &[])?;
-                let end = prefix_successor(&p);
-                ranges.push(KeyRange::encoded(Some(p), end));
-            }
-            ranges.sort_by(|a, b| a.start.cmp(&b.start));
+        if self.sets.is_empty() {
+            let end = self.hi.map(|(k, inclusive)| match inclusive {
+                true => exact_range(&k).end.unwrap_or(k),
+                false => k,
+            });
             return Ok(ScanPlan {
                 mode,
                 keys: None,
+                ranges: vec![KeyRange::encoded(self.lo, end)],
+            });
+        }
+        let pinned = self.sets.len();
+        let sets: Vec<Vec<Value>> = self
+            .sets
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        let combos = cartesian(&sets);
+        if pinned == key_types.len() {
+            let mut keys = combos
+                .iter()
+                .map(|c| encode_key(c, key_types, &[]))
+                .collect::<Result<Vec<_>, _>>()?;
+            keys.sort();
+            keys.dedup();
+            let ranges = keys.iter().map(|k| exact_range(k)).collect();
+            return Ok(ScanPlan {
+                mode,
+                keys: Some(keys),
                 ranges,
             });
         }
-        let start = lo;
-        let end = hi.map(|(k, inclusive)| {
-            if inclusive {
-                exact_range(&k).end.unwrap_or(k)
-            } else {
-                k
-            }
-        });
+        let mut ranges = combos
+            .iter()
+            .map(|c| {
+                let p = encode_key_prefix(c, key_types, &[])?;
+                let end = prefix_successor(&p);
+                Ok(KeyRange::encoded(Some(p), end))
+            })
+            .collect::<Result<Vec<_>, hindsight_storage::Error>>()?;
+        ranges.sort_by(|a, b| a.start.cmp(&b.start));
         Ok(ScanPlan {
             mode,
             keys: None,
-            ranges: vec![KeyRange::encoded(start, end)],
+            ranges,
         })
     }
 }

@@ -167,24 +167,7 @@ impl HsRelationPlanner {
         let bad =
             |m: &str| SqlError::syntax(format!("{func}: {m}")).with_hint(format!("write {usage}"));
         if func == STASH_FUNCTION {
-            let n = match pos.first() {
-                Some(SqlExpr::Value(v)) => v.value.to_string().parse::<usize>().ok(),
-                _ => None,
-            }
-            .ok_or_else(|| bad("expects a stash number"))?;
-            let batches = self.stmt.stashed(n).ok_or_else(|| bad("no such stash"))?;
-            let schema = batches
-                .first()
-                .map(|b| b.schema())
-                .ok_or_else(|| bad("empty stash"))?;
-            let provider = MemTable::try_new(schema, vec![batches])?;
-            let plan = LogicalPlanBuilder::scan(
-                TableReference::bare(format!("{STASH_FUNCTION}_{n}")),
-                provider_as_source(Arc::new(provider)),
-                None,
-            )?
-            .build()?;
-            return Ok(Some(PlannedRelation::new(plan, alias)));
+            return self.plan_stash(&pos, alias, bad).map(Some);
         }
         let table_name = pos
             .first()
@@ -229,6 +212,33 @@ impl HsRelationPlanner {
         };
         let plan = scan(def, read, key_bytes, qualifier)?;
         Ok(Some(PlannedRelation::new(plan, alias)))
+    }
+
+    /// `__hindsight_stash(n)`: the batches a statement stashed, as a table.
+    fn plan_stash(
+        &self,
+        pos: &[SqlExpr],
+        alias: Option<TableAlias>,
+        bad: impl Fn(&str) -> SqlError,
+    ) -> Result<PlannedRelation, SqlError> {
+        let n = match pos.first() {
+            Some(SqlExpr::Value(v)) => v.value.to_string().parse::<usize>().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| bad("expects a stash number"))?;
+        let batches = self.stmt.stashed(n).ok_or_else(|| bad("no such stash"))?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .ok_or_else(|| bad("empty stash"))?;
+        let provider = MemTable::try_new(schema, vec![batches])?;
+        let plan = LogicalPlanBuilder::scan(
+            TableReference::bare(format!("{STASH_FUNCTION}_{n}")),
+            provider_as_source(Arc::new(provider)),
+            None,
+        )?
+        .build()?;
+        Ok(PlannedRelation::new(plan, alias))
     }
 
     fn plan_version(

@@ -23,7 +23,7 @@ use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::LogicalPlan;
-use hindsight_storage::{ColumnRole, ReadAt, TableDef, WriteBatch, encode_batch_keys};
+use hindsight_storage::{ColumnRole, ReadAt, Snapshot, TableDef, WriteBatch, encode_batch_keys};
 use sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, Expr as SqlExpr, FromTable, Insert, OnConflictAction,
     OnInsert, SetExpr, Statement, TableFactor, TableObject, Update,
@@ -110,67 +110,27 @@ impl Session {
             .map(|b| cast_to_table(&def, b))
             .collect::<Result<Vec<_>>>()?;
         let mut wb = WriteBatch::new();
-        let mut rows = 0u64;
-        match on {
+        let rows = match on {
             None => {
                 for b in &batches {
                     wb.put_arrow(&def, b)?;
-                    rows += b.num_rows() as u64;
                 }
+                batches.iter().map(|b| b.num_rows() as u64).sum()
             }
             Some(OnInsert::OnConflict(oc)) => {
                 check_conflict_target(&def, oc.conflict_target.as_ref())?;
-                let now = snapshot.now_micros();
-                let proposed = concat(&batches)?;
-                let keys = encode_batch_keys(&def, &proposed)?;
-                let exists =
-                    snapshot.lookup_batch(&def, &keys, &ReadAt::latest(now), Some(&def.key))?;
-                let existing: HashSet<Vec<u8>> = encode_batch_keys_subset(&def, &exists)?;
+                let proposed = Proposed::new(&def, &snapshot, &batches)?;
                 match oc.action {
-                    OnConflictAction::DoNothing => {
-                        let mut seen: HashSet<&[u8]> = HashSet::new();
-                        let keep: BooleanArray = keys
-                            .iter()
-                            .map(|k| Some(!existing.contains(k) && seen.insert(k.as_slice())))
-                            .collect();
-                        let kept = filter_record_batch(&proposed, &keep)?;
-                        wb.put_arrow(&def, &kept)?;
-                        rows = kept.num_rows() as u64;
-                    }
+                    OnConflictAction::DoNothing => proposed.write_new(&def, &mut wb)?,
                     OnConflictAction::DoUpdate(du) => {
-                        let mut seen: HashSet<&[u8]> = HashSet::new();
-                        for k in &keys {
-                            if !seen.insert(k.as_slice()) {
-                                return Err(SqlError::new(
-                                    ErrorKind::CardinalityViolation,
-                                    "ON CONFLICT DO UPDATE command cannot affect row a second time",
-                                )
-                                .with_hint("ensure that no rows proposed for insertion within the same command have duplicate constrained values"));
-                            }
-                        }
-                        let conflict: BooleanArray =
-                            keys.iter().map(|k| Some(existing.contains(k))).collect();
-                        let fresh = filter_record_batch(
-                            &proposed,
-                            &datafusion::arrow::compute::not(&conflict)?,
-                        )?;
-                        wb.put_arrow(&def, &fresh)?;
-                        rows += fresh.num_rows() as u64;
-                        let excluded = filter_record_batch(&proposed, &conflict)?;
-                        if excluded.num_rows() > 0 {
-                            let updated = self
-                                .upsert_rows(
-                                    &def,
-                                    &alias,
-                                    &excluded,
-                                    &du.assignments,
-                                    du.selection,
-                                    &params,
-                                )
-                                .await?;
-                            wb.put_arrow(&def, &updated)?;
-                            rows += updated.num_rows() as u64;
-                        }
+                        let upsert = Upsert {
+                            def: &def,
+                            alias: &alias,
+                            assignments: &du.assignments,
+                            selection: du.selection,
+                            params: &params,
+                        };
+                        self.write_upsert(&proposed, upsert, &mut wb).await?
                     }
                 }
             }
@@ -178,22 +138,60 @@ impl Session {
                 return Err(SqlError::unsupported(format!("{other} is not supported"))
                     .with_hint("use ON CONFLICT (key) DO NOTHING or DO UPDATE SET ..."));
             }
-        }
+        };
         self.write(wb)?;
         Ok(Output::count("INSERT", rows))
+    }
+
+    /// `ON CONFLICT DO UPDATE`: proposed rows of new entities as they are, existing
+    /// ones updated by the assignments. Returns the rows written.
+    async fn write_upsert(
+        &mut self,
+        proposed: &Proposed,
+        upsert: Upsert<'_>,
+        wb: &mut WriteBatch,
+    ) -> Result<u64> {
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        if proposed.keys.iter().any(|k| !seen.insert(k.as_slice())) {
+            return Err(SqlError::new(
+                ErrorKind::CardinalityViolation,
+                "ON CONFLICT DO UPDATE command cannot affect row a second time",
+            )
+            .with_hint("ensure that no rows proposed for insertion within the same command have duplicate constrained values"));
+        }
+        let conflict: BooleanArray = proposed
+            .keys
+            .iter()
+            .map(|k| Some(proposed.existing.contains(k)))
+            .collect();
+        let fresh =
+            filter_record_batch(&proposed.rows, &datafusion::arrow::compute::not(&conflict)?)?;
+        wb.put_arrow(upsert.def, &fresh)?;
+        let mut rows = fresh.num_rows() as u64;
+        let excluded = filter_record_batch(&proposed.rows, &conflict)?;
+        if excluded.num_rows() > 0 {
+            let def = upsert.def;
+            let updated = self.upsert_rows(&excluded, upsert).await?;
+            wb.put_arrow(def, &updated)?;
+            rows += updated.num_rows() as u64;
+        }
+        Ok(rows)
     }
 
     /// New versions for conflicting rows: the current rows with the assignments
     /// applied, `EXCLUDED` being the proposed rows.
     async fn upsert_rows(
         &mut self,
-        def: &TableDef,
-        alias: &str,
         excluded: &RecordBatch,
-        assignments: &[Assignment],
-        selection: Option<SqlExpr>,
-        params: &[ScalarValue],
+        upsert: Upsert<'_>,
     ) -> Result<RecordBatch> {
+        let Upsert {
+            def,
+            alias,
+            assignments,
+            selection,
+            params,
+        } = upsert;
         let snapshot = self.stmt.snapshot()?;
         let keys = encode_batch_keys(def, excluded)?;
         let now = snapshot.now_micros();
@@ -491,4 +489,50 @@ fn encode_batch_keys_subset(def: &TableDef, keys_only: &RecordBatch) -> Result<H
         }
     }
     Ok(out)
+}
+
+/// The rows an `INSERT ... ON CONFLICT` proposes, with their encoded keys and the
+/// keys of those that already exist in the current state.
+struct Proposed {
+    rows: RecordBatch,
+    keys: Vec<Vec<u8>>,
+    existing: HashSet<Vec<u8>>,
+}
+
+impl Proposed {
+    fn new(def: &TableDef, snapshot: &Snapshot, batches: &[RecordBatch]) -> Result<Self> {
+        let rows = concat(batches)?;
+        let keys = encode_batch_keys(def, &rows)?;
+        let now = snapshot.now_micros();
+        let exists = snapshot.lookup_batch(def, &keys, &ReadAt::latest(now), Some(&def.key))?;
+        let existing = encode_batch_keys_subset(def, &exists)?;
+        Ok(Proposed {
+            rows,
+            keys,
+            existing,
+        })
+    }
+
+    /// `DO NOTHING`: write the rows of entities that neither exist nor appeared
+    /// earlier in the statement. Returns the rows written.
+    fn write_new(&self, def: &TableDef, wb: &mut WriteBatch) -> Result<u64> {
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        let keep: BooleanArray = self
+            .keys
+            .iter()
+            .map(|k| Some(!self.existing.contains(k) && seen.insert(k.as_slice())))
+            .collect();
+        let kept = filter_record_batch(&self.rows, &keep)?;
+        wb.put_arrow(def, &kept)?;
+        Ok(kept.num_rows() as u64)
+    }
+}
+
+/// The `DO UPDATE` half of an upsert: the assignments and their context.
+struct Upsert<'a> {
+    def: &'a TableDef,
+    alias: &'a str,
+    assignments: &'a [Assignment],
+    selection: Option<SqlExpr>,
+    params: &'a [ScalarValue],
 }

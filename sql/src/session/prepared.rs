@@ -44,6 +44,23 @@ pub(crate) struct Constant {
 }
 
 impl Prepared {
+    /// A statement executed as it is, with no plan made at prepare (a command, or
+    /// none at all).
+    fn unplanned(
+        statement: Option<Statement>,
+        declared: &[Option<ArrowType>],
+        schema: Option<SchemaRef>,
+    ) -> Self {
+        Prepared {
+            statement,
+            plan: None,
+            param_types: declared.to_vec(),
+            schema,
+            fast: None,
+            constant: None,
+        }
+    }
+
     /// True when executions re-run a physical plan made at prepare (a constant query).
     pub fn is_constant(&self) -> bool {
         self.constant.is_some()
@@ -150,14 +167,7 @@ impl Session {
             ));
         }
         let Some(mut stmt) = stmts.pop() else {
-            return Ok(Prepared {
-                statement: None,
-                plan: None,
-                param_types: declared.to_vec(),
-                schema: None,
-                fast: None,
-                constant: None,
-            });
+            return Ok(Prepared::unplanned(None, declared, None));
         };
         rewrite_asof(&mut stmt);
         if let Some(fast) = FastLookup::recognize(&self.state, &self.engine.db, &stmt, declared) {
@@ -183,14 +193,7 @@ impl Session {
                     false,
                 )]))
             });
-            return Ok(Prepared {
-                statement: Some(stmt),
-                plan: None,
-                param_types: declared.to_vec(),
-                schema,
-                fast: None,
-                constant: None,
-            });
+            return Ok(Prepared::unplanned(Some(stmt), declared, schema));
         }
         if let Statement::Query(q) = &mut stmt {
             crate::plan::rewrite::name_query_outputs(q);
@@ -211,12 +214,26 @@ impl Session {
             let s: SchemaRef = Arc::new(planned.schema().as_arrow().clone());
             crate::plan::rewrite::output_schema(&s).unwrap_or(s)
         });
-        let constant = if matches!(stmt, Statement::Query(_)) && is_constant(&planned) {
-            let plan = self.state.create_physical_plan(&planned).await?;
-            let answer = match datafusion::physical_plan::execute_stream(
-                plan.clone(),
-                self.state.task_ctx(),
-            ) {
+        let constant = match matches!(stmt, Statement::Query(_)) && is_constant(&planned) {
+            true => Some(self.constant(&planned).await?),
+            false => None,
+        };
+        Ok(Prepared {
+            statement: Some(stmt),
+            plan: needs_plan.then_some(planned),
+            param_types: types,
+            schema,
+            fast: None,
+            constant,
+        })
+    }
+
+    /// A constant query's physical plan, and its answer computed now if it runs
+    /// (one that fails is left to fail at execution, with the error there).
+    async fn constant(&self, planned: &LogicalPlan) -> Result<Constant> {
+        let plan = self.state.create_physical_plan(planned).await?;
+        let answer =
+            match datafusion::physical_plan::execute_stream(plan.clone(), self.state.task_ctx()) {
                 Ok(stream) => {
                     let stream = rename_stream(stream);
                     let schema = stream.schema();
@@ -227,18 +244,7 @@ impl Session {
                 }
                 Err(_) => None,
             };
-            Some(Constant { plan, answer })
-        } else {
-            None
-        };
-        Ok(Prepared {
-            statement: Some(stmt),
-            plan: needs_plan.then_some(planned),
-            param_types: types,
-            schema,
-            fast: None,
-            constant,
-        })
+        Ok(Constant { plan, answer })
     }
 
     /// Execute a prepared statement with bound parameter values.

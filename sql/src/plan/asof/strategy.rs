@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::physical_expr::PhysicalExpr;
 use hindsight_storage::{
-    KeyRange, ReadAt, ScanOptions, Snapshot, SystemAt, TableDef, encode_key_arrays,
+    KeyRange, ReadAt, ScanIter, ScanOptions, Snapshot, SystemAt, TableDef, encode_key_arrays,
 };
 
 use super::contract::MatchOp;
@@ -292,38 +292,10 @@ impl Job {
         rows: &[SpineRow],
         emit: Emit<'_>,
     ) -> Result<(), SqlError> {
-        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        let Some(scan) = self.history_scan(spine, rows) else {
             return Ok(());
         };
-        let min_t = rows.iter().map(|r| r.time).min().unwrap_or(i64::MIN);
-        let max_t = rows.iter().map(|r| r.time).max().unwrap_or(i64::MAX);
-        let table_ttl = self.spec.def.options.ttl_micros;
-        let (from, to) = if self.spec.op.backward() {
-            let reach = [table_ttl, self.spec.bound].into_iter().flatten().min();
-            (reach.map_or(i64::MIN, |r| min_t.saturating_sub(r)), max_t)
-        } else {
-            (
-                min_t,
-                self.spec
-                    .bound
-                    .map_or(i64::MAX, |b| max_t.saturating_add(b)),
-            )
-        };
-        let mut end = spine.key(last).to_vec();
-        end.push(0);
-        let mut opts = ScanOptions::history(from, to);
-        opts.projection = Some(self.fetched.clone());
-        opts.at = opts.at.known_at(self.spec.system);
-        opts.key_range = KeyRange::encoded(Some(spine.key(first).to_vec()), Some(end));
-        opts.include_tombstones = true;
-        opts.with_key_bytes = true;
-        opts.batch_rows = 16_384;
-        let mut history = self.spec.snapshot.scan(&self.spec.def, &opts)?;
-        // A window of history batches still referenced by pending output.
-        let mut window: VecDeque<HistoryBatch> = VecDeque::new();
-        let mut base = 0usize; // batch number of window[0]
-        let mut cursor = (0usize, 0usize); // (batch number, row)
-        let mut exhausted = false;
+        let mut history = HistoryWindow::new(self.spec.snapshot.scan(&self.spec.def, &scan)?);
         let mut versions: Vec<Version> = Vec::new();
         let mut out_left: Vec<(u32, u32)> = Vec::with_capacity(OUT_ROWS);
         let mut out_right: Vec<Option<(usize, usize)>> = Vec::with_capacity(OUT_ROWS);
@@ -335,49 +307,54 @@ impl Job {
                 .iter()
                 .take_while(|r| spine.same_key(r, head))
                 .count();
-            // Advance the history cursor to `key` and collect its versions.
-            versions.clear();
-            loop {
-                while !exhausted && cursor.0 >= base + window.len() {
-                    match history.next() {
-                        Some(b) => window.push_back(HistoryBatch::new(b?, self.fetched.len())?),
-                        None => exhausted = true,
-                    }
-                }
-                let Some(h) = window.get(cursor.0 - base) else {
-                    break;
-                };
-                let found = h.versions_of(prefix, key, &mut cursor.1, cursor.0, &mut versions);
-                if found == Ordering::Less {
-                    cursor = (cursor.0 + 1, 0);
-                } else {
-                    break;
-                }
-            }
+            history.versions_of(prefix, key, self.fetched.len(), &mut versions)?;
             for s in &rows[i..i + group] {
                 out_left.push((s.batch, s.row));
                 out_right.push(self.pick(&versions, s.time).map(|v| (v.batch, v.row)));
             }
             i += group;
             if out_left.len() >= OUT_ROWS || i == rows.len() {
-                let batches: Vec<&RecordBatch> = window.iter().map(|h| &h.batch).collect();
+                let batches: Vec<&RecordBatch> = history.window.iter().map(|h| &h.batch).collect();
                 let right: Vec<Option<(usize, usize)>> = out_right
                     .iter()
-                    .map(|o| o.map(|(b, r)| (b - base, r)))
+                    .map(|o| o.map(|(b, r)| (b - history.base, r)))
                     .collect();
                 if !emit(self.gather(&spine.batches, &out_left, &batches, &right)?) {
                     return Ok(());
                 }
                 out_left.clear();
                 out_right.clear();
-                // Batches before the cursor are no longer referenced.
-                while base < cursor.0 && !window.is_empty() {
-                    window.pop_front();
-                    base += 1;
-                }
+                history.release_passed();
             }
         }
         Ok(())
+    }
+
+    /// The history scan a merge of `rows` needs: their key range, and the
+    /// event-time window their times can reach through the bound and the TTL.
+    /// `None` for no rows.
+    fn history_scan(&self, spine: &Spine, rows: &[SpineRow]) -> Option<ScanOptions> {
+        let (first, last) = (rows.first()?, rows.last()?);
+        let min_t = rows.iter().map(|r| r.time).min().unwrap_or(i64::MIN);
+        let max_t = rows.iter().map(|r| r.time).max().unwrap_or(i64::MAX);
+        let table_ttl = self.spec.def.options.ttl_micros;
+        let (from, to) = if self.spec.op.backward() {
+            let reach = [table_ttl, self.spec.bound].into_iter().flatten().min();
+            (reach.map_or(i64::MIN, |r| min_t.saturating_sub(r)), max_t)
+        } else {
+            let reach = self.spec.bound;
+            (min_t, reach.map_or(i64::MAX, |b| max_t.saturating_add(b)))
+        };
+        let mut end = spine.key(last).to_vec();
+        end.push(0);
+        let mut opts = ScanOptions::history(from, to);
+        opts.projection = Some(self.fetched.clone());
+        opts.at = opts.at.known_at(self.spec.system);
+        opts.key_range = KeyRange::encoded(Some(spine.key(first).to_vec()), Some(end));
+        opts.include_tombstones = true;
+        opts.with_key_bytes = true;
+        opts.batch_rows = 16_384;
+        Some(opts)
     }
 
     /// The matching version for spine time `t` among one entity's versions (sorted by
@@ -469,5 +446,65 @@ impl Job {
             cols,
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )?)
+    }
+}
+
+/// The history stream of a merge as a window of batches: those from the batch
+/// under the cursor on, as far as pending output still points into them.
+struct HistoryWindow {
+    history: ScanIter,
+    window: VecDeque<HistoryBatch>,
+    /// Batch number of `window[0]`.
+    base: usize,
+    /// (batch number, row) of the next unread version.
+    cursor: (usize, usize),
+    exhausted: bool,
+}
+
+impl HistoryWindow {
+    fn new(history: ScanIter) -> Self {
+        HistoryWindow {
+            history,
+            window: VecDeque::new(),
+            base: 0,
+            cursor: (0, 0),
+            exhausted: false,
+        }
+    }
+
+    /// Advance the cursor to `key` (keys come in ascending order) and collect its
+    /// versions into `versions` (cleared first). `ncols`: fetched columns per batch.
+    fn versions_of(
+        &mut self,
+        prefix: u128,
+        key: &[u8],
+        ncols: usize,
+        versions: &mut Vec<Version>,
+    ) -> Result<(), SqlError> {
+        versions.clear();
+        loop {
+            while !self.exhausted && self.cursor.0 >= self.base + self.window.len() {
+                match self.history.next() {
+                    Some(b) => self.window.push_back(HistoryBatch::new(b?, ncols)?),
+                    None => self.exhausted = true,
+                }
+            }
+            let Some(h) = self.window.get(self.cursor.0 - self.base) else {
+                return Ok(());
+            };
+            let (batch, row) = &mut self.cursor;
+            if h.versions_of(prefix, key, row, *batch, versions) != Ordering::Less {
+                return Ok(());
+            }
+            self.cursor = (self.cursor.0 + 1, 0);
+        }
+    }
+
+    /// Drop the batches before the cursor (no output refers to them any more).
+    fn release_passed(&mut self) {
+        while self.base < self.cursor.0 && !self.window.is_empty() {
+            self.window.pop_front();
+            self.base += 1;
+        }
     }
 }
