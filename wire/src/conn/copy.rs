@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
+use datafusion::arrow::record_batch::RecordBatch;
 use futures::{SinkExt, StreamExt};
 use hindsight_sql::ast::CopySource;
 use hindsight_sql::{CopyIn, ErrorKind, Output, SqlError, pgtext};
@@ -16,7 +17,7 @@ use pgwire::messages::copy::{CopyDone, CopyInResponse, CopyOutResponse};
 
 use super::state::Connection;
 use crate::codec::{Frame, Outgoing};
-use crate::copy::{CopyCommand, RecordParser, format_record, unsupported};
+use crate::copy::{CopyCommand, CopyOptions, RecordParser, format_record, unsupported};
 use crate::sqlstate::{ProtocolError, WireError};
 
 /// Flush COPY TO output in chunks of about this size.
@@ -129,21 +130,9 @@ async fn copy_out(
     conn: &mut Connection,
     cmd: &CopyCommand,
 ) -> std::io::Result<Result<u64, WireError>> {
-    let query = match (&cmd.source, cmd.table()) {
-        (CopySource::Query(q), _) => q.to_string(),
-        (_, Some((table, columns))) => {
-            let cols = if columns.is_empty() {
-                "*".to_string()
-            } else {
-                columns
-                    .iter()
-                    .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            format!("SELECT {cols} FROM \"{}\"", table.replace('"', "\"\""))
-        }
-        _ => return Ok(Err(unsupported("COPY TO needs a table or a query"))),
+    let query = match copy_out_query(cmd) {
+        Ok(q) => q,
+        Err(e) => return Ok(Err(e)),
     };
     let stmt = match conn.session.parse(&query).map(|mut v| v.pop()) {
         Ok(Some(s)) => s,
@@ -190,21 +179,7 @@ async fn copy_out(
                 return Ok(Err(e));
             }
         };
-        let mut record = Vec::with_capacity(width);
-        for row in 0..batch.num_rows() {
-            record.clear();
-            record.extend(
-                batch
-                    .columns()
-                    .iter()
-                    .map(|c| pgtext::cell(c.as_ref(), row)),
-            );
-            format_record(o, &record, &mut out);
-            rows += 1;
-            if out.len() >= COPY_OUT_CHUNK {
-                flush_copy_data(conn, &mut out).await?;
-            }
-        }
+        rows += send_records(conn, o, &batch, &mut out).await?;
     }
     flush_copy_data(conn, &mut out).await?;
     conn.socket
@@ -212,6 +187,52 @@ async fn copy_out(
         .await?;
     conn.complete(format!("COPY {rows}")).await?;
     Ok(Ok(rows))
+}
+
+/// The query whose rows a COPY TO sends: its own, or all (or the listed) columns
+/// of its table.
+fn copy_out_query(cmd: &CopyCommand) -> Result<String, WireError> {
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    match (&cmd.source, cmd.table()) {
+        (CopySource::Query(q), _) => Ok(q.to_string()),
+        (_, Some((table, columns))) => {
+            let cols = match columns.is_empty() {
+                true => "*".to_string(),
+                false => columns
+                    .iter()
+                    .map(|c| quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            Ok(format!("SELECT {cols} FROM {}", quote(&table)))
+        }
+        _ => Err(unsupported("COPY TO needs a table or a query")),
+    }
+}
+
+/// Format a batch's rows into `out` as COPY records, sending CopyData whenever
+/// `out` reaches [`COPY_OUT_CHUNK`]. Returns the rows formatted.
+async fn send_records(
+    conn: &mut Connection,
+    o: &CopyOptions,
+    batch: &RecordBatch,
+    out: &mut BytesMut,
+) -> std::io::Result<u64> {
+    let mut record = Vec::with_capacity(batch.num_columns());
+    for row in 0..batch.num_rows() {
+        record.clear();
+        record.extend(
+            batch
+                .columns()
+                .iter()
+                .map(|c| pgtext::cell(c.as_ref(), row)),
+        );
+        format_record(o, &record, out);
+        if out.len() >= COPY_OUT_CHUNK {
+            flush_copy_data(conn, out).await?;
+        }
+    }
+    Ok(batch.num_rows() as u64)
 }
 
 /// Wrap buffered rows into one CopyData message.

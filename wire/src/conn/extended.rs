@@ -16,6 +16,7 @@ use pgwire::messages::response::EmptyQueryResponse;
 
 use crate::codec::{BIND_COMPLETE, BindMsg, put_command_complete};
 use crate::copy::CopyCommand;
+use crate::scope::Scope;
 use crate::sqlstate::{ProtocolError, WireError};
 use crate::types::{arrow_type_of_oid, decode_param};
 
@@ -140,6 +141,8 @@ impl Connection {
         }
     }
 
+    /// Execute: a COPY, a whole point lookup, or a query started (if new) and then
+    /// streamed up to `max_rows` rows (0: all). A portal that failed is dropped.
     pub(super) async fn execute_portal(
         &mut self,
         name: String,
@@ -155,126 +158,154 @@ impl Connection {
             return super::copy::run_copy(self, c).await;
         }
         let limit = usize::try_from(max_rows).unwrap_or(0);
-        if let PortalState::Ready = portal.state
-            && limit == 0
-            && let Some(lookup) = &portal.stmt.lookup
-        {
-            // A point lookup answered whole: rows are encoded straight from the
-            // storage values into the socket's output buffer (no Arrow arrays, no
-            // stream, no copy; it takes microseconds, so no cancel/timeout
-            // machinery either).
-            portal.state = PortalState::Done;
-            let binary = &portal.binary;
-            let buf = self.socket.write_buffer_mut();
-            let before = buf.len();
-            let rows =
-                self.session
-                    .point_lookup_rows(&portal.stmt.prepared, &portal.params, |row| {
-                        encode_lookup_row(buf, row, lookup, binary)
-                    });
-            let n = match rows {
-                Some(Ok(n)) => n,
-                other => {
-                    buf.truncate(before);
-                    return Ok(Err(match other {
-                        Some(Err(e)) => e.into(),
-                        _ => ProtocolError::Violation("statement is not a point lookup".into())
-                            .into(),
-                    }));
-                }
-            };
-            put_command_complete(buf, "SELECT", Some(n as u64));
-            if buf.len() >= ROW_FLUSH_BYTES {
-                self.socket.flush().await?;
+        let ready = matches!(portal.state, PortalState::Ready);
+        if ready && limit == 0 && portal.stmt.lookup.is_some() {
+            let result = self.answer_lookup(&mut portal).await?;
+            if result.is_ok() {
+                self.portals.insert(name, portal);
             }
-            self.portals.insert(name, portal);
-            return Ok(Ok(()));
+            return Ok(result);
         }
         // An execution answered at once (a point lookup with a row limit, a
         // precomputed constant) runs and streams its in-memory answer on this worker:
         // handing the worker over for it would cost more than the answer.
         let scope = self.scope(!portal.stmt.prepared.answers_at_once());
-        if let PortalState::Ready = portal.state {
-            let out = match self
-                .session
-                .point_lookup(&portal.stmt.prepared, &portal.params)
-            {
-                // A point lookup with a row limit: stream its one batch.
-                Some(Ok(batch)) => Ok(Output::Rows(hindsight_sql::memory_stream(vec![batch]))),
-                Some(Err(e)) => Err(e.into()),
-                None => {
-                    // Boxed: the SQL layer's futures are large, and moving them
-                    // through each await level by value showed up as memcpy in
-                    // profiles.
-                    let run = Box::pin(
-                        self.session
-                            .execute_prepared(&portal.stmt.prepared, portal.params.clone()),
-                    );
-                    scope.run(run).await
-                }
-            };
-            match out {
+        let result = match ready {
+            true => match self.start_portal(&mut portal, &scope).await? {
+                Ok(true) => self.continue_portal(&mut portal, limit, &scope).await?,
+                Ok(false) => Ok(()),
                 Err(e) => return Ok(Err(e)),
-                Ok(Output::Command { tag: "EMPTY", .. }) => {
-                    portal.state = PortalState::Done;
-                    self.socket
-                        .feed(B::EmptyQueryResponse(EmptyQueryResponse::new()).into())
-                        .await?;
-                    self.portals.insert(name, portal);
-                    return Ok(Ok(()));
-                }
-                Ok(Output::Command { tag, rows }) => {
-                    portal.state = PortalState::Done;
-                    self.complete(command_tag(tag, rows)).await?;
-                    self.portals.insert(name, portal);
-                    return Ok(Ok(()));
-                }
-                Ok(Output::Rows(stream)) => {
-                    portal.state = PortalState::Running {
-                        stream,
-                        pending: None,
-                        sent: 0,
-                    };
-                }
-            }
-        }
-        let result = match std::mem::replace(&mut portal.state, PortalState::Done) {
-            PortalState::Running {
-                stream,
-                pending,
-                sent,
-            } => {
-                let mut state = (stream, pending, sent);
-                let r = self
-                    .stream_rows(&mut state, &portal.binary, limit, &scope)
-                    .await?;
-                match r {
-                    Ok(true) => {
-                        self.complete(format!("SELECT {}", state.2)).await?;
-                        Ok(())
-                    }
-                    Ok(false) => {
-                        portal.state = PortalState::Running {
-                            stream: state.0,
-                            pending: state.1,
-                            sent: state.2,
-                        };
-                        self.socket
-                            .feed(B::PortalSuspended(PortalSuspended::new()).into())
-                            .await?;
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            // A finished portal returns no more rows.
-            _ => {
-                self.complete("SELECT 0".into()).await?;
-                Ok(())
-            }
+            },
+            false => self.continue_portal(&mut portal, limit, &scope).await?,
         };
         self.portals.insert(name, portal);
         Ok(result)
+    }
+
+    /// A point lookup answered whole: rows are encoded straight from the storage
+    /// values into the socket's output buffer (no Arrow arrays, no stream, no copy;
+    /// it takes microseconds, so no cancel/timeout machinery either).
+    async fn answer_lookup(
+        &mut self,
+        portal: &mut Portal,
+    ) -> std::io::Result<Result<(), WireError>> {
+        portal.state = PortalState::Done;
+        let Some(lookup) = &portal.stmt.lookup else {
+            return Ok(Err(ProtocolError::Violation(
+                "statement is not a point lookup".into(),
+            )
+            .into()));
+        };
+        let binary = &portal.binary;
+        let buf = self.socket.write_buffer_mut();
+        let before = buf.len();
+        let rows = self
+            .session
+            .point_lookup_rows(&portal.stmt.prepared, &portal.params, |row| {
+                encode_lookup_row(buf, row, lookup, binary)
+            });
+        let n = match rows {
+            Some(Ok(n)) => n,
+            other => {
+                buf.truncate(before);
+                return Ok(Err(match other {
+                    Some(Err(e)) => e.into(),
+                    _ => ProtocolError::Violation("statement is not a point lookup".into()).into(),
+                }));
+            }
+        };
+        put_command_complete(buf, "SELECT", Some(n as u64));
+        if buf.len() >= ROW_FLUSH_BYTES {
+            self.socket.flush().await?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Run a ready portal's statement. A command is answered here (the portal is
+    /// then done, `false`); rows leave the portal `Running` (`true`) for
+    /// [`Self::continue_portal`].
+    async fn start_portal(
+        &mut self,
+        portal: &mut Portal,
+        scope: &Scope,
+    ) -> std::io::Result<Result<bool, WireError>> {
+        let out = match self
+            .session
+            .point_lookup(&portal.stmt.prepared, &portal.params)
+        {
+            // A point lookup with a row limit: stream its one batch.
+            Some(Ok(batch)) => Ok(Output::Rows(hindsight_sql::memory_stream(vec![batch]))),
+            Some(Err(e)) => Err(e.into()),
+            None => {
+                // Boxed: the SQL layer's futures are large, and moving them through
+                // each await level by value showed up as memcpy in profiles.
+                let run = Box::pin(
+                    self.session
+                        .execute_prepared(&portal.stmt.prepared, portal.params.clone()),
+                );
+                scope.run(run).await
+            }
+        };
+        match out {
+            Err(e) => return Ok(Err(e)),
+            Ok(Output::Command { tag: "EMPTY", .. }) => {
+                portal.state = PortalState::Done;
+                self.socket
+                    .feed(B::EmptyQueryResponse(EmptyQueryResponse::new()).into())
+                    .await?;
+            }
+            Ok(Output::Command { tag, rows }) => {
+                portal.state = PortalState::Done;
+                self.complete(command_tag(tag, rows)).await?;
+            }
+            Ok(Output::Rows(stream)) => {
+                portal.state = PortalState::Running {
+                    stream,
+                    pending: None,
+                    sent: 0,
+                };
+                return Ok(Ok(true));
+            }
+        }
+        Ok(Ok(false))
+    }
+
+    /// Send up to `limit` more rows of a running portal (0: all): CommandComplete
+    /// at the end, else PortalSuspended. A portal already done has no more rows.
+    async fn continue_portal(
+        &mut self,
+        portal: &mut Portal,
+        limit: usize,
+        scope: &Scope,
+    ) -> std::io::Result<Result<(), WireError>> {
+        let PortalState::Running {
+            stream,
+            pending,
+            sent,
+        } = std::mem::replace(&mut portal.state, PortalState::Done)
+        else {
+            self.complete("SELECT 0".into()).await?;
+            return Ok(Ok(()));
+        };
+        let mut state = (stream, pending, sent);
+        match self
+            .stream_rows(&mut state, &portal.binary, limit, scope)
+            .await?
+        {
+            Ok(true) => self.complete(format!("SELECT {}", state.2)).await?,
+            Ok(false) => {
+                portal.state = PortalState::Running {
+                    stream: state.0,
+                    pending: state.1,
+                    sent: state.2,
+                };
+                self.socket
+                    .feed(B::PortalSuspended(PortalSuspended::new()).into())
+                    .await?;
+            }
+            Err(e) => return Ok(Err(e)),
+        }
+        Ok(Ok(()))
     }
 }
 

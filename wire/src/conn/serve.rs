@@ -46,57 +46,16 @@ impl Connection {
         parts.write_buf = old.write_buf;
         let mut socket = Framed::from_parts(parts);
 
-        let startup = tokio::time::timeout(STARTUP_TIMEOUT, socket.next()).await;
-        let startup = match startup {
-            Ok(Some(Ok(Frame::Message(F::Startup(s))))) => s,
-            Ok(Some(Ok(Frame::Message(F::CancelRequest(c))))) => {
-                if let Some(secret) = c.secret_key.as_i32() {
-                    shared.cancel(c.pid, secret);
-                }
-                return Ok(());
-            }
-            Ok(Some(Ok(Frame::Refused(e) | Frame::RefusedExtended(e)))) => {
-                return fatal(&mut socket, e).await;
-            }
-            Ok(Some(Ok(Frame::Message(_) | Frame::Bind(_)))) => {
-                return fatal(
-                    &mut socket,
-                    ProtocolError::Violation("expected a startup message".into()),
-                )
-                .await;
-            }
-            Ok(Some(Err(e))) => return Err(e),
-            Ok(None) | Err(_) => return Ok(()),
+        let Some(startup) = read_startup(&mut socket, &shared).await? else {
+            return Ok(());
         };
         if !slot.admitted {
             return fatal(&mut socket, ProtocolError::TooManyConnections).await;
         }
         socket.codec_mut().phase = Phase::Authenticating;
-        if startup.protocol_number_major != 3 {
-            return fatal(
-                &mut socket,
-                ProtocolError::Violation(format!(
-                    "unsupported frontend protocol {}.{}: server supports 3.0",
-                    startup.protocol_number_major, startup.protocol_number_minor
-                )),
-            )
-            .await;
-        }
-        negotiate_minor(&mut socket, &startup).await?;
         let user = startup.parameters.get("user").cloned().unwrap_or_default();
-        let auth = tokio::time::timeout(
-            STARTUP_TIMEOUT,
-            authenticate(&mut socket, &shared, peer, &user),
-        )
-        .await;
-        match auth {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                Metrics::inc(&shared.metrics.auth_failures);
-                tracing::info!(%peer, user, error = %e, "authentication failed");
-                return fatal(&mut socket, e).await;
-            }
-            Err(_) => return Ok(()),
+        if !admit(&mut socket, &shared, peer, &startup, &user).await? {
+            return Ok(());
         }
         socket.codec_mut().phase = Phase::Ready;
         let session = match shared.engine.session() {

@@ -16,6 +16,7 @@ use pgwire::messages::startup::{
 
 use crate::auth::Method;
 use crate::codec::Frame;
+use crate::metrics::Metrics;
 use crate::shared::Shared;
 use crate::sqlstate::{ProtocolError, WireError};
 
@@ -119,6 +120,65 @@ pub(super) async fn negotiate_minor(socket: &mut Socket, startup: &Startup) -> s
             .await?;
     }
     Ok(())
+}
+
+/// The startup message of a new socket, or `None` when the connection ends here:
+/// a cancel request (acted on), a closed socket, a timeout, or a first message that
+/// is refused (answered with FATAL).
+pub(super) async fn read_startup(
+    socket: &mut Socket,
+    shared: &Shared,
+) -> std::io::Result<Option<Startup>> {
+    let first = tokio::time::timeout(STARTUP_TIMEOUT, socket.next()).await;
+    match first {
+        Ok(Some(Ok(Frame::Message(F::Startup(s))))) => return Ok(Some(s)),
+        Ok(Some(Ok(Frame::Message(F::CancelRequest(c))))) => {
+            if let Some(secret) = c.secret_key.as_i32() {
+                shared.cancel(c.pid, secret);
+            }
+        }
+        Ok(Some(Ok(Frame::Refused(e) | Frame::RefusedExtended(e)))) => fatal(socket, e).await?,
+        Ok(Some(Ok(Frame::Message(_) | Frame::Bind(_)))) => {
+            let e = ProtocolError::Violation("expected a startup message".into());
+            fatal(socket, e).await?;
+        }
+        Ok(Some(Err(e))) => return Err(e),
+        Ok(None) | Err(_) => {}
+    }
+    Ok(None)
+}
+
+/// Check the protocol version, negotiate the minor version and authenticate
+/// `user`. False when the connection ends here (refused with FATAL, or the
+/// exchange timed out).
+pub(super) async fn admit(
+    socket: &mut Socket,
+    shared: &Shared,
+    peer: SocketAddr,
+    startup: &Startup,
+    user: &str,
+) -> std::io::Result<bool> {
+    if startup.protocol_number_major != 3 {
+        let e = ProtocolError::Violation(format!(
+            "unsupported frontend protocol {}.{}: server supports 3.0",
+            startup.protocol_number_major, startup.protocol_number_minor
+        ));
+        fatal(socket, e).await?;
+        return Ok(false);
+    }
+    negotiate_minor(socket, startup).await?;
+    let auth =
+        tokio::time::timeout(STARTUP_TIMEOUT, authenticate(socket, shared, peer, user)).await;
+    match auth {
+        Ok(Ok(())) => Ok(true),
+        Ok(Err(e)) => {
+            Metrics::inc(&shared.metrics.auth_failures);
+            tracing::info!(%peer, user, error = %e, "authentication failed");
+            fatal(socket, e).await?;
+            Ok(false)
+        }
+        Err(_) => Ok(false),
+    }
 }
 
 /// Run the authentication exchange the policy asks for.

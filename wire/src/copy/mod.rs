@@ -8,10 +8,8 @@
 //! - COPY TO is streamed: rows are formatted batch by batch into CopyData messages;
 //!   the whole result is never held.
 
-use hindsight_sql::SqlError;
 use hindsight_sql::ast::{
-    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, ObjectNamePart,
-    Statement,
+    CopyLegacyOption, CopyOption, CopySource, CopyTarget, ObjectNamePart, Statement,
 };
 use hindsight_sql::normalize_ident;
 
@@ -23,7 +21,8 @@ mod parser;
 mod record;
 mod text;
 
-pub use options::{CopyFormat, CopyOptions};
+pub use options::CopyOptions;
+pub(crate) use options::unsupported;
 pub use parser::{RecordParser, format_record};
 
 /// A COPY between a client and a table or query.
@@ -32,14 +31,6 @@ pub struct CopyCommand {
     pub from_client: bool,
     pub source: CopySource,
     pub options: CopyOptions,
-}
-
-pub(crate) fn unsupported(what: &str) -> WireError {
-    SqlError::unsupported(what.to_string())
-        .with_hint(
-            "use COPY ... FROM STDIN or COPY ... TO STDOUT (psql: \\copy) with FORMAT text or csv",
-        )
-        .into()
 }
 
 impl CopyCommand {
@@ -77,84 +68,7 @@ impl CopyCommand {
         if !to && matches!(source, CopySource::Query(_)) {
             return Err(unsupported("COPY FROM needs a table"));
         }
-        let mut o = CopyOptions {
-            format: CopyFormat::Text,
-            delimiter: b'\t',
-            null: "\\N".into(),
-            header: false,
-            quote: b'"',
-            escape: b'"',
-        };
-        let mut delimiter = None;
-        let mut null = None;
-        let byte = |c: char, what: &str| -> Result<u8, WireError> {
-            u8::try_from(c).ok().filter(u8::is_ascii).ok_or_else(|| {
-                unsupported(&format!("COPY {what} must be a single one-byte character"))
-            })
-        };
-        for opt in options {
-            match opt {
-                CopyOption::Format(f) => {
-                    o.format = match f.value.to_ascii_lowercase().as_str() {
-                        "text" => CopyFormat::Text,
-                        "csv" => CopyFormat::Csv,
-                        other => {
-                            return Err(unsupported(&format!(
-                                "COPY format \"{other}\" is not supported"
-                            )));
-                        }
-                    }
-                }
-                CopyOption::Delimiter(c) => delimiter = Some(byte(*c, "delimiter")?),
-                CopyOption::Null(s) => null = Some(s.clone()),
-                CopyOption::Header(h) => o.header = *h,
-                CopyOption::Quote(c) => o.quote = byte(*c, "quote")?,
-                CopyOption::Escape(c) => o.escape = byte(*c, "escape")?,
-                CopyOption::Freeze(_) | CopyOption::Encoding(_) => {}
-                other => {
-                    return Err(unsupported(&format!(
-                        "COPY option {other} is not supported"
-                    )));
-                }
-            }
-        }
-        for opt in legacy {
-            match opt {
-                CopyLegacyOption::Csv(csv) => {
-                    o.format = CopyFormat::Csv;
-                    for c in csv {
-                        match c {
-                            CopyLegacyCsvOption::Header => o.header = true,
-                            CopyLegacyCsvOption::Quote(q) => o.quote = byte(*q, "quote")?,
-                            CopyLegacyCsvOption::Escape(e) => o.escape = byte(*e, "escape")?,
-                            other => {
-                                return Err(unsupported(&format!(
-                                    "COPY option {other} is not supported"
-                                )));
-                            }
-                        }
-                    }
-                }
-                CopyLegacyOption::Delimiter(c) => delimiter = Some(byte(*c, "delimiter")?),
-                CopyLegacyOption::Null(s) => null = Some(s.clone()),
-                CopyLegacyOption::Header => o.header = true,
-                other => {
-                    return Err(unsupported(&format!(
-                        "COPY option {other} is not supported"
-                    )));
-                }
-            }
-        }
-        if o.format == CopyFormat::Csv {
-            o.delimiter = b',';
-            o.null = String::new();
-        }
-        if let Some(d) = delimiter {
-            o.delimiter = d;
-        }
-        if let Some(n) = null {
-            o.null = n;
-        }
+        let o = CopyOptions::parse(options, legacy)?;
         Ok(CopyCommand {
             from_client: !to,
             source: source.clone(),
@@ -183,6 +97,7 @@ impl CopyCommand {
 mod tests {
     use bytes::BytesMut;
 
+    use super::options::CopyFormat;
     use super::parser::{codec, split_plain};
     use super::record::Record;
     use super::*;
