@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hindsight_storage::Db;
+use hindsight_storage::{Db, Stats};
 use hindsight_wire::{Metrics, write_header, write_metric};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -106,141 +106,130 @@ fn render(metrics: &Metrics, db: &Db) -> String {
     let mut out = String::new();
     metrics.render(&mut out);
     let s = db.stats();
-    let mut m = |name: &str, kind: &str, help: &str, v: String| {
-        write_metric(
-            &mut out,
-            &format!("hindsight_storage_{name}"),
-            kind,
-            help,
-            v,
-        );
-    };
-    m(
-        "tables",
-        "gauge",
-        "Tables in the catalog.",
-        s.tables.to_string(),
-    );
-    m(
-        "last_sequence",
-        "gauge",
-        "Sequence number of the last commit.",
-        s.last_seq.to_string(),
-    );
-    m(
-        "batches_committed_total",
-        "counter",
-        "Write batches committed.",
-        s.batches_committed.to_string(),
-    );
-    m(
-        "rows_committed_total",
-        "counter",
-        "Rows and tombstones committed.",
-        s.rows_committed.to_string(),
-    );
-    m(
-        "wal_bytes_written_total",
-        "counter",
-        "Bytes appended to the WAL.",
-        s.wal_bytes_written.to_string(),
-    );
-    m(
-        "wal_syncs_total",
-        "counter",
-        "WAL fsyncs (group commit shares them).",
-        s.wal_syncs.to_string(),
-    );
-    m(
-        "memtable_bytes",
-        "gauge",
-        "Bytes in the active memtable.",
-        s.memtable_bytes.to_string(),
-    );
-    m(
-        "sealed_memtables",
-        "gauge",
-        "Memtables waiting for flush.",
-        s.sealed_memtables.to_string(),
-    );
-    m(
-        "flushes_total",
-        "counter",
-        "Memtable flushes.",
-        s.flushes.to_string(),
-    );
-    m(
-        "flush_bytes_written_total",
-        "counter",
-        "Bytes written by flushes.",
-        s.flush_bytes_written.to_string(),
-    );
-    m(
-        "compactions_total",
-        "counter",
-        "Compactions run.",
-        s.compactions.to_string(),
-    );
-    m(
-        "compaction_bytes_read_total",
-        "counter",
-        "Bytes read by compaction.",
-        s.compaction_bytes_read.to_string(),
-    );
-    m(
-        "compaction_bytes_written_total",
-        "counter",
-        "Bytes written by compaction.",
-        s.compaction_bytes_written.to_string(),
-    );
-    m(
-        "compaction_rows_dropped_total",
-        "counter",
-        "Versions dropped by compaction.",
-        s.compaction_rows_dropped.to_string(),
-    );
-    m(
-        "write_amplification",
-        "gauge",
-        "(flush + compaction bytes) / WAL bytes.",
-        format!("{:.3}", s.write_amplification),
-    );
-    m(
-        "stalls_total",
-        "counter",
-        "Writes stalled by backpressure.",
-        s.stalls.to_string(),
-    );
-    m(
-        "stall_seconds_total",
-        "counter",
-        "Time writers spent stalled.",
-        format!("{:.6}", s.stall_micros as f64 / 1e6),
-    );
-    m(
-        "slowdowns_total",
-        "counter",
-        "Writes slowed by backpressure.",
-        s.slowdowns.to_string(),
-    );
-    m(
-        "bloom_checks_total",
-        "counter",
-        "Bloom filter probes.",
-        s.bloom_checks.to_string(),
-    );
-    m(
-        "bloom_negatives_total",
-        "counter",
-        "Bloom filter probes that skipped a file.",
-        s.bloom_negatives.to_string(),
-    );
+    for (name, kind, help, value) in &STORAGE_SAMPLES {
+        let name = format!("hindsight_storage_{name}");
+        write_metric(&mut out, &name, kind, help, value(&s));
+    }
     let files: Vec<u64> = s.levels.iter().map(|l| l.files as u64).collect();
     let bytes: Vec<u64> = s.levels.iter().map(|l| l.bytes).collect();
     per_level(&mut out, "level_files", "SST files per level.", &files);
     per_level(&mut out, "level_bytes", "SST bytes per level.", &bytes);
     out
 }
+
+/// One engine figure: name (after `hindsight_storage_`), kind, help, value.
+type Sample = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Stats) -> String,
+);
+
+const C: &str = "counter";
+const G: &str = "gauge";
+
+/// The engine's figures on `/metrics`.
+static STORAGE_SAMPLES: [Sample; 20] = [
+    ("tables", G, "Tables in the catalog.", |s| {
+        s.tables.to_string()
+    }),
+    (
+        "last_sequence",
+        G,
+        "Sequence number of the last commit.",
+        |s| s.last_seq.to_string(),
+    ),
+    (
+        "batches_committed_total",
+        C,
+        "Write batches committed.",
+        |s| s.batches_committed.to_string(),
+    ),
+    (
+        "rows_committed_total",
+        C,
+        "Rows and tombstones committed.",
+        |s| s.rows_committed.to_string(),
+    ),
+    (
+        "wal_bytes_written_total",
+        C,
+        "Bytes appended to the WAL.",
+        |s| s.wal_bytes_written.to_string(),
+    ),
+    (
+        "wal_syncs_total",
+        C,
+        "WAL fsyncs (group commit shares them).",
+        |s| s.wal_syncs.to_string(),
+    ),
+    ("memtable_bytes", G, "Bytes in the active memtable.", |s| {
+        s.memtable_bytes.to_string()
+    }),
+    ("sealed_memtables", G, "Memtables waiting for flush.", |s| {
+        s.sealed_memtables.to_string()
+    }),
+    ("flushes_total", C, "Memtable flushes.", |s| {
+        s.flushes.to_string()
+    }),
+    (
+        "flush_bytes_written_total",
+        C,
+        "Bytes written by flushes.",
+        |s| s.flush_bytes_written.to_string(),
+    ),
+    ("compactions_total", C, "Compactions run.", |s| {
+        s.compactions.to_string()
+    }),
+    (
+        "compaction_bytes_read_total",
+        C,
+        "Bytes read by compaction.",
+        |s| s.compaction_bytes_read.to_string(),
+    ),
+    (
+        "compaction_bytes_written_total",
+        C,
+        "Bytes written by compaction.",
+        |s| s.compaction_bytes_written.to_string(),
+    ),
+    (
+        "compaction_rows_dropped_total",
+        C,
+        "Versions dropped by compaction.",
+        |s| s.compaction_rows_dropped.to_string(),
+    ),
+    (
+        "write_amplification",
+        G,
+        "(flush + compaction bytes) / WAL bytes.",
+        |s| format!("{:.3}", s.write_amplification),
+    ),
+    ("stalls_total", C, "Writes stalled by backpressure.", |s| {
+        s.stalls.to_string()
+    }),
+    (
+        "stall_seconds_total",
+        C,
+        "Time writers spent stalled.",
+        |s| format!("{:.6}", s.stall_micros as f64 / 1e6),
+    ),
+    (
+        "slowdowns_total",
+        C,
+        "Writes slowed by backpressure.",
+        |s| s.slowdowns.to_string(),
+    ),
+    ("bloom_checks_total", C, "Bloom filter probes.", |s| {
+        s.bloom_checks.to_string()
+    }),
+    (
+        "bloom_negatives_total",
+        C,
+        "Bloom filter probes that skipped a file.",
+        |s| s.bloom_negatives.to_string(),
+    ),
+];
 
 /// A gauge with one sample per LSM level.
 fn per_level(out: &mut String, name: &str, help: &str, values: &[u64]) {

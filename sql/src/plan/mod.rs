@@ -13,4 +13,5 @@ pub(crate) mod placeholders;
 pub mod provider;
 pub(crate) mod relation;
 pub(crate) mod rewrite;
+pub(crate) mod scanplan;
 pub(crate) mod timeexpr;
