@@ -414,8 +414,10 @@ impl RaftLog {
         };
         cut_file(&seg.path, cut.offset)?;
         self.writer = Some(LogWriter::open_end(&seg.path)?);
-        let keep = self.locs.len() - self.locs.iter().filter(|l| l.id.index >= since).count();
-        self.locs.truncate(keep);
+        // `cut` is held, so the first index is at most `since`.
+        let keep = self.first_index().map_or(0, |f| since.saturating_sub(f));
+        self.locs
+            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
         Ok(())
     }
 
