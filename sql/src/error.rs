@@ -46,6 +46,8 @@ pub enum ErrorKind {
     DataCorrupted,
     Io,
     ReadOnly,
+    /// A commit whose outcome is unknown (replicated mode, SQLSTATE 40003).
+    CompletionUnknown,
     Internal,
 }
 
@@ -130,6 +132,8 @@ fn from_storage(e: &StorageError) -> SqlError {
         StorageError::Io { .. } => ErrorKind::Io,
         StorageError::Background(_) => ErrorKind::ReadOnly,
         StorageError::Closed => ErrorKind::ReadOnly,
+        StorageError::ReadOnlyReplica(_) => ErrorKind::ReadOnly,
+        StorageError::OutcomeUnknown(_) => ErrorKind::CompletionUnknown,
         StorageError::Locked(_) => ErrorKind::Io,
         StorageError::Encode { .. } => ErrorKind::Internal,
     };

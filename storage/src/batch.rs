@@ -359,6 +359,12 @@ pub(crate) struct DecodedBatch {
     pub catalog: Vec<CatalogOp>,
 }
 
+/// The sequence and commit time at the head of a WAL payload, without the ops.
+pub(crate) fn header(payload: &[u8]) -> DecodeResult<(u64, i64)> {
+    let mut r = Reader::new(payload);
+    Ok((r.u64("batch seq")?, r.i64("batch commit time")?))
+}
+
 /// Parse a WAL payload.
 pub(crate) fn decode(payload: &[u8]) -> DecodeResult<DecodedBatch> {
     let mut r = Reader::new(payload);

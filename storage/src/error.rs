@@ -77,6 +77,17 @@ pub enum Error {
     #[error("internal error while encoding {what}: {detail}")]
     Encode { what: &'static str, detail: String },
 
+    /// This node cannot take writes: it is a standby (follower, learner or
+    /// candidate) of a replicated cluster, or a leader without quorum contact. The
+    /// message names the leader when one is known. Nothing was written.
+    #[error("{0}")]
+    ReadOnlyReplica(String),
+
+    /// A replicated commit whose outcome is unknown: its entry may have been
+    /// appended (and may yet commit) when leadership was lost or time ran out.
+    #[error("{0}")]
+    OutcomeUnknown(String),
+
     /// The engine is shutting down or closed.
     #[error("the storage engine is closed")]
     Closed,

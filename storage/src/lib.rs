@@ -61,7 +61,10 @@ mod wal;
 pub use arrowutil::value_array;
 pub use batch::{WriteBatch, encode_batch_keys};
 pub use catalog::{Catalog, CatalogOp};
-pub use engine::{Clock, CommitInfo, Db, LevelStats, Options, Stats, SyncPolicy};
+pub use engine::{
+    Clock, CommitInfo, Db, LevelStats, Member, Options, Outcome, Replicate, Role, RoleKind, Stamp,
+    Stats, SyncPolicy,
+};
 pub use error::{Error, Result};
 pub use keycodec::{
     decode_key_bytes, encode_key, encode_key_arrays, encode_key_prefix, key_eq, key_head,

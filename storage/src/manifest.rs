@@ -17,6 +17,7 @@ use crate::bounds::Bounds;
 use crate::codec::{Put, Reader};
 use crate::error::{DecodeResult, Error, Result};
 use crate::fsutil::write_atomic;
+use crate::raftlog::LogId;
 use crate::types::TableId;
 use crate::wal::{LogWriter, encode_frame, replay_log};
 
@@ -30,6 +31,8 @@ const T_ADD_FILE: u8 = 4;
 const T_DELETE_FILE: u8 = 5;
 const T_CATALOG: u8 = 6;
 const T_LAST_MICROS: u8 = 7;
+const T_APPLIED_LOG: u8 = 8;
+const T_MEMBERSHIP: u8 = 9;
 
 /// File name of manifest `number`.
 pub(crate) fn manifest_name(number: u64) -> String {
@@ -83,6 +86,10 @@ pub(crate) struct ManifestEdit {
     pub catalog: Option<Vec<u8>>,
     /// Commit time of the last flushed batch (commit times never go backwards).
     pub last_micros: Option<i64>,
+    /// Replicated mode: the consensus log id applied as of the recovery point.
+    pub applied_log: Option<LogId>,
+    /// Replicated mode: the membership applied as of the recovery point (opaque).
+    pub membership: Option<Vec<u8>>,
     pub added: Vec<FileMeta>,
     pub deleted: Vec<(TableId, u64)>,
 }
@@ -110,6 +117,16 @@ impl ManifestEdit {
             out.put_u8(T_LAST_MICROS);
             out.put_i64(v);
         }
+        if let Some(id) = self.applied_log {
+            out.put_u8(T_APPLIED_LOG);
+            out.put_u64(id.term);
+            out.put_u64(id.node);
+            out.put_u64(id.index);
+        }
+        if let Some(m) = &self.membership {
+            out.put_u8(T_MEMBERSHIP);
+            out.put_bytes_prefixed(m);
+        }
         for f in &self.added {
             out.put_u8(T_ADD_FILE);
             f.encode(&mut out);
@@ -132,6 +149,14 @@ impl ManifestEdit {
                 T_LOG_NUMBER => e.log_number = Some(r.u64("log number")?),
                 T_CATALOG => e.catalog = Some(r.bytes_prefixed("catalog")?.to_vec()),
                 T_LAST_MICROS => e.last_micros = Some(r.i64("last commit time")?),
+                T_APPLIED_LOG => {
+                    e.applied_log = Some(LogId {
+                        term: r.u64("applied term")?,
+                        node: r.u64("applied node")?,
+                        index: r.u64("applied index")?,
+                    })
+                }
+                T_MEMBERSHIP => e.membership = Some(r.bytes_prefixed("membership")?.to_vec()),
                 T_ADD_FILE => e.added.push(FileMeta::decode(&mut r)?),
                 T_DELETE_FILE => {
                     let t = TableId(r.u32("deleted table")?);
@@ -152,6 +177,8 @@ pub(crate) struct ManifestState {
     pub log_number: u64,
     pub catalog: Option<Vec<u8>>,
     pub last_micros: i64,
+    pub applied_log: Option<LogId>,
+    pub membership: Option<Vec<u8>>,
     /// Live files by number.
     pub files: BTreeMap<u64, FileMeta>,
 }
@@ -173,6 +200,12 @@ impl ManifestState {
         if let Some(v) = e.last_micros {
             self.last_micros = self.last_micros.max(v);
         }
+        if let Some(id) = e.applied_log {
+            self.applied_log = self.applied_log.max(Some(id));
+        }
+        if let Some(m) = &e.membership {
+            self.membership = Some(m.clone());
+        }
         for (_, n) in &e.deleted {
             self.files.remove(n);
         }
@@ -189,6 +222,8 @@ impl ManifestState {
             log_number: Some(self.log_number),
             catalog: self.catalog.clone(),
             last_micros: Some(self.last_micros),
+            applied_log: self.applied_log,
+            membership: self.membership.clone(),
             added: self.files.values().cloned().collect(),
             deleted: Vec::new(),
         }
@@ -308,6 +343,12 @@ mod tests {
             last_micros: Some(-5),
             added: vec![file(3), file(4)],
             deleted: vec![(TableId(1), 2)],
+            applied_log: Some(LogId {
+                term: 3,
+                node: 2,
+                index: 41,
+            }),
+            membership: Some(b"{\"voters\":[1,2,3]}".to_vec()),
         };
         assert_eq!(ManifestEdit::decode(&e.encode()).unwrap(), e);
     }

@@ -32,6 +32,7 @@ use crate::batch::{DecodedBatch, OpKind};
 use crate::catalog::Catalog;
 use crate::error::DecodeResult;
 use crate::keycodec::key_prefix;
+use crate::raftlog::AppliedPoint;
 use crate::rowcodec;
 use crate::types::{DataType, TableId};
 use crate::version_run::VersionRun;
@@ -230,6 +231,9 @@ pub(crate) struct MemTable {
     pub start_seq: u64,
     /// The catalog as of the start of this memtable's WAL segment.
     pub start_catalog: Arc<Catalog>,
+    /// Replicated mode: the consensus position applied before this memtable's
+    /// first entry (the recovery point once the memtables before it are flushed).
+    pub start_applied: AppliedPoint,
     tables: RwLock<HashMap<TableId, Arc<TableMem>>>,
     bytes: AtomicUsize,
     commits: RwLock<Vec<(u64, i64)>>,
@@ -241,10 +245,17 @@ impl MemTable {
             wal_number,
             start_seq,
             start_catalog,
+            start_applied: AppliedPoint::default(),
             tables: RwLock::new(HashMap::new()),
             bytes: AtomicUsize::new(0),
             commits: RwLock::new(Vec::new()),
         }
+    }
+
+    /// This memtable, recorded as starting at consensus position `applied`.
+    pub(crate) fn starting_at(mut self, applied: AppliedPoint) -> Self {
+        self.start_applied = applied;
+        self
     }
 
     /// Approximate memory held, in bytes.

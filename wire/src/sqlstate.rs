@@ -41,6 +41,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         K::DataCorrupted => "XX001",
         K::Io => "58030",
         K::ReadOnly => "25006",
+        K::CompletionUnknown => "40003",
         K::Internal => "XX000",
     }
 }

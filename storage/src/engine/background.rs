@@ -154,6 +154,8 @@ impl Engine {
             log_number: Some(next.wal_number),
             catalog: Some(catalog.to_json()?),
             last_micros: mem.last_commit_micros(),
+            applied_log: next.start_applied.log,
+            membership: next.start_applied.membership.as_deref().map(<[u8]>::to_vec),
             added: keep.iter().map(|f| f.meta.clone()).collect(),
             deleted: Vec::new(),
         };
@@ -192,6 +194,12 @@ impl Engine {
             log_number: oldest.wal_number,
             catalog: Some(oldest.start_catalog.to_json()?),
             last_micros: book.last_micros,
+            applied_log: oldest.start_applied.log,
+            membership: oldest
+                .start_applied
+                .membership
+                .as_deref()
+                .map(<[u8]>::to_vec),
             files: Default::default(),
         };
         for f in view.files.all_files() {

@@ -19,11 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::replica::{Outcome, ReplicaSlot};
 use super::{Db, Engine, SyncPolicy, lock};
 use crate::batch::{self, WriteBatch};
 use crate::catalog::{Catalog, CatalogOp};
 use crate::error::{Error, Result};
 use crate::memtable::{MemTable, Payload};
+use crate::raftlog::AppliedPoint;
 use crate::view::View;
 use crate::wal::{LogWriter, MAX_FRAME_LEN};
 
@@ -47,11 +49,15 @@ pub(super) struct Queue {
 
 /// What the commit leader owns (under `Engine::commit`).
 pub(super) struct CommitState {
-    pub(super) wal: LogWriter,
+    /// The WAL being appended to; `None` in replicated mode (the consensus log is
+    /// the durable log there).
+    pub(super) wal: Option<LogWriter>,
     pub(super) last_seq: u64,
     pub(super) last_micros: i64,
     /// The authoritative catalog: every catalog change applied so far.
     pub(super) catalog: Arc<Catalog>,
+    /// Replicated mode: the consensus position applied so far.
+    pub(super) applied: AppliedPoint,
 }
 
 /// A batch of a group that passed validation, numbered and encoded.
@@ -126,6 +132,9 @@ impl Engine {
         &self,
         group: Vec<(Ticket, WriteBatch)>,
     ) -> Vec<(Ticket, Result<CommitInfo>)> {
+        if let Some(slot) = &self.replica {
+            return self.commit_replicated(slot, &group);
+        }
         let mut w = lock(&self.commit);
         if let Err(e) = self.check_open().and_then(|()| self.make_room(&mut w)) {
             let msg = e.to_string();
@@ -134,19 +143,14 @@ impl Engine {
                 .map(|(t, _)| (t, Err(clone_error(&e, &msg))))
                 .collect();
         }
-        let (staged, mut results) = self.stage(&w, group);
+        let (staged, mut results) = self.stage(&w, &group);
         if staged.is_empty() {
             return results;
         }
         if let Err(e) = self.append_durably(&mut w, &staged) {
             // The log's tail is now unknown: refuse all further writes.
             self.stop_writes(&e);
-            let msg = e.to_string();
-            results.extend(
-                staged
-                    .into_iter()
-                    .map(|s| (s.ticket, Err(clone_error(&e, &msg)))),
-            );
+            results.extend(fail_all(&staged, &e));
             return results;
         }
         if let Some(last) = staged.last() {
@@ -157,7 +161,7 @@ impl Engine {
         for s in staged {
             let payload: Payload = Arc::new(s.payload);
             match self.apply_logged(&mut w, &mem, &payload) {
-                Ok(()) => {
+                Ok(_) => {
                     self.counters.batches.fetch_add(1, Ordering::Relaxed);
                     self.counters
                         .rows
@@ -174,19 +178,71 @@ impl Engine {
         results
     }
 
+    /// Commit one group in replicated mode: admit (this node leads and has applied
+    /// its whole log), stage against the applied state, replicate, and answer once
+    /// the entry is applied here. A group numbered under a leadership that changed
+    /// before its entry was appended is a no-op on every node; it is staged once more.
+    fn commit_replicated(
+        &self,
+        slot: &ReplicaSlot,
+        group: &[(Ticket, WriteBatch)],
+    ) -> Vec<(Ticket, Result<CommitInfo>)> {
+        let fail = |e: &Error| {
+            let msg = e.to_string();
+            group
+                .iter()
+                .map(|(t, _)| (*t, Err(clone_error(e, &msg))))
+                .collect()
+        };
+        let hook = match slot.get() {
+            Ok(h) => h,
+            Err(e) => return fail(&e),
+        };
+        for attempt in 1.. {
+            let stamp = match self.check_open().and_then(|()| hook.admit()) {
+                Ok(s) => s,
+                Err(e) => return fail(&e),
+            };
+            let (mut staged, mut results) = self.stage(&lock(&self.commit), group);
+            if staged.is_empty() {
+                return results;
+            }
+            let payloads = staged
+                .iter_mut()
+                .map(|s| std::mem::take(&mut s.payload))
+                .collect();
+            let outcome = match hook.replicate(stamp, payloads) {
+                Ok(Outcome::Stale) if attempt < 2 => continue,
+                Ok(Outcome::Applied) => Ok(()),
+                Ok(Outcome::Stale) => Err(Error::ReadOnlyReplica(
+                    "leadership changed while this commit was replicated; nothing was written"
+                        .into(),
+                )),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => results.extend(staged.into_iter().map(|s| (s.ticket, Ok(s.info)))),
+                Err(e) => results.extend(fail_all(&staged, &e)),
+            }
+            return results;
+        }
+        Vec::new()
+    }
+
     /// Validate, number and encode each batch of a group. Sequences are consecutive
     /// from the last committed one and commit times never go backwards; a batch that
     /// fails is answered at once and takes no sequence.
     fn stage(
         &self,
         w: &CommitState,
-        group: Vec<(Ticket, WriteBatch)>,
+        group: &[(Ticket, WriteBatch)],
     ) -> (Vec<Staged>, Vec<(Ticket, Result<CommitInfo>)>) {
         let mut results = Vec::new();
         let mut staged = Vec::with_capacity(group.len());
         let (mut seq, mut micros) = (w.last_seq, w.last_micros);
         for (ticket, b) in group {
-            if let Err(e) = validate(&w.catalog, &b) {
+            let ticket = *ticket;
+            if let Err(e) = validate(&w.catalog, b) {
                 results.push((ticket, Err(e)));
                 continue;
             }
@@ -223,22 +279,23 @@ impl Engine {
     /// policy says.
     fn append_durably(&self, w: &mut CommitState, staged: &[Staged]) -> Result<()> {
         let payloads: Vec<&[u8]> = staged.iter().map(|s| s.payload.as_slice()).collect();
-        let bytes = w.wal.append_frames(&payloads)?;
+        let wal = w.wal.as_mut().ok_or(Error::Closed)?;
+        let bytes = wal.append_frames(&payloads)?;
         if self.opts.sync == SyncPolicy::Always {
             self.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
-            w.wal.sync()?;
+            wal.sync()?;
         }
         self.counters.wal_bytes.fetch_add(bytes, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Apply a logged payload: catalog changes, then rows.
-    fn apply_logged(
+    /// Apply a logged payload: catalog changes, then rows. Returns the decoded batch.
+    pub(super) fn apply_logged(
         &self,
         w: &mut CommitState,
         mem: &Arc<MemTable>,
         payload: &Payload,
-    ) -> Result<()> {
+    ) -> Result<batch::DecodedBatch> {
         let decoded = batch::decode(payload)
             .map_err(|e| Error::corruption("<batch>", e.offset as u64, e.detail))?;
         for op in &decoded.catalog {
@@ -254,7 +311,7 @@ impl Engine {
             }
         }
         mem.apply(payload, &decoded, &w.catalog);
-        Ok(())
+        Ok(decoded)
     }
 
     fn max_l0_files(&self) -> usize {
@@ -269,7 +326,7 @@ impl Engine {
     }
 
     /// Wait for background work (or do it inline) until the write may proceed.
-    fn make_room(&self, w: &mut CommitState) -> Result<()> {
+    pub(super) fn make_room(&self, w: &mut CommitState) -> Result<()> {
         let mut slowed = false;
         loop {
             self.check_open()?;
@@ -315,14 +372,18 @@ impl Engine {
         r
     }
 
-    /// Seal the memtable, start a new WAL segment and memtable.
+    /// Seal the memtable, start a new WAL segment (single-node mode) and memtable.
     pub(super) fn switch_memtable(&self, w: &mut CommitState) -> Result<()> {
         let number = self.alloc_file_number();
-        w.wal.sync()?;
-        let wal = LogWriter::create_wal(&self.dir, number)?;
-        *lock(&self.sync_file) = wal.sync_handle().ok();
-        w.wal = wal;
-        let mem = Arc::new(MemTable::new(number, w.last_seq, w.catalog.clone()));
+        if let Some(old) = &mut w.wal {
+            old.sync()?;
+            let wal = LogWriter::create_wal(&self.dir, number)?;
+            *lock(&self.sync_file) = wal.sync_handle().ok();
+            *old = wal;
+        }
+        let mem = Arc::new(
+            MemTable::new(number, w.last_seq, w.catalog.clone()).starting_at(w.applied.clone()),
+        );
         self.publish_view(|v| {
             let mut imm = Vec::with_capacity(v.imm.len() + 1);
             imm.push(v.mem.clone());
@@ -337,10 +398,26 @@ impl Engine {
         Ok(())
     }
 }
+
+/// The same error for every staged batch of a group.
+fn fail_all(staged: &[Staged], e: &Error) -> Vec<(Ticket, Result<CommitInfo>)> {
+    let msg = e.to_string();
+    staged
+        .iter()
+        .map(|s| (s.ticket, Err(clone_error(e, &msg))))
+        .collect()
+}
+
 fn clone_error(e: &Error, msg: &str) -> Error {
     match e {
         Error::Closed => Error::Closed,
         Error::Background(m) => Error::Background(m.clone()),
+        Error::ReadOnlyReplica(m) => Error::ReadOnlyReplica(m.clone()),
+        Error::OutcomeUnknown(m) => Error::OutcomeUnknown(m.clone()),
+        Error::BatchTooLarge { bytes, limit } => Error::BatchTooLarge {
+            bytes: *bytes,
+            limit: *limit,
+        },
         _ => Error::Background(msg.to_string()),
     }
 }

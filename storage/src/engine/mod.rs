@@ -26,6 +26,7 @@ mod background;
 mod commit;
 mod options;
 mod recovery;
+mod replica;
 mod stats;
 #[cfg(test)]
 mod testutil;
@@ -50,10 +51,12 @@ use crate::view::{Projection, ReadAt, Row, View};
 
 pub use commit::CommitInfo;
 pub use options::{Clock, Options, SyncPolicy};
+pub use replica::{Member, Outcome, Replicate, Role, RoleKind, Stamp};
 pub use stats::{LevelStats, Stats};
 
 use commit::{CommitState, Queue};
-use recovery::recover;
+use recovery::{Mode, recover};
+use replica::ReplicaSlot;
 use stats::Counters;
 
 /// The manifest and the file bookkeeping that goes with it (under `Engine::book`).
@@ -85,6 +88,8 @@ pub(crate) struct Engine {
     counters: Counters,
     sync_file: Mutex<Option<(PathBuf, File)>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Replicated mode: the consensus layer's hook. `None` on a single node.
+    replica: Option<ReplicaSlot>,
 }
 
 /// Lock a mutex, recovering the data if a thread panicked while holding it.
@@ -119,7 +124,25 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Open (creating if needed) the database in `dir`, recovering from the WAL.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
-        let dir = dir.as_ref().to_path_buf();
+        Db::open_in(dir.as_ref(), opts, Mode::Single)
+    }
+
+    /// Open (creating if needed) the engine of a cluster member in `dir`: no WAL
+    /// of its own, at the consensus position its flushed files cover
+    /// ([`Db::applied`]). Writes go through the hook installed with
+    /// [`Db::set_replicator`]; the consensus layer applies entries with
+    /// [`Db::apply_entry`].
+    pub fn open_replicated(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        if opts.sync != SyncPolicy::Always {
+            return Err(Error::InvalidArgument(
+                "a cluster member makes every entry durable: only fsync = always is allowed".into(),
+            ));
+        }
+        Db::open_in(dir.as_ref(), opts, Mode::Replicated)
+    }
+
+    fn open_in(dir: &Path, opts: Options, mode: Mode) -> Result<Db> {
+        let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let lock_path = dir.join("LOCK");
         let lock_file = File::options()
@@ -133,7 +156,8 @@ impl Db {
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir)),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
-        let recovered = recover(&dir, &opts)?;
+        let recovered = recover(&dir, &opts, mode)?;
+        let sync_file = recovered.wal.as_ref().and_then(|w| w.sync_handle().ok());
         let engine = Arc::new(Engine {
             dir: dir.clone(),
             _lock: lock_file,
@@ -147,12 +171,13 @@ impl Db {
             visible_seq: AtomicU64::new(recovered.last_seq),
             queue: Mutex::new(Queue::default()),
             queue_cv: Condvar::new(),
-            sync_file: Mutex::new(recovered.wal.sync_handle().ok()),
+            sync_file: Mutex::new(sync_file),
             commit: Mutex::new(CommitState {
                 wal: recovered.wal,
                 last_seq: recovered.last_seq,
                 last_micros: recovered.last_micros,
                 catalog: recovered.catalog,
+                applied: recovered.applied,
             }),
             book: Mutex::new(FileBook {
                 manifest: recovered.manifest,
@@ -168,6 +193,7 @@ impl Db {
             closed: AtomicBool::new(false),
             counters: Counters::default(),
             threads: Mutex::new(Vec::new()),
+            replica: (mode == Mode::Replicated).then(ReplicaSlot::default),
             opts,
         });
         let db = Db {
@@ -305,8 +331,10 @@ impl Drop for Engine {
     fn drop(&mut self) {
         // Threads hold their own Arc<Engine>, so by now they have exited; make the
         // WAL durable for policies that did not sync every commit.
-        if let Ok(w) = self.commit.get_mut() {
-            let _ = w.wal.sync();
+        if let Ok(w) = self.commit.get_mut()
+            && let Some(wal) = &mut w.wal
+        {
+            let _ = wal.sync();
         }
     }
 }
@@ -376,7 +404,10 @@ impl Engine {
         for t in threads {
             let _ = t.join();
         }
-        lock(&self.commit).wal.sync()
+        match &mut lock(&self.commit).wal {
+            Some(wal) => wal.sync(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -12,6 +12,11 @@
 //!    and a new manifest naming exactly the live files, then delete everything the
 //!    new manifest does not name.
 //!
+//! In replicated mode phase 3 is skipped: the consensus log, not a WAL, holds what
+//! the SSTs do not, and the consensus layer re-applies it from the applied position
+//! the manifest records (fields 0x08 and 0x09). Each mode refuses the other's
+//! directory: a cluster member's has `raft/`, a single node's has a WAL with frames.
+//!
 //! Invariant: after recovery every acknowledged batch is either in an SST the new
 //! manifest names or (under a non-`Always` sync policy) lost with the unsynced tail,
 //! never half applied; the engine starts with an empty WAL and an empty memtable.
@@ -28,6 +33,7 @@ use crate::fileset::{FileSet, SstFile};
 use crate::fsutil::{remove_if_exists, sync_dir};
 use crate::manifest::{self, Manifest, ManifestEdit, ManifestState, manifest_name, sst_name};
 use crate::memtable::{MemTable, Payload};
+use crate::raftlog::AppliedPoint;
 use crate::sst::SstReader;
 use crate::types::TableId;
 use crate::wal::{self, LogWriter, WAL_MAGIC, segment_name};
@@ -39,9 +45,17 @@ pub(super) struct Recovered {
     pub(super) files: FileSet,
     pub(super) catalog: Arc<Catalog>,
     pub(super) mem: Arc<MemTable>,
-    pub(super) wal: LogWriter,
+    pub(super) wal: Option<LogWriter>,
     pub(super) last_seq: u64,
     pub(super) last_micros: i64,
+    pub(super) applied: AppliedPoint,
+}
+
+/// Whether the engine keeps its own WAL or is fed by a consensus log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    Single,
+    Replicated,
 }
 
 /// Numbers of the engine's files in `dir`, by kind.
@@ -79,8 +93,9 @@ fn list_dir(dir: &Path) -> Result<DirListing> {
 }
 
 /// Rebuild the engine state from the manifest, the SSTs and the WAL.
-pub(super) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
+pub(super) fn recover(dir: &Path, opts: &Options, mode: Mode) -> Result<Recovered> {
     let listing = list_dir(dir)?;
+    check_mode(dir, &listing, mode)?;
     let (manifest_number, state) = load_manifest(dir, &listing)?;
     let catalog = match &state.catalog {
         Some(json) => Catalog::from_json(json).map_err(|e| {
@@ -93,8 +108,39 @@ pub(super) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         None => Catalog::default(),
     };
     let files = open_ssts(dir, &state)?;
-    let replayed = replay_wal(dir, &listing, manifest_number, &state, catalog)?;
-    install(dir, opts, &listing, &state, files, replayed)
+    let replayed = match mode {
+        Mode::Single => replay_wal(dir, &listing, manifest_number, &state, catalog)?,
+        Mode::Replicated => Replayed {
+            mem: Arc::new(MemTable::new(0, state.last_seq, Arc::new(catalog.clone()))),
+            catalog,
+            last_seq: state.last_seq,
+            last_micros: state.last_micros,
+        },
+    };
+    install(dir, opts, mode, &listing, &state, files, replayed)
+}
+
+/// Refuse a directory written in the other mode.
+fn check_mode(dir: &Path, listing: &DirListing, mode: Mode) -> Result<()> {
+    match mode {
+        Mode::Single if dir.join("raft").exists() => Err(Error::InvalidArgument(format!(
+            "{} belongs to a cluster member (it has raft/): start it with --node-id and --peers",
+            dir.display()
+        ))),
+        Mode::Replicated if wal_has_frames(dir, listing) => Err(Error::InvalidArgument(format!(
+            "{} holds a single-node write-ahead log: it cannot join a cluster as it is",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn wal_has_frames(dir: &Path, listing: &DirListing) -> bool {
+    listing.wals.iter().any(|n| {
+        std::fs::metadata(dir.join(segment_name(*n)))
+            .map(|m| m.len() > wal::WAL_HEADER_LEN as u64)
+            .unwrap_or(true)
+    })
 }
 
 /// Phase 1: the live manifest's state, or an empty state for a new directory.
@@ -243,6 +289,7 @@ fn replay_wal(
 fn install(
     dir: &Path,
     opts: &Options,
+    mode: Mode,
     listing: &DirListing,
     state: &ManifestState,
     mut files: FileSet,
@@ -272,7 +319,10 @@ fn install(
     let wal_number = next_file;
     let new_manifest_number = next_file + 1;
     next_file += 2;
-    let wal = LogWriter::create_wal(dir, wal_number)?;
+    let wal = match mode {
+        Mode::Single => Some(LogWriter::create_wal(dir, wal_number)?),
+        Mode::Replicated => None,
+    };
     files = files.apply(
         &ManifestEdit {
             added: added.iter().map(|f| f.meta.clone()).collect(),
@@ -286,23 +336,32 @@ fn install(
         log_number: wal_number,
         catalog: Some(catalog.to_json()?),
         last_micros,
+        applied_log: state.applied_log,
+        membership: state.membership.clone(),
         files: Default::default(),
     };
     for f in files.all_files() {
         new_state.files.insert(f.meta.number, f.meta.clone());
     }
     let manifest = Manifest::create(dir, new_manifest_number, &new_state)?;
+    let applied = AppliedPoint {
+        log: state.applied_log,
+        membership: state.membership.as_deref().map(Arc::from),
+    };
     remove_garbage(dir, listing, new_manifest_number, &new_state, &dropped)?;
     let catalog = Arc::new(catalog);
     Ok(Recovered {
         manifest,
         next_file,
         files,
-        mem: Arc::new(MemTable::new(wal_number, last_seq, catalog.clone())),
+        mem: Arc::new(
+            MemTable::new(wal_number, last_seq, catalog.clone()).starting_at(applied.clone()),
+        ),
         catalog,
         wal,
         last_seq,
         last_micros,
+        applied,
     })
 }
 
@@ -403,7 +462,7 @@ mod tests {
     #[test]
     fn a_new_directory_recovers_to_an_empty_engine() {
         let dir = tempfile::tempdir().unwrap();
-        let r = recover(dir.path(), &opts()).unwrap();
+        let r = recover(dir.path(), &opts(), Mode::Single).unwrap();
         assert_eq!(r.last_seq, 0);
         assert_eq!(r.catalog.tables().count(), 0);
         assert_eq!(r.files.all_files().count(), 0);
@@ -413,7 +472,7 @@ mod tests {
     fn data_files_without_current_are_refused_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(sst_name(7)), b"not empty").unwrap();
-        let err = recover(dir.path(), &opts()).err().unwrap();
+        let err = recover(dir.path(), &opts(), Mode::Single).err().unwrap();
         assert!(err.is_corruption(), "{err}");
         assert!(dir.path().join(sst_name(7)).exists(), "nothing was deleted");
     }
@@ -424,7 +483,7 @@ mod tests {
         let db = populated(dir.path(), 10, Some(5));
         let seq = db.visible_seq();
         drop(db);
-        let r = recover(dir.path(), &opts()).unwrap();
+        let r = recover(dir.path(), &opts(), Mode::Single).unwrap();
         assert_eq!(r.last_seq, seq);
         let rows: u64 = r.files.all_files().map(|f| f.meta.rows).sum();
         assert_eq!(
@@ -452,7 +511,7 @@ mod tests {
         for n in names(dir.path()).iter().filter(|n| n.ends_with(".wal")) {
             std::fs::remove_file(dir.path().join(n)).unwrap();
         }
-        let err = recover(dir.path(), &opts()).err().unwrap();
+        let err = recover(dir.path(), &opts(), Mode::Single).err().unwrap();
         assert!(err.to_string().contains("WAL segment"), "{err}");
     }
 
@@ -462,7 +521,7 @@ mod tests {
         drop(populated(dir.path(), 3, Some(1)));
         std::fs::write(dir.path().join(sst_name(9_999)), b"orphan").unwrap();
         std::fs::write(dir.path().join("CURRENT.tmp"), b"half written").unwrap();
-        let r = recover(dir.path(), &opts()).unwrap();
+        let r = recover(dir.path(), &opts(), Mode::Single).unwrap();
         let left = names(dir.path());
         assert!(!left.contains(&sst_name(9_999)), "{left:?}");
         assert!(!left.iter().any(|n| n.ends_with(".tmp")), "{left:?}");

@@ -14,6 +14,8 @@
 //! sequence numbers (which apply compares with the log id). This module knows
 //! nothing of Raft beyond these fields: it is free of any consensus library.
 
+use std::sync::Arc;
+
 use crate::codec::{Put, Reader};
 use crate::error::DecodeResult;
 
@@ -24,6 +26,15 @@ pub struct LogId {
     pub term: u64,
     pub node: u64,
     pub index: u64,
+}
+
+/// The consensus position the engine's state reflects.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppliedPoint {
+    /// The last log id applied.
+    pub log: Option<LogId>,
+    /// The last membership applied, as the consensus layer serialized it.
+    pub membership: Option<Arc<[u8]>>,
 }
 
 /// What an entry holds.
@@ -59,6 +70,17 @@ const KIND_MEMBERSHIP: u8 = 4;
 pub(crate) const ENTRY_HEAD_LEN: usize = 25;
 
 impl Entry {
+    /// This entry's bytes (as in a log frame), e.g. to send it to a peer.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode()
+    }
+
+    /// An entry from [`Entry::to_bytes`]; every length is checked.
+    pub fn from_bytes(buf: &[u8]) -> crate::error::Result<Entry> {
+        Entry::decode(buf)
+            .map_err(|e| crate::error::Error::corruption("<raft entry>", e.offset as u64, e.detail))
+    }
+
     /// The frame payload of this entry.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(ENTRY_HEAD_LEN + self.body_len_hint());

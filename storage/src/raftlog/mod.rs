@@ -31,7 +31,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-pub use entry::{Entry, EntryBody, LogId};
+pub use entry::{AppliedPoint, Entry, EntryBody, LogId};
 pub use state::{RaftState, Vote};
 
 use crate::error::{Error, Result};

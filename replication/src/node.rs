@@ -1,0 +1,410 @@
+//! A cluster member: its Raft runtime, log, transport, bootstrap and status poll.
+//!
+//! Start-up order: the engine is already open in replicated mode at its flushed
+//! point; the Raft log is opened from `<data dir>/raft/`, `raft/CLUSTER` checked
+//! (node id and cluster id), the Raft listener bound, openraft started (it
+//! re-applies the committed entries after the engine's point), and, when the Raft
+//! state is empty, the cluster initialized with every voter of `--peers`: the same
+//! call on every node, so the first majority that meets forms the group. Only then
+//! is the engine's write hook installed and the caller may open the SQL listener.
+//!
+//! openraft and the transport run on their own two-thread runtime, so a busy SQL
+//! runtime never delays heartbeats.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use hindsight_storage::raftlog::{RaftLog, RaftLogOptions};
+use hindsight_storage::{Db, Replicate, Role};
+use openraft::{Config, SnapshotPolicy};
+use tokio::net::TcpListener;
+
+use crate::error::{ReplError, ReplResult};
+use crate::logstore::LogStore;
+use crate::proposer::Proposer;
+use crate::statemachine::StateMachine;
+use crate::transport::{self, Call, Identity, Network, Peer};
+use crate::types::{NodeId, Raft};
+
+/// How a member is started (the `--node-id`, `--peers` contract and `[cluster]`).
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub node_id: NodeId,
+    /// Every voter's Raft address by node id; the same list on every node.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Where to serve Raft (default: this node's `peers` entry).
+    pub raft_listen: Option<String>,
+    /// This node's Postgres address, as clients should be told it.
+    pub pg_addr: String,
+    pub heartbeat: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// How long a COMMIT waits for a majority before answering 40003.
+    pub commit_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// The defaults of the design brief around the operator's ids and addresses.
+    pub fn new(node_id: NodeId, peers: BTreeMap<NodeId, String>, pg_addr: String) -> Self {
+        ClusterConfig {
+            node_id,
+            peers,
+            raft_listen: None,
+            pg_addr,
+            heartbeat: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(600),
+            election_timeout_max: Duration::from_millis(1200),
+            commit_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Parse `--peers`: `1=HOST:PORT,2=HOST:PORT,...`.
+pub fn parse_peers(s: &str) -> ReplResult<BTreeMap<NodeId, String>> {
+    let mut peers = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| ReplError::Config(format!("peer \"{part}\" is not ID=HOST:PORT")))?;
+        let id: NodeId = id.trim().parse().map_err(|_| {
+            ReplError::Config(format!("peer id \"{id}\" is not a positive integer"))
+        })?;
+        if id == 0 {
+            return Err(ReplError::Config("node id 0 is reserved".into()));
+        }
+        let addr = addr.trim();
+        if !addr.contains(':') {
+            return Err(ReplError::Config(format!(
+                "peer {id} address \"{addr}\" has no port"
+            )));
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(ReplError::Config(format!("peer {id} is listed twice")));
+        }
+    }
+    if peers.is_empty() {
+        return Err(ReplError::Config("--peers lists no node".into()));
+    }
+    Ok(peers)
+}
+
+/// The cluster id: a hash of the initial voter ids, checked on every connection.
+fn cluster_id(voters: &BTreeMap<NodeId, String>) -> u64 {
+    let ids: Vec<String> = voters.keys().map(u64::to_string).collect();
+    let text = format!("hindsight-cluster:{}", ids.join(","));
+    let a = u64::from(crc32fast::hash(text.as_bytes()));
+    let b = u64::from(crc32fast::hash(format!("{text}#").as_bytes()));
+    (a << 32) | b
+}
+
+/// `raft/CLUSTER`: this data dir's node id and cluster id, written on first start.
+fn check_cluster_file(raft_dir: &Path, me: NodeId, cluster: u64) -> ReplResult<u64> {
+    let path = raft_dir.join("CLUSTER");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let field = |name: &str| {
+                text.lines()
+                    .filter_map(|l| l.split_once('='))
+                    .find(|(k, _)| k.trim() == name)
+                    .map(|(_, v)| v.trim().to_string())
+                    .ok_or_else(|| ReplError::Corrupt(format!("{} has no {name}", path.display())))
+            };
+            let node: NodeId = field("node_id")?
+                .parse()
+                .map_err(|_| ReplError::Corrupt(format!("{}: bad node_id", path.display())))?;
+            let stored = u64::from_str_radix(&field("cluster_id")?, 16)
+                .map_err(|_| ReplError::Corrupt(format!("{}: bad cluster_id", path.display())))?;
+            if node != me {
+                return Err(ReplError::Config(format!(
+                    "{} belongs to node {node}, not node {me}: a data directory keeps its node id",
+                    raft_dir.display()
+                )));
+            }
+            if stored != cluster {
+                tracing::warn!(
+                    "--peers names other voters than when this cluster was formed; \
+                     the committed membership wins"
+                );
+            }
+            Ok(stored)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = raft_dir.join("CLUSTER.tmp");
+            let text = format!("node_id = {me}\ncluster_id = {cluster:016x}\n");
+            let io = |e| ReplError::io(format!("writing {}", path.display()), e);
+            std::fs::write(&tmp, text).map_err(io)?;
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(io)?;
+            std::fs::rename(&tmp, &path).map_err(io)?;
+            std::fs::File::open(raft_dir)
+                .and_then(|f| f.sync_all())
+                .map_err(io)?;
+            Ok(cluster)
+        }
+        Err(e) => Err(ReplError::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// A running cluster member.
+pub struct Cluster {
+    runtime: Option<tokio::runtime::Runtime>,
+    raft: Raft,
+    proposer: Arc<Proposer>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").finish_non_exhaustive()
+    }
+}
+
+/// How often each node asks its peers for their status.
+const STATUS_EVERY: Duration = Duration::from_millis(500);
+
+impl Cluster {
+    /// Join (or form) the cluster with `db`, an engine opened with
+    /// [`Db::open_replicated`]. Returns once the committed entries the engine had
+    /// not flushed are applied again (or `catch_up` passes).
+    pub async fn start(db: Db, cfg: ClusterConfig, catch_up: Duration) -> ReplResult<Cluster> {
+        if !cfg.peers.contains_key(&cfg.node_id) {
+            return Err(ReplError::Config(format!(
+                "--node-id {} is not among --peers",
+                cfg.node_id
+            )));
+        }
+        let raft_dir = db.path().join("raft");
+        std::fs::create_dir_all(&raft_dir)
+            .map_err(|e| ReplError::io(format!("creating {}", raft_dir.display()), e))?;
+        let cluster = check_cluster_file(&raft_dir, cfg.node_id, cluster_id(&cfg.peers))?;
+        let log = RaftLog::open(&raft_dir, RaftLogOptions::default())?;
+        let empty = log.state().vote.is_none() && log.last_log_id().is_none();
+        let committed = log.state().committed.map(|c| c.index);
+        let id = Arc::new(Identity {
+            me: cfg.node_id,
+            cluster,
+            peers: cfg.peers.clone(),
+        });
+        let listen = cfg
+            .raft_listen
+            .clone()
+            .or_else(|| cfg.peers.get(&cfg.node_id).cloned())
+            .unwrap_or_default();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("hindsight-raft")
+            .enable_all()
+            .build()
+            .map_err(|e| ReplError::io("starting the raft runtime", e))?;
+        let handle = runtime.handle().clone();
+        let listener = handle
+            .spawn(async move {
+                TcpListener::bind(listen.as_str())
+                    .await
+                    .map(|l| (l, listen))
+            })
+            .await
+            .map_err(|e| ReplError::Raft(e.to_string()))?
+            .map_err(|e| ReplError::io("binding the raft listener", e))?;
+        let config = raft_config(&cfg)?;
+        let (store, sm, net) = (
+            LogStore::new(log),
+            StateMachine::new(db.clone()),
+            Network::new(id.clone()),
+        );
+        let me = cfg.node_id;
+        let raft = handle
+            .spawn(async move { Raft::new(me, config, net, store, sm).await })
+            .await
+            .map_err(|e| ReplError::Raft(e.to_string()))?
+            .map_err(|e| ReplError::Raft(e.to_string()))?;
+        let proposer = Arc::new(Proposer::new(
+            raft.clone(),
+            handle.clone(),
+            id.clone(),
+            cfg.pg_addr.clone(),
+            db.clone(),
+            cfg.commit_timeout,
+            cfg.election_timeout_max,
+        ));
+        let status = {
+            let p = Arc::downgrade(&proposer);
+            Arc::new(move || p.upgrade().map(|p| p.status()).unwrap_or_default())
+        };
+        tracing::info!(node = me, addr = %listener.1, "raft listener ready");
+        handle.spawn(transport::serve(
+            listener.0,
+            id.clone(),
+            raft.clone(),
+            status,
+        ));
+        handle.spawn(poll_status(id.clone(), Arc::downgrade(&proposer)));
+        handle.spawn(log_role_changes(raft.clone(), me));
+        if empty {
+            let voters: BTreeSet<NodeId> = cfg.peers.keys().copied().collect();
+            let r = raft.clone();
+            let init = handle.spawn(async move { r.initialize(voters).await });
+            match init.await.map_err(|e| ReplError::Raft(e.to_string()))? {
+                Ok(()) => {
+                    tracing::info!(node = me, voters = ?cfg.peers.keys().collect::<Vec<_>>(), "cluster initialized")
+                }
+                Err(e) => tracing::info!(node = me, "cluster already initialized: {e}"),
+            }
+        }
+        if let Some(index) = committed {
+            let r = raft.clone();
+            let wait = handle.spawn(async move {
+                r.wait(Some(catch_up))
+                    .applied_index_at_least(Some(index), "re-apply committed entries")
+                    .await
+            });
+            if let Ok(Err(e)) = wait.await {
+                tracing::warn!(
+                    node = me,
+                    "still re-applying the log after {catch_up:?}: {e}"
+                );
+            }
+        }
+        let hook: Arc<dyn Replicate> = proposer.clone();
+        let weak: Weak<dyn Replicate> = Arc::downgrade(&hook);
+        db.set_replicator(weak)?;
+        Ok(Cluster {
+            runtime: Some(runtime),
+            raft,
+            proposer,
+        })
+    }
+
+    /// This node's role now.
+    pub fn role(&self) -> Role {
+        self.proposer.role()
+    }
+
+    /// A receiver that changes whenever openraft's metrics do (role, term, log).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<crate::types::Metrics> {
+        self.raft.metrics()
+    }
+
+    /// Stop Raft (the engine stays open; the caller closes it).
+    pub async fn shutdown(mut self) {
+        let raft = self.raft.clone();
+        if let Some(rt) = self.runtime.take() {
+            let _ = rt
+                .handle()
+                .spawn(async move { raft.shutdown().await })
+                .await;
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn raft_config(cfg: &ClusterConfig) -> ReplResult<Arc<Config>> {
+    let ms = |d: Duration| d.as_millis() as u64;
+    let config = Config {
+        cluster_name: "hindsight".into(),
+        heartbeat_interval: ms(cfg.heartbeat),
+        election_timeout_min: ms(cfg.election_timeout_min),
+        election_timeout_max: ms(cfg.election_timeout_max),
+        // The log is never purged yet: members always catch up from it.
+        snapshot_policy: SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: u64::MAX,
+        max_payload_entries: 64,
+        ..Config::default()
+    };
+    Ok(Arc::new(
+        config
+            .validate()
+            .map_err(|e| ReplError::Config(e.to_string()))?,
+    ))
+}
+
+/// Ask every peer for its status every [`STATUS_EVERY`] (how followers learn the
+/// leader's Postgres address, and what `hindsight_cluster` shows).
+async fn poll_status(id: Arc<Identity>, proposer: Weak<Proposer>) {
+    let mut clients: Vec<Peer> = id
+        .peers
+        .keys()
+        .filter(|&&n| n != id.me)
+        .map(|&n| Peer::new(id.clone(), n))
+        .collect();
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(p) = proposer.upgrade() else { return };
+        for c in &mut clients {
+            if let Ok(transport::Answer::Status(s)) = c.call(&Call::Status, &[], STATUS_EVERY).await
+            {
+                p.peers.record(s);
+            }
+        }
+    }
+}
+
+/// Log every change of role, leader or term at info level.
+async fn log_role_changes(raft: Raft, me: NodeId) {
+    let mut rx = raft.metrics();
+    let mut last = None;
+    loop {
+        let now = {
+            let m = rx.borrow_and_update();
+            (m.state, m.current_leader, m.current_term)
+        };
+        if last != Some(now) {
+            tracing::info!(
+                node = me,
+                role = ?now.0,
+                leader = ?now.1,
+                term = now.2,
+                "raft role"
+            );
+            last = Some(now);
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_refuse_bad_lists() {
+        let p = parse_peers("1=127.0.0.1:7101, 2=127.0.0.1:7102,3=h:7103").unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[&3], "h:7103");
+        for bad in ["", "1", "x=h:1", "0=h:1", "1=h", "1=h:1,1=h:2"] {
+            assert!(parse_peers(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cluster_file_keeps_the_node_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = check_cluster_file(dir.path(), 2, 77).unwrap();
+        assert_eq!(c, 77);
+        assert_eq!(check_cluster_file(dir.path(), 2, 99).unwrap(), 77);
+        let err = check_cluster_file(dir.path(), 3, 77).unwrap_err();
+        assert!(err.to_string().contains("belongs to node 2"), "{err}");
+    }
+
+    #[test]
+    fn cluster_id_depends_on_voter_ids_only() {
+        let a = parse_peers("1=a:1,2=b:2").unwrap();
+        let b = parse_peers("1=c:3,2=d:4").unwrap();
+        let c = parse_peers("1=a:1,3=b:2").unwrap();
+        assert_eq!(cluster_id(&a), cluster_id(&b));
+        assert_ne!(cluster_id(&a), cluster_id(&c));
+    }
+}

@@ -1,0 +1,242 @@
+//! The engine's write hook on a cluster member ([`Replicate`]): admission, the
+//! Raft proposal of a commit group, and this node's role as SQL sees it.
+//!
+//! Invariants:
+//! - **Term barrier**: a group is admitted only on the leader, once it has applied
+//!   every entry of its log and the last applied entry belongs to its own term (the
+//!   blank entry openraft appends on election). So the engine's `last_seq` is the
+//!   cluster's, and the seqs the engine assigns follow the last committed ones.
+//! - **Term stamp**: each Data entry carries the (term, node) that admitted it; if
+//!   the entry lands under another leadership, every node applies it as a no-op.
+//! - A proposal that fails after it may have been appended (timeout, fatal Raft
+//!   error) is [`Error::OutcomeUnknown`], never "not written".
+//! - While the leader has not heard from a majority for longer than the election
+//!   timeout, it admits nothing (25006) instead of queueing writes that cannot commit.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hindsight_storage::{Db, Error, Member, Outcome, Replicate, Role, RoleKind, Stamp};
+use openraft::ServerState;
+use openraft::error::{ClientWriteError, RaftError};
+
+use crate::transport::{Identity, Status};
+use crate::types::{Metrics, NodeId, Raft, Request, Response};
+
+/// What this node last heard from each peer.
+#[derive(Default)]
+pub(crate) struct PeerTable {
+    seen: Mutex<BTreeMap<NodeId, (Status, Instant)>>,
+}
+
+impl PeerTable {
+    pub(crate) fn record(&self, s: Status) {
+        let mut g = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        g.insert(s.node, (s, Instant::now()));
+    }
+
+    fn get(&self, node: NodeId) -> Option<(Status, Instant)> {
+        let g = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        g.get(&node).cloned()
+    }
+}
+
+/// How long a peer may stay silent before the cluster view calls it unreachable.
+const UNREACHABLE_AFTER: Duration = Duration::from_secs(2);
+
+pub struct Proposer {
+    raft: Raft,
+    runtime: tokio::runtime::Handle,
+    id: Arc<Identity>,
+    pg_addr: String,
+    db: Db,
+    pub(crate) peers: Arc<PeerTable>,
+    commit_timeout: Duration,
+    /// The longest a leader may go without a majority's acknowledgement.
+    lease: Duration,
+}
+
+impl Proposer {
+    pub(crate) fn new(
+        raft: Raft,
+        runtime: tokio::runtime::Handle,
+        id: Arc<Identity>,
+        pg_addr: String,
+        db: Db,
+        commit_timeout: Duration,
+        lease: Duration,
+    ) -> Proposer {
+        Proposer {
+            raft,
+            runtime,
+            id,
+            pg_addr,
+            db,
+            peers: Arc::new(PeerTable::default()),
+            commit_timeout,
+            lease,
+        }
+    }
+
+    fn metrics(&self) -> Metrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    fn pg_addr_of(&self, node: NodeId) -> Option<String> {
+        if node == self.id.me {
+            return Some(self.pg_addr.clone());
+        }
+        self.peers.get(node).map(|(s, _)| s.pg_addr)
+    }
+
+    /// This node's status as its peers poll it.
+    pub(crate) fn status(&self) -> Status {
+        let m = self.metrics();
+        Status {
+            node: self.id.me,
+            pg_addr: self.pg_addr.clone(),
+            role: role_kind(m.state).name().to_string(),
+            term: m.current_term,
+            leader: m.current_leader,
+            applied_seq: self.db.visible_seq(),
+            applied_index: m.last_applied.map(|l| l.index),
+            last_log_index: m.last_log_index,
+        }
+    }
+
+    fn propose(&self, req: Request) -> hindsight_storage::Result<Response> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let raft = self.raft.clone();
+        self.runtime.spawn(async move {
+            let _ = tx.send(raft.client_write(req).await);
+        });
+        match rx.recv_timeout(self.commit_timeout) {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                let mut role = self.role();
+                role.leader = f.leader_id.map(|l| (l, self.pg_addr_of(l)));
+                Err(Error::ReadOnlyReplica(role.standby_reason()))
+            }
+            Ok(Err(e)) => Err(Error::OutcomeUnknown(format!(
+                "the replicated log failed after the commit was proposed: {e}"
+            ))),
+            Err(_) => Err(Error::OutcomeUnknown(format!(
+                "no majority confirmed the commit within {:?}",
+                self.commit_timeout
+            ))),
+        }
+    }
+}
+
+fn role_kind(state: ServerState) -> RoleKind {
+    match state {
+        ServerState::Leader => RoleKind::Leader,
+        ServerState::Candidate => RoleKind::Candidate,
+        ServerState::Learner => RoleKind::Learner,
+        ServerState::Follower | ServerState::Shutdown => RoleKind::Follower,
+    }
+}
+
+/// How long admission waits for a new leader to apply its log.
+const BARRIER_WAIT: Duration = Duration::from_secs(3);
+
+impl Replicate for Proposer {
+    fn role(&self) -> Role {
+        let m = self.metrics();
+        Role {
+            kind: role_kind(m.state),
+            node: self.id.me,
+            term: m.current_term,
+            leader: m.current_leader.map(|l| (l, self.pg_addr_of(l))),
+        }
+    }
+
+    fn members(&self) -> Vec<Member> {
+        let me = self.status();
+        let now = Instant::now();
+        self.id
+            .peers
+            .iter()
+            .map(|(&node, raft_addr)| {
+                let seen = if node == self.id.me {
+                    Some((me.clone(), now))
+                } else {
+                    self.peers.get(node)
+                };
+                let age = seen.as_ref().map(|(_, at)| now.duration_since(*at));
+                let fresh = age.is_some_and(|a| a < UNREACHABLE_AFTER);
+                let s = seen.map(|(s, _)| s);
+                Member {
+                    node,
+                    role: match (&s, fresh) {
+                        (Some(s), true) => s.role.clone(),
+                        _ => "unreachable".into(),
+                    },
+                    term: s.as_ref().map_or(0, |s| s.term),
+                    pg_addr: s.as_ref().map(|s| s.pg_addr.clone()),
+                    raft_addr: raft_addr.clone(),
+                    applied_seq: s.as_ref().map(|s| s.applied_seq),
+                    applied_index: s.as_ref().and_then(|s| s.applied_index),
+                    last_log_index: s.as_ref().and_then(|s| s.last_log_index),
+                    last_contact_ms: age.map(|a| a.as_millis() as u64),
+                    is_self: node == self.id.me,
+                }
+            })
+            .collect()
+    }
+
+    fn admit(&self) -> hindsight_storage::Result<Stamp> {
+        let deadline = Instant::now() + BARRIER_WAIT;
+        loop {
+            let m = self.metrics();
+            if m.state != ServerState::Leader {
+                return Err(Error::ReadOnlyReplica(self.role().standby_reason()));
+            }
+            if m.millis_since_quorum_ack
+                .is_some_and(|ms| ms > self.lease.as_millis() as u64)
+            {
+                return Err(Error::ReadOnlyReplica(format!(
+                    "node {} leads term {} but has not heard from a majority for {} ms",
+                    self.id.me,
+                    m.current_term,
+                    m.millis_since_quorum_ack.unwrap_or_default()
+                )));
+            }
+            let caught_up = m.last_applied.is_some_and(|a| {
+                a.leader_id.term == m.current_term && Some(a.index) == m.last_log_index
+            });
+            if caught_up {
+                return Ok(Stamp {
+                    term: m.current_term,
+                    node: self.id.me,
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::ReadOnlyReplica(format!(
+                    "node {} leads term {} but has not yet applied its log",
+                    self.id.me, m.current_term
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn replicate(
+        &self,
+        stamp: Stamp,
+        payloads: Vec<Vec<u8>>,
+    ) -> hindsight_storage::Result<Outcome> {
+        let req = Request::Data {
+            stamp: (stamp.term, stamp.node),
+            payloads,
+        };
+        match self.propose(req)? {
+            Response::Applied => Ok(Outcome::Applied),
+            Response::Stale => Ok(Outcome::Stale),
+            Response::None => Err(Error::OutcomeUnknown(
+                "the replicated log answered a commit with no outcome".into(),
+            )),
+        }
+    }
+}
