@@ -46,7 +46,11 @@ start() {
   done
   echo "server did not become ready"; exit 1
 }
-stop() { [ -n "$PID" ] && { kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; }; }
+stop() {
+  if [ -n "$PID" ]; then
+    kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""
+  fi
+}
 trap stop EXIT
 put() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$RES"; echo "$1 $2 $3"; }
 
