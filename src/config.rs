@@ -4,6 +4,7 @@
 //! Invariant: the defaults alone give a usable embedded server (loopback listener,
 //! `./hindsight-data`, fsync before acknowledging, trust only for loopback peers).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,11 +35,39 @@ pub struct Cli {
     #[arg(long, env = "HINDSIGHT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Address of the HTTP endpoint: Prometheus metrics (GET /metrics) and health
-    /// (GET /health: 200 while the engine accepts writes, 503 once it stopped); "off" disables it
-    /// [default: 127.0.0.1:9433].
-    #[arg(long, env = "HINDSIGHT_METRICS_LISTEN", value_name = "ADDR|off")]
-    pub metrics_listen: Option<String>,
+    /// Address of the HTTP endpoint: Prometheus metrics (GET /metrics), health
+    /// (GET /health: 200 while the engine accepts writes, 503 once it stopped) and, for
+    /// load balancers, GET /primary (200 on the node that takes writes: the leader or
+    /// a single node) and GET /replica (200 on a follower that knows a live leader);
+    /// "off" disables it. Also --metrics-listen [default: 127.0.0.1:9433].
+    #[arg(
+        long,
+        alias = "metrics-listen",
+        env = "HINDSIGHT_HTTP_LISTEN",
+        value_name = "ADDR|off"
+    )]
+    pub http_listen: Option<String>,
+
+    /// This node's id in a replicated cluster (a positive integer, one of --peers).
+    /// Needs --peers.
+    #[arg(long, env = "HINDSIGHT_NODE_ID", value_name = "N", requires = "peers")]
+    pub node_id: Option<u64>,
+
+    /// Run replicated: every voter's Raft address by node id, the same list on every
+    /// node, e.g. 1=10.0.0.1:7101,2=10.0.0.2:7101,3=10.0.0.3:7101. On first start the
+    /// nodes form the cluster once a majority is reachable; a restart with the same
+    /// flags rejoins. Without it the server is a single node. Needs --node-id.
+    #[arg(
+        long,
+        env = "HINDSIGHT_PEERS",
+        value_name = "ID=HOST:PORT,...",
+        requires = "node_id"
+    )]
+    pub peers: Option<String>,
+
+    /// Where to serve Raft [default: this node's --peers entry].
+    #[arg(long, env = "HINDSIGHT_RAFT_LISTEN", value_name = "ADDR")]
+    pub raft_listen: Option<String>,
 
     /// Maximum concurrent client connections; more are refused with SQLSTATE 53300
     /// [default: 100].
@@ -139,7 +168,9 @@ pub struct Cli {
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
-    metrics_listen: Option<String>,
+    #[serde(alias = "metrics_listen")]
+    http_listen: Option<String>,
+    cluster: Option<ClusterFile>,
     max_connections: Option<usize>,
     query_memory_limit: Option<String>,
     statement_timeout: Option<String>,
@@ -158,6 +189,29 @@ struct FileConfig {
     log_format: Option<String>,
 }
 
+/// `[cluster]` in the TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    node_id: Option<u64>,
+    peers: Option<String>,
+    raft_listen: Option<String>,
+    heartbeat: Option<String>,
+    election_timeout: Option<String>,
+    commit_timeout: Option<String>,
+}
+
+/// A replicated node's settings (`--node-id`, `--peers`, `[cluster]`).
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub node_id: u64,
+    pub peers: BTreeMap<u64, String>,
+    pub raft_listen: Option<String>,
+    pub heartbeat: Duration,
+    pub election_timeout: (Duration, Duration),
+    pub commit_timeout: Duration,
+}
+
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct UserEntry {
@@ -170,7 +224,8 @@ struct UserEntry {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub metrics_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub cluster: Option<ClusterSettings>,
     pub max_connections: usize,
     pub query_memory_limit: usize,
     pub statement_timeout: Duration,
@@ -227,6 +282,46 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     })
 }
 
+/// `--node-id`/`--peers` over `[cluster]`; `None` for a single node.
+fn resolve_cluster(cli: &Cli, file: ClusterFile) -> Result<Option<ClusterSettings>> {
+    let node_id = cli.node_id.or(file.node_id);
+    let peers = cli.peers.clone().or(file.peers);
+    let (node_id, peers) = match (node_id, peers) {
+        (None, None) => return Ok(None),
+        (Some(n), Some(p)) => (n, p),
+        (None, Some(_)) => bail!("--peers needs --node-id (this node's id among the peers)"),
+        (Some(_), None) => bail!("--node-id needs --peers (every voter's Raft address)"),
+    };
+    let peers = hindsight_replication::parse_peers(&peers).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !peers.contains_key(&node_id) {
+        bail!(
+            "--node-id {node_id} is not among --peers ({})",
+            peers
+                .keys()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let duration = |v: Option<String>, default: Duration| match v {
+        Some(s) => parse_duration(&s),
+        None => Ok(default),
+    };
+    let heartbeat = duration(file.heartbeat, Duration::from_millis(100))?;
+    let election_min = duration(file.election_timeout, Duration::from_millis(600))?;
+    if election_min <= heartbeat * 3 {
+        bail!("[cluster] election_timeout must exceed three heartbeats");
+    }
+    Ok(Some(ClusterSettings {
+        node_id,
+        peers,
+        raft_listen: cli.raft_listen.clone().or(file.raft_listen),
+        heartbeat,
+        election_timeout: (election_min, election_min * 2),
+        commit_timeout: duration(file.commit_timeout, Duration::from_secs(10))?,
+    }))
+}
+
 /// CPUs this process may use (2 if unknown).
 fn cpu_count() -> usize {
     std::thread::available_parallelism()
@@ -264,19 +359,20 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        let metrics = cli
-            .metrics_listen
-            .or(file.metrics_listen)
+        let http = cli
+            .http_listen
+            .clone()
+            .or(file.http_listen)
             .unwrap_or_else(|| "127.0.0.1:9433".into());
-        let metrics_listen = if metrics.eq_ignore_ascii_case("off") {
+        let http_listen = if http.eq_ignore_ascii_case("off") {
             None
         } else {
             Some(
-                metrics
-                    .parse()
-                    .with_context(|| format!("invalid metrics address \"{metrics}\""))?,
+                http.parse()
+                    .with_context(|| format!("invalid HTTP address \"{http}\""))?,
             )
         };
+        let cluster = resolve_cluster(&cli, file.cluster.unwrap_or_default())?;
         let mut users = Vec::new();
         for u in &cli.users {
             let (name, password) = u
@@ -320,7 +416,8 @@ impl Config {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("hindsight-data")),
-            metrics_listen,
+            http_listen,
+            cluster,
             max_connections: cli.max_connections.or(file.max_connections).unwrap_or(100),
             query_memory_limit: match cli.query_memory_limit.or(file.query_memory_limit) {
                 Some(s) => parse_bytes(&s)?,
@@ -357,8 +454,14 @@ impl Config {
         })
     }
 
-    /// Refuse configurations that would expose data without authentication.
+    /// Refuse configurations that would expose data without authentication, and a
+    /// cluster member that would acknowledge writes before they are durable.
     pub fn check_safety(&self) -> Result<()> {
+        if self.cluster.is_some() && self.sync != hindsight_storage::SyncPolicy::Always {
+            bail!(
+                "a cluster member makes every commit durable on a majority: only --fsync always is allowed with --peers"
+            );
+        }
         if !self.listen.ip().is_loopback() && self.users.is_empty() && !self.insecure_trust_remote {
             bail!(
                 "refusing to serve {} without authentication: add a user (--user NAME:PASSWORD) \
@@ -429,5 +532,54 @@ mod tests {
         assert_eq!(c.users, vec![("a".to_string(), "b".to_string())]);
         assert!(matches!(c.sync, hindsight_storage::SyncPolicy::Never));
         assert_eq!(c.worker_threads, 3);
+    }
+
+    #[test]
+    fn cluster_flags_and_file_resolve_and_refuse_half_settings() {
+        let cli = Cli {
+            node_id: Some(2),
+            peers: Some("1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103".into()),
+            ..Cli::default()
+        };
+        let c = Config::resolve(cli).unwrap();
+        let cl = c.cluster.as_ref().unwrap();
+        assert_eq!((cl.node_id, cl.peers.len()), (2, 3));
+        assert_eq!(cl.election_timeout.1, Duration::from_millis(1200));
+        assert!(c.check_safety().is_ok());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(
+            &path,
+            "http_listen = \"off\"\nfsync = \"never\"\n[cluster]\nnode_id = 1\npeers = \"1=h:1,2=h:2,3=h:3\"\ncommit_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(Cli {
+            config: Some(path),
+            ..Cli::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.cluster.as_ref().unwrap().commit_timeout,
+            Duration::from_secs(5)
+        );
+        assert!(c.http_listen.is_none());
+        assert!(
+            c.check_safety().is_err(),
+            "fsync never refused in a cluster"
+        );
+
+        for (node_id, peers) in [
+            (Some(4), Some("1=h:1,2=h:2")),
+            (Some(1), None),
+            (None, Some("1=h:1")),
+        ] {
+            let cli = Cli {
+                node_id,
+                peers: peers.map(str::to_string),
+                ..Cli::default()
+            };
+            assert!(Config::resolve(cli).is_err(), "{node_id:?} {peers:?}");
+        }
     }
 }

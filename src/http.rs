@@ -3,7 +3,10 @@
 //! storage engine's statistics (WAL, flush, compaction, levels, stalls, bloom
 //! filter) — and `GET /health`: 200 while the engine accepts writes, 503 with the
 //! reason once it has stopped (a WAL or manifest failure), so a load balancer or an
-//! orchestrator can see it.
+//! orchestrator can see it. For load balancers in front of a cluster:
+//! `GET /primary` is 200 on the node that takes writes (the leader, or a single
+//! node), else 503; `GET /replica` is 200 on a follower or learner that knows a live
+//! leader, else 503.
 //!
 //! Requests are parsed by hyper, so a request split across packets, keep-alive and
 //! pipelining work; a client has 5 seconds to send its headers. Other paths get
@@ -15,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hindsight_storage::{Db, Stats};
+use hindsight_storage::{Db, RoleKind, Stats};
 use hindsight_wire::{Metrics, write_header, write_metric};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -70,7 +73,7 @@ pub async fn spawn(addr: SocketAddr, metrics: Arc<Metrics>, db: Db) -> std::io::
 
 fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    let known = matches!(path, "/" | "/metrics" | "/health");
+    let known = matches!(path, "/" | "/metrics" | "/health" | "/primary" | "/replica");
     match (req.method(), path) {
         (&Method::GET, "/" | "/metrics") => text(
             StatusCode::OK,
@@ -85,6 +88,42 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 format!("{e}\n"),
             ),
         },
+        (&Method::GET, "/primary") => {
+            let role = state.db.role();
+            match role.takes_writes() && state.db.health().is_ok() {
+                true => text(
+                    StatusCode::OK,
+                    "text/plain",
+                    format!("{}\n", role.kind.name()),
+                ),
+                false => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("{}\n", role.standby_reason()),
+                ),
+            }
+        }
+        (&Method::GET, "/replica") => {
+            let role = state.db.role();
+            // A follower that knows its leader and where clients reach it.
+            let follows = matches!(role.kind, RoleKind::Follower | RoleKind::Learner)
+                && role
+                    .leader
+                    .as_ref()
+                    .is_some_and(|(l, pg)| *l != role.node && pg.is_some());
+            match follows && state.db.health().is_ok() {
+                true => text(
+                    StatusCode::OK,
+                    "text/plain",
+                    format!("{}\n", role.kind.name()),
+                ),
+                false => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("not a replica following a leader: {}\n", role.kind.name()),
+                ),
+            }
+        }
         _ if known => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",

@@ -9,17 +9,21 @@
 mod config;
 mod http;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use hindsight_sql::{Engine, EngineOptions};
-use hindsight_storage::{Db, Options};
+use std::time::Duration;
+
+use hindsight_replication::{Cluster, ClusterConfig};
+use hindsight_storage::{Db, Options, RoleKind};
 use hindsight_wire::tokio_rustls::rustls;
 use hindsight_wire::{AuthConfig, Server, WireConfig};
 use tokio::net::TcpListener;
 
-use crate::config::{Cli, Config};
+use crate::config::{Cli, ClusterSettings, Config};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -66,7 +70,13 @@ fn runtime(workers: usize, name: &str) -> std::io::Result<tokio::runtime::Runtim
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+    // openraft narrates every vote and append at info; keep its warnings only
+    // unless the filter names it.
+    let mut directives = config.log.clone();
+    if !directives.contains("openraft") {
+        directives.push_str(",openraft=warn");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -105,21 +115,76 @@ fn load_tls(
     )))
 }
 
-async fn run(config: Config, query_runtime: tokio::runtime::Handle) -> Result<()> {
+/// Open the engine; on a cluster member also join the Raft group (the engine is then
+/// at the cluster's committed state before any client connects).
+async fn open_engine(config: &Config, pg: SocketAddr) -> Result<(Db, Option<Cluster>)> {
     let data_dir = config.data_dir.clone();
-    let sync = config.sync;
-    let db = tokio::task::spawn_blocking(move || {
-        Db::open(
-            &data_dir,
-            Options {
-                sync,
-                ..Options::default()
-            },
-        )
+    let opts = Options {
+        sync: config.sync,
+        ..Options::default()
+    };
+    let replicated = config.cluster.is_some();
+    let db = tokio::task::spawn_blocking(move || match replicated {
+        true => Db::open_replicated(&data_dir, opts),
+        false => Db::open(&data_dir, opts),
     })
     .await
     .context("opening the database")?
     .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
+    let Some(c) = &config.cluster else {
+        return Ok((db, None));
+    };
+    let mut cfg = ClusterConfig::new(c.node_id, c.peers.clone(), advertised_pg(pg, c));
+    cfg.raft_listen = c.raft_listen.clone();
+    cfg.heartbeat = c.heartbeat;
+    (cfg.election_timeout_min, cfg.election_timeout_max) = c.election_timeout;
+    cfg.commit_timeout = c.commit_timeout;
+    let cluster = Cluster::start(db.clone(), cfg, Duration::from_secs(60))
+        .await
+        .with_context(|| format!("starting node {} of the cluster", c.node_id))?;
+    Ok((db, Some(cluster)))
+}
+
+/// The Postgres address other nodes name when they refuse a write: the bound
+/// address, or with an unspecified IP (0.0.0.0) this node's Raft host.
+fn advertised_pg(pg: SocketAddr, c: &ClusterSettings) -> String {
+    let port = pg.port();
+    if !pg.ip().is_unspecified() {
+        return pg.to_string();
+    }
+    let host = c
+        .peers
+        .get(&c.node_id)
+        .and_then(|a| a.rsplit_once(':'))
+        .map_or("localhost", |(h, _)| h);
+    format!("{host}:{port}")
+}
+
+/// End the client sessions each time this node stops leading (57P01), so pools
+/// reconnect and find the new leader.
+fn end_sessions_on_demotion(cluster: &Cluster, shared: Arc<hindsight_wire::Shared>) {
+    let mut roles = cluster.role_changes();
+    tokio::spawn(async move {
+        let mut leading = roles.borrow_and_update().kind == RoleKind::Leader;
+        while roles.changed().await.is_ok() {
+            let now = roles.borrow_and_update().kind == RoleKind::Leader;
+            if leading && !now {
+                tracing::info!("no longer the leader: ending client sessions (57P01)");
+                shared.end_leader_sessions();
+            }
+            leading = now;
+        }
+    });
+}
+
+async fn run(config: Config, query_runtime: tokio::runtime::Handle) -> Result<()> {
+    // Bound first so a cluster member can name its real Postgres address; clients
+    // that connect before the engine is ready wait in the backlog.
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let (db, cluster) = open_engine(&config, local).await?;
     let engine = Engine::new(
         db.clone(),
         EngineOptions {
@@ -152,11 +217,10 @@ async fn run(config: Config, query_runtime: tokio::runtime::Handle) -> Result<()
             ..WireConfig::default()
         },
     );
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    let local = listener.local_addr()?;
-    if let Some(addr) = config.metrics_listen {
+    if let Some(c) = &cluster {
+        end_sessions_on_demotion(c, server.shared());
+    }
+    if let Some(addr) = config.http_listen {
         let metrics = http::spawn(addr, server.metrics(), db.clone())
             .await
             .with_context(|| format!("metrics endpoint on {addr}"))?;
@@ -170,6 +234,10 @@ async fn run(config: Config, query_runtime: tokio::runtime::Handle) -> Result<()
         "hindsight is ready to accept connections"
     );
     server.serve(listener, shutdown_signal()).await?;
+    if let Some(c) = cluster {
+        tracing::info!("connections drained; leaving the cluster");
+        c.shutdown().await;
+    }
     tracing::info!("connections drained; making the WAL durable");
     tokio::task::spawn_blocking(move || db.shutdown())
         .await

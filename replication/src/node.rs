@@ -20,6 +20,7 @@ use hindsight_storage::raftlog::{RaftLog, RaftLogOptions};
 use hindsight_storage::{Db, Replicate, Role};
 use openraft::{Config, SnapshotPolicy};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::error::{ReplError, ReplResult};
 use crate::logstore::LogStore;
@@ -153,6 +154,7 @@ pub struct Cluster {
     runtime: Option<tokio::runtime::Runtime>,
     raft: Raft,
     proposer: Arc<Proposer>,
+    roles: watch::Receiver<Role>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -241,7 +243,12 @@ impl Cluster {
             status,
         ));
         handle.spawn(poll_status(id.clone(), Arc::downgrade(&proposer)));
-        handle.spawn(log_role_changes(raft.clone(), me));
+        let (roles_tx, roles) = watch::channel(proposer.role());
+        handle.spawn(watch_roles(
+            raft.clone(),
+            Arc::downgrade(&proposer),
+            roles_tx,
+        ));
         if empty {
             let voters: BTreeSet<NodeId> = cfg.peers.keys().copied().collect();
             let r = raft.clone();
@@ -274,6 +281,7 @@ impl Cluster {
             runtime: Some(runtime),
             raft,
             proposer,
+            roles,
         })
     }
 
@@ -282,9 +290,9 @@ impl Cluster {
         self.proposer.role()
     }
 
-    /// A receiver that changes whenever openraft's metrics do (role, term, log).
-    pub fn changes(&self) -> tokio::sync::watch::Receiver<crate::types::Metrics> {
-        self.raft.metrics()
+    /// This node's role, updated on every change of role, leader or term.
+    pub fn role_changes(&self) -> watch::Receiver<Role> {
+        self.roles.clone()
     }
 
     /// Stop Raft (the engine stays open; the caller closes it).
@@ -350,8 +358,8 @@ async fn poll_status(id: Arc<Identity>, proposer: Weak<Proposer>) {
     }
 }
 
-/// Log every change of role, leader or term at info level.
-async fn log_role_changes(raft: Raft, me: NodeId) {
+/// Log every change of role, leader or term at info level and publish it.
+async fn watch_roles(raft: Raft, proposer: Weak<Proposer>, roles: watch::Sender<Role>) {
     let mut rx = raft.metrics();
     let mut last = None;
     loop {
@@ -360,13 +368,16 @@ async fn log_role_changes(raft: Raft, me: NodeId) {
             (m.state, m.current_leader, m.current_term)
         };
         if last != Some(now) {
+            let Some(p) = proposer.upgrade() else { return };
+            let role = p.role();
             tracing::info!(
-                node = me,
-                role = ?now.0,
+                node = role.node,
+                role = role.kind.name(),
                 leader = ?now.1,
                 term = now.2,
                 "raft role"
             );
+            roles.send_replace(role);
             last = Some(now);
         }
         if rx.changed().await.is_err() {

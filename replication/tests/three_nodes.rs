@@ -2,6 +2,7 @@
 //! and Raft log: the cluster forms by itself, a write through the leader is on
 //! every replica, followers refuse writes naming the leader, a new leader takes
 //! over when the old one stops, and the old one catches up after a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

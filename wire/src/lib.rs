@@ -30,7 +30,7 @@ pub mod types;
 
 pub use auth::AuthConfig;
 pub use metrics::{Metrics, write_header, write_metric};
-pub use server::{Server, WireConfig};
+pub use server::{Server, Shared, WireConfig};
 
 /// TLS configuration types (rustls, as pgwire uses it).
 pub use pgwire::tokio::tokio_rustls;

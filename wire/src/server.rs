@@ -40,6 +40,12 @@ impl Server {
         self.shared.metrics.clone()
     }
 
+    /// The connections' shared state (to end sessions when leadership is lost:
+    /// [`Shared::end_leader_sessions`]).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// Serve connections from `listener` until `stop` resolves, then drain.
     pub async fn serve(
         &self,

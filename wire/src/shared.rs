@@ -8,7 +8,7 @@
 //! lives; a cancel needs both the pid and its secret.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::task::AtomicWaker;
@@ -80,6 +80,9 @@ pub struct Shared {
     /// Set once at shutdown; sessions check it before each wait for a message.
     stopping: AtomicBool,
     sessions: Mutex<HashMap<i32, (i32, Arc<CancelSignal>)>>,
+    /// Bumped each time this node stops leading its cluster: sessions registered
+    /// under an older value end with 57P01 before their next statement.
+    leadership_epoch: AtomicU64,
     next_pid: AtomicI32,
     open: AtomicUsize,
 }
@@ -99,6 +102,8 @@ pub struct Registration {
     pub pid: i32,
     pub secret: i32,
     pub cancel: Arc<CancelSignal>,
+    /// The leadership epoch the session started in.
+    pub epoch: u64,
 }
 
 impl Drop for Registration {
@@ -135,6 +140,7 @@ impl Shared {
             metrics: Arc::new(Metrics::default()),
             stopping: AtomicBool::new(false),
             sessions: Mutex::new(HashMap::new()),
+            leadership_epoch: AtomicU64::new(0),
             next_pid: AtomicI32::new(std::process::id() as i32 % 100_000 * 10_000 + 1),
             open: AtomicUsize::new(0),
         }
@@ -162,6 +168,7 @@ impl Shared {
             pid,
             secret,
             cancel,
+            epoch: self.leadership_epoch.load(Ordering::Acquire),
         }
     }
 
@@ -177,6 +184,21 @@ impl Shared {
         if let Ok(s) = self.sessions.lock() {
             s.values().for_each(|(_, signal)| signal.wake_idle());
         }
+    }
+
+    /// This node stopped leading its cluster: every current session ends with 57P01
+    /// before its next statement (idle ones at once), so pools reconnect and find
+    /// the new leader. Statements running now finish and are answered first.
+    pub fn end_leader_sessions(&self) {
+        self.leadership_epoch.fetch_add(1, Ordering::AcqRel);
+        if let Ok(s) = self.sessions.lock() {
+            s.values().for_each(|(_, signal)| signal.wake_idle());
+        }
+    }
+
+    /// Whether the node stopped leading since `epoch`.
+    pub(crate) fn demoted_since(&self, epoch: u64) -> bool {
+        self.leadership_epoch.load(Ordering::Acquire) != epoch
     }
 
     /// The shutdown grace period is over: interrupt every running statement.

@@ -73,6 +73,8 @@ pub enum ProtocolError {
     IdleTimeout,
     #[error("terminating connection because the server is shutting down")]
     AdminShutdown,
+    #[error("terminating connection: this node is no longer the leader")]
+    NoLongerLeader,
 }
 
 impl ProtocolError {
@@ -89,7 +91,7 @@ impl ProtocolError {
             ProtocolError::AuthRequired(_) => "28000",
             ProtocolError::InvalidParameter(_) => "22P02",
             ProtocolError::IdleTimeout => "57P05",
-            ProtocolError::AdminShutdown => "57P01",
+            ProtocolError::AdminShutdown | ProtocolError::NoLongerLeader => "57P01",
         }
     }
 
@@ -104,6 +106,7 @@ impl ProtocolError {
                 | ProtocolError::AuthRequired(_)
                 | ProtocolError::IdleTimeout
                 | ProtocolError::AdminShutdown
+                | ProtocolError::NoLongerLeader
         )
     }
 }

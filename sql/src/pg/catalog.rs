@@ -147,7 +147,7 @@ pub(crate) fn install(state: SessionState, db: &Db) -> Result<SessionState> {
         list: ctx.state().catalog_list().clone(),
     };
     let static_tables = Arc::new(PgCatalogStaticTables::try_new()?);
-    for f in crate::pg::functions::functions(static_tables.pg_type.data()) {
+    for f in crate::pg::functions::functions(static_tables.pg_type.data(), db) {
         ctx.register_udf(f);
     }
     let pg_catalog =

@@ -1,7 +1,7 @@
 //! PostgreSQL functions clients call that DataFusion and `datafusion-pg-catalog` do
 //! not provide (or provide in a form drivers cannot parse): `version()`,
 //! `to_regtype(text)`, `pg_get_serial_sequence(table, column)`,
-//! `pg_collation_is_visible(oid)`, `pg_size_pretty(bigint)` and
+//! `pg_collation_is_visible(oid)`, `pg_size_pretty(bigint)`, `pg_is_in_recovery()` and
 //! `json_build_object(k, v, ...)`.
 //!
 //! Invariant: each answers what PostgreSQL would for Hindsight's database (for example
@@ -20,13 +20,16 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
 };
 
+use hindsight_storage::Db;
+
 use crate::settings::DEFAULT_SETTINGS;
 
 /// Every function of this module, ready to register; `pg_type` is PostgreSQL's type
 /// catalog (for `to_regtype`).
-pub(crate) fn functions(pg_type: &[RecordBatch]) -> Vec<ScalarUDF> {
+pub(crate) fn functions(pg_type: &[RecordBatch], db: &Db) -> Vec<ScalarUDF> {
     vec![
         version_udf(),
+        in_recovery_udf(db.clone()),
         to_regtype_udf(type_oids(pg_type)),
         no_serial_sequence_udf(),
         collation_is_visible_udf(),
@@ -209,6 +212,21 @@ fn size_pretty_udf() -> ScalarUDF {
                 .ok_or_else(|| DataFusionError::Plan("pg_size_pretty expects bigint".into()))?;
             let out: StringArray = sizes.iter().map(|v| v.map(size_pretty)).collect();
             Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    )
+}
+
+/// `pg_is_in_recovery()`: true on a cluster follower (a hot standby), false on
+/// the leader and on a single node. Volatile: the role changes at failover.
+fn in_recovery_udf(db: Db) -> ScalarUDF {
+    create_udf(
+        "pg_is_in_recovery",
+        vec![],
+        DataType::Boolean,
+        Volatility::Volatile,
+        Arc::new(move |_args: &[ColumnarValue]| {
+            let standby = !db.role().takes_writes();
+            Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(standby))))
         }),
     )
 }

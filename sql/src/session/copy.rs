@@ -318,6 +318,7 @@ impl Session {
     /// Open a COPY FROM into `table`; `columns` empty means all, in table order.
     pub fn copy_in(&self, table: &str, columns: &[String]) -> Result<CopyIn> {
         self.check_not_failed()?;
+        self.check_writable("COPY FROM")?;
         let def = self.engine.db().table(table)?;
         let targets = if columns.is_empty() {
             (0..def.columns.len()).collect()

@@ -51,6 +51,9 @@ impl Session {
     }
 
     async fn dispatch(&mut self, stmt: Statement, params: Vec<ScalarValue>) -> Result<Output> {
+        if let Some(what) = write_command(&stmt) {
+            self.check_writable(what)?;
+        }
         match stmt {
             Statement::StartTransaction { .. } => {
                 if let Txn::Idle = self.txn {
@@ -149,6 +152,22 @@ impl Session {
         Ok(Output::command("VACUUM"))
     }
 
+    /// Refuse a write on a node that does not take them (a cluster follower), as
+    /// PostgreSQL's hot standby does: SQLSTATE 25006, naming the leader.
+    pub(crate) fn check_writable(&self, what: &str) -> Result<()> {
+        let role = self.engine.db().role();
+        if role.takes_writes() {
+            return Ok(());
+        }
+        Err(SqlError::new(
+            ErrorKind::ReadOnly,
+            format!(
+                "cannot execute {what} in a read-only transaction: {}",
+                role.standby_reason()
+            ),
+        ))
+    }
+
     /// Plan a statement with DataFusion (catalog, relation planner, as-of join).
     pub(crate) async fn plan(&self, stmt: Statement) -> Result<LogicalPlan> {
         Ok(self
@@ -191,4 +210,17 @@ impl Session {
 
 fn first_words(s: &str) -> String {
     s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// The command a statement writes with, if it writes (for the standby check).
+fn write_command(stmt: &Statement) -> Option<&'static str> {
+    Some(match stmt {
+        Statement::Insert(_) => "INSERT",
+        Statement::Update(_) => "UPDATE",
+        Statement::Delete(_) => "DELETE",
+        Statement::CreateTable(_) => "CREATE TABLE",
+        Statement::Drop { .. } => "DROP",
+        Statement::AlterTable(_) => "ALTER TABLE",
+        _ => return None,
+    })
 }

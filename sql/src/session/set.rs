@@ -130,6 +130,19 @@ impl Session {
         self.statement_timeout_ms
     }
 
+    /// A setting's value now: the ones that follow this node's cluster role
+    /// (`transaction_read_only`, `default_transaction_read_only`, `in_hot_standby`:
+    /// on for a standby) and the session's settings.
+    pub(crate) fn setting_now(&self, key: &str) -> Option<String> {
+        match key {
+            "transaction_read_only" | "default_transaction_read_only" | "in_hot_standby" => {
+                let standby = !self.engine.db().role().takes_writes();
+                Some(if standby { "on" } else { "off" }.to_string())
+            }
+            _ => self.settings.get(key).cloned(),
+        }
+    }
+
     pub(super) async fn show(&mut self, variable: &[sqlparser::ast::Ident]) -> Result<Output> {
         let name = variable
             .iter()
@@ -147,8 +160,8 @@ impl Session {
                 "transaction isolation level" => "transaction_isolation".to_string(),
                 _ => name.clone(),
             };
-            match self.settings.get(&key) {
-                Some(v) => (vec![key], vec![v.clone()]),
+            match self.setting_now(&key) {
+                Some(v) => (vec![key], vec![v]),
                 None => {
                     return Err(SqlError::new(
                         ErrorKind::UndefinedObject,

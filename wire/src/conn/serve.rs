@@ -108,6 +108,9 @@ impl Connection {
                 Next::Shutdown => {
                     return fatal(&mut self.socket, ProtocolError::AdminShutdown).await;
                 }
+                Next::Demoted => {
+                    return fatal(&mut self.socket, ProtocolError::NoLongerLeader).await;
+                }
                 Next::Frame(None) => return Ok(()),
                 Next::Frame(Some(f)) => f?,
             };
@@ -150,10 +153,14 @@ impl Connection {
     /// session finishing a statement at shutdown stops before its next one).
     pub(super) async fn next_message(&mut self) -> Next {
         let (signal, shared, socket) = (&self.reg.cancel, &self.shared, &mut self.socket);
+        let epoch = self.reg.epoch;
         std::future::poll_fn(|cx| {
             signal.register_idle(cx.waker());
             if shared.stopping() {
                 return std::task::Poll::Ready(Next::Shutdown);
+            }
+            if shared.demoted_since(epoch) {
+                return std::task::Poll::Ready(Next::Demoted);
             }
             socket.poll_next_unpin(cx).map(Next::Frame)
         })

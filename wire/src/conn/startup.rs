@@ -63,6 +63,10 @@ impl Connection {
 
     pub(super) async fn send_startup_reply(&mut self, user: &str) -> std::io::Result<()> {
         let setting = |s: &Session, k: &str, d: &str| s.setting(k).unwrap_or(d).to_string();
+        // A cluster follower is a hot standby: libpq's target_session_attrs and
+        // pgjdbc's targetServerType read these two.
+        let standby = !self.shared.engine.db().role().takes_writes();
+        let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
         let params = [
             (
                 "server_version",
@@ -81,8 +85,8 @@ impl Connection {
                 "application_name",
                 setting(&self.session, "application_name", ""),
             ),
-            ("in_hot_standby", "off".to_string()),
-            ("default_transaction_read_only", "off".to_string()),
+            ("in_hot_standby", on_off(standby)),
+            ("default_transaction_read_only", on_off(standby)),
         ];
         self.socket
             .feed(B::Authentication(Authentication::Ok).into())

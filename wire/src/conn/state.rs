@@ -96,6 +96,8 @@ impl Stmt {
 pub(super) enum Next {
     Frame(Option<std::io::Result<Frame>>),
     Shutdown,
+    /// This node stopped leading its cluster since the session started.
+    Demoted,
 }
 
 pub(super) enum PortalState {

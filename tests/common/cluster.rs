@@ -1,0 +1,191 @@
+//! Three real `hindsight` processes on loopback forming one Raft group, with the
+//! operator contract's flags, for end-to-end replication tests. The harness only
+//! signals its own children (SIGKILL, SIGSTOP/SIGCONT, restart on the same dir).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Member {
+    pub id: u64,
+    pub pg: u16,
+    pub http: u16,
+    pub dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    peers: String,
+    _root: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Start `n` members and wait until each serves SQL.
+    pub fn start(n: u64) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        let peers = (1..=n)
+            .map(|i| format!("{i}=127.0.0.1:{}", free_port()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = (1..=n)
+            .map(|id| Member {
+                id,
+                pg: free_port(),
+                http: free_port(),
+                dir: root.path().join(format!("node{id}")),
+                child: None,
+            })
+            .collect();
+        let mut c = Cluster {
+            members,
+            peers,
+            _root: root,
+        };
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel()).unzip();
+        for (i, tx) in txs.into_iter().enumerate() {
+            c.spawn(i, tx);
+        }
+        for rx in rxs {
+            rx.recv_timeout(Duration::from_secs(90))
+                .expect("member did not become ready");
+        }
+        c
+    }
+
+    fn spawn(&mut self, i: usize, ready: mpsc::Sender<()>) {
+        let m = &mut self.members[i];
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hindsight"))
+            .args(["--node-id", &m.id.to_string(), "--peers", &self.peers])
+            .args(["--listen", &format!("127.0.0.1:{}", m.pg)])
+            .args(["--http-listen", &format!("127.0.0.1:{}", m.http)])
+            .arg("--data-dir")
+            .arg(&m.dir)
+            .env("HINDSIGHT_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start hindsight");
+        let stderr = child.stderr.take().unwrap();
+        let id = m.id;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("ready to accept connections") {
+                    let _ = ready.send(());
+                }
+                if std::env::var_os("HINDSIGHT_TEST_LOG").is_some() {
+                    eprintln!("[node {id}] {line}");
+                }
+            }
+        });
+        m.child = Some(child);
+    }
+
+    pub fn member(&self, id: u64) -> &Member {
+        self.members.iter().find(|m| m.id == id).unwrap()
+    }
+
+    /// The one member whose /primary answers 200, waiting up to `within`.
+    pub fn leader(&self, within: Duration) -> u64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let up: Vec<u64> = self
+                .members
+                .iter()
+                .filter(|m| m.child.is_some() && m.http_status("/primary") == Some(200))
+                .map(|m| m.id)
+                .collect();
+            if let [one] = up[..] {
+                return one;
+            }
+            assert!(Instant::now() < deadline, "no single leader: {up:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self, id: u64) {
+        let m = self.members.iter_mut().find(|m| m.id == id).unwrap();
+        if let Some(mut c) = m.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, id: u64, sig: &str) {
+        let m = self.member(id);
+        let pid = m.child.as_ref().unwrap().id();
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// Restart a killed member on its data directory with the same flags.
+    pub fn restart(&mut self, id: u64) {
+        let i = self.members.iter().position(|m| m.id == id).unwrap();
+        let (tx, rx) = mpsc::channel();
+        self.spawn(i, tx);
+        rx.recv_timeout(Duration::from_secs(90))
+            .expect("restarted member did not become ready");
+    }
+
+    /// A libpq multi-host connection string over every member.
+    pub fn multi_host(&self, attrs: &str) -> String {
+        let hosts = self
+            .members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.pg))
+            .collect::<Vec<_>>()
+            .join(",");
+        format!(
+            "postgresql://test@{hosts}/hindsight?target_session_attrs={attrs}&connect_timeout=2"
+        )
+    }
+}
+
+impl Member {
+    pub fn url(&self) -> String {
+        format!("host=127.0.0.1 port={} user=test dbname=hindsight", self.pg)
+    }
+
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    /// The status code of `GET path` on the HTTP endpoint (None if unreachable).
+    pub fn http_status(&self, path: &str) -> Option<u16> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
