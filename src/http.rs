@@ -6,7 +6,8 @@
 //! orchestrator can see it. For load balancers in front of a cluster:
 //! `GET /primary` is 200 on the node that takes writes (the leader, or a single
 //! node), else 503; `GET /replica` is 200 on a follower or learner that knows a live
-//! leader, else 503.
+//! leader, else 503. A cluster member adds its Raft figures (`hindsight_raft_*`:
+//! term, role, leader changes, commit latency, per-follower lag) to `/metrics`.
 //!
 //! Requests are parsed by hyper, so a request split across packets, keep-alive and
 //! pipelining work; a client has 5 seconds to send its headers. Other paths get
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hindsight_replication::{COMMIT_BUCKETS, FigureSource, Figures};
 use hindsight_storage::{Db, RoleKind, Stats};
 use hindsight_wire::{Metrics, write_header, write_metric};
 use http_body_util::Full;
@@ -33,13 +35,20 @@ use tokio::net::TcpListener;
 struct State {
     metrics: Arc<Metrics>,
     db: Db,
+    /// A cluster member's Raft figures.
+    raft: Option<FigureSource>,
 }
 
 /// Bind and serve in the background; returns the bound address.
-pub async fn spawn(addr: SocketAddr, metrics: Arc<Metrics>, db: Db) -> std::io::Result<SocketAddr> {
+pub async fn spawn(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    db: Db,
+    raft: Option<FigureSource>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let state = Arc::new(State { metrics, db });
+    let state = Arc::new(State { metrics, db, raft });
     tokio::spawn(async move {
         loop {
             let sock = match listener.accept().await {
@@ -75,11 +84,9 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let known = matches!(path, "/" | "/metrics" | "/health" | "/primary" | "/replica");
     match (req.method(), path) {
-        (&Method::GET, "/" | "/metrics") => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            render(&state.metrics, &state.db),
-        ),
+        (&Method::GET, "/" | "/metrics") => {
+            text(StatusCode::OK, "text/plain; version=0.0.4", render(state))
+        }
         (&Method::GET, "/health") => match state.db.health() {
             Ok(()) => text(StatusCode::OK, "text/plain", "ok\n".into()),
             Err(e) => text(
@@ -141,10 +148,13 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     r
 }
 
-fn render(metrics: &Metrics, db: &Db) -> String {
+fn render(state: &State) -> String {
     let mut out = String::new();
-    metrics.render(&mut out);
-    let s = db.stats();
+    state.metrics.render(&mut out);
+    if let Some(f) = state.raft.as_ref().and_then(FigureSource::read) {
+        render_raft(&mut out, &f);
+    }
+    let s = state.db.stats();
     for (name, kind, help, value) in &STORAGE_SAMPLES {
         let name = format!("hindsight_storage_{name}");
         write_metric(&mut out, &name, kind, help, value(&s));
@@ -154,6 +164,95 @@ fn render(metrics: &Metrics, db: &Db) -> String {
     per_level(&mut out, "level_files", "SST files per level.", &files);
     per_level(&mut out, "level_bytes", "SST bytes per level.", &bytes);
     out
+}
+
+/// A cluster member's Raft figures (`hindsight_raft_*`).
+fn render_raft(out: &mut String, f: &Figures) {
+    let gauges = [
+        ("term", "The Raft term this node is in.", f.term),
+        (
+            "is_leader",
+            "1 on the leader, else 0.",
+            u64::from(f.is_leader),
+        ),
+        (
+            "leader",
+            "The leader's node id as this node knows it (0: none).",
+            f.leader.unwrap_or(0),
+        ),
+        (
+            "last_log_index",
+            "The last index in this node's Raft log.",
+            f.last_log_index.unwrap_or(0),
+        ),
+        (
+            "applied_index",
+            "The last Raft index applied to the engine here.",
+            f.applied_index.unwrap_or(0),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        write_metric(
+            out,
+            &format!("hindsight_raft_{name}"),
+            G,
+            help,
+            v.to_string(),
+        );
+    }
+    write_metric(
+        out,
+        "hindsight_raft_leader_changes_total",
+        C,
+        "Times this node saw a new leader.",
+        f.leader_changes.to_string(),
+    );
+    let name = "hindsight_raft_commit_seconds";
+    write_header(
+        out,
+        name,
+        "histogram",
+        "Leader: proposal to applied, per replicated commit group.",
+    );
+    let mut cumulative = 0;
+    for (i, n) in f.commit_buckets.iter().enumerate() {
+        cumulative += n;
+        let le = COMMIT_BUCKETS
+            .get(i)
+            .map_or("+Inf".to_string(), f64::to_string);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_sum {}", f.commit_seconds_sum);
+    let _ = writeln!(out, "{name}_count {}", f.commits);
+    let lag = "hindsight_raft_peer_lag_entries";
+    write_header(
+        out,
+        lag,
+        G,
+        "Leader: entries each follower's durable log is behind.",
+    );
+    for p in &f.peers {
+        if let Some(v) = p.lag_entries {
+            let _ = writeln!(out, "{lag}{{peer=\"{}\"}} {v}", p.node);
+        }
+    }
+    let contact = "hindsight_raft_peer_last_contact_seconds";
+    write_header(
+        out,
+        contact,
+        G,
+        "Leader: seconds since each follower last answered a status poll.",
+    );
+    for p in &f.peers {
+        if let Some(ms) = p.last_contact_ms {
+            let _ = writeln!(
+                out,
+                "{contact}{{peer=\"{}\"}} {}",
+                p.node,
+                ms as f64 / 1000.0
+            );
+        }
+    }
 }
 
 /// One engine figure: name (after `hindsight_storage_`), kind, help, value.

@@ -221,7 +221,8 @@ async fn run(config: Config, query_runtime: tokio::runtime::Handle) -> Result<()
         end_sessions_on_demotion(c, server.shared());
     }
     if let Some(addr) = config.http_listen {
-        let metrics = http::spawn(addr, server.metrics(), db.clone())
+        let raft = cluster.as_ref().map(Cluster::figures);
+        let metrics = http::spawn(addr, server.metrics(), db.clone(), raft)
             .await
             .with_context(|| format!("metrics endpoint on {addr}"))?;
         tracing::info!(addr = %metrics, "metrics endpoint: GET /metrics");

@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod error;
+pub mod figures;
 pub mod logstore;
 pub mod node;
 pub mod proposer;
@@ -23,4 +24,5 @@ pub mod transport;
 pub mod types;
 
 pub use error::{ReplError, ReplResult};
+pub use figures::{COMMIT_BUCKETS, FigureSource, Figures, PeerLag};
 pub use node::{Cluster, ClusterConfig, parse_peers};

@@ -290,6 +290,11 @@ impl Cluster {
         self.proposer.role()
     }
 
+    /// A handle on this member's figures for `/metrics`.
+    pub fn figures(&self) -> crate::figures::FigureSource {
+        crate::figures::FigureSource(Arc::downgrade(&self.proposer))
+    }
+
     /// This node's role, updated on every change of role, leader or term.
     pub fn role_changes(&self) -> watch::Receiver<Role> {
         self.roles.clone()
@@ -369,6 +374,9 @@ async fn watch_roles(raft: Raft, proposer: Weak<Proposer>, roles: watch::Sender<
         };
         if last != Some(now) {
             let Some(p) = proposer.upgrade() else { return };
+            if last.is_some_and(|(_, leader, _)| leader != now.1) && now.1.is_some() {
+                p.counters.leader_changed();
+            }
             let role = p.role();
             tracing::info!(
                 node = role.node,

@@ -21,6 +21,7 @@ use hindsight_storage::{Db, Error, Member, Outcome, Replicate, Role, RoleKind, S
 use openraft::ServerState;
 use openraft::error::{ClientWriteError, RaftError};
 
+use crate::figures::{Counters, Figures, PeerLag};
 use crate::transport::{Identity, Status};
 use crate::types::{Metrics, NodeId, Raft, Request, Response};
 
@@ -52,6 +53,7 @@ pub struct Proposer {
     pg_addr: String,
     db: Db,
     pub(crate) peers: Arc<PeerTable>,
+    pub(crate) counters: Counters,
     commit_timeout: Duration,
     /// The longest a leader may go without a majority's acknowledgement.
     lease: Duration,
@@ -74,6 +76,7 @@ impl Proposer {
             pg_addr,
             db,
             peers: Arc::new(PeerTable::default()),
+            counters: Counters::default(),
             commit_timeout,
             lease,
         }
@@ -105,14 +108,56 @@ impl Proposer {
         }
     }
 
+    /// The figures `/metrics` shows.
+    pub(crate) fn figures(&self) -> Figures {
+        let m = self.metrics();
+        let last = m.last_log_index;
+        let peers = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter(|(n, _)| **n != self.id.me)
+                    .map(|(&node, matched)| PeerLag {
+                        node,
+                        lag_entries: last.map(|l| l.saturating_sub(matched.map_or(0, |m| m.index))),
+                        last_contact_ms: self
+                            .peers
+                            .get(node)
+                            .map(|(_, at)| at.elapsed().as_millis() as u64),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut f = Figures {
+            node: self.id.me,
+            term: m.current_term,
+            is_leader: m.state == ServerState::Leader,
+            leader: m.current_leader,
+            last_log_index: last,
+            applied_index: m.last_applied.map(|l| l.index),
+            leader_changes: 0,
+            commits: 0,
+            commit_seconds_sum: 0.0,
+            commit_buckets: Vec::new(),
+            peers,
+        };
+        self.counters.fill(&mut f);
+        f
+    }
+
     fn propose(&self, req: Request) -> hindsight_storage::Result<Response> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let raft = self.raft.clone();
+        let started = Instant::now();
         self.runtime.spawn(async move {
             let _ = tx.send(raft.client_write(req).await);
         });
         match rx.recv_timeout(self.commit_timeout) {
-            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Ok(resp)) => {
+                self.counters.committed(started.elapsed());
+                Ok(resp.data)
+            }
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 let mut role = self.role();
                 role.leader = f.leader_id.map(|l| (l, self.pg_addr_of(l)));
@@ -155,6 +200,7 @@ impl Replicate for Proposer {
     fn members(&self) -> Vec<Member> {
         let me = self.status();
         let now = Instant::now();
+        let matched = self.metrics().replication;
         self.id
             .peers
             .iter()
@@ -179,6 +225,10 @@ impl Replicate for Proposer {
                     applied_seq: s.as_ref().map(|s| s.applied_seq),
                     applied_index: s.as_ref().and_then(|s| s.applied_index),
                     last_log_index: s.as_ref().and_then(|s| s.last_log_index),
+                    matched_index: matched
+                        .as_ref()
+                        .and_then(|r| r.get(&node).copied().flatten())
+                        .map(|l| l.index),
                     last_contact_ms: age.map(|a| a.as_millis() as u64),
                     is_self: node == self.id.me,
                 }

@@ -197,4 +197,5 @@ slt_tests! {
     transactions => "transactions.slt",
     errors => "errors.slt",
     queries => "queries.slt",
+    system_views => "system_views.slt",
 }

@@ -169,13 +169,20 @@ impl Member {
 
     /// The status code of `GET path` on the HTTP endpoint (None if unreachable).
     pub fn http_status(&self, path: &str) -> Option<u16> {
+        self.http_get(path).map(|(status, _)| status)
+    }
+
+    /// Status code and body of `GET path` (None if unreachable).
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
-        out.split_whitespace().nth(1)?.parse().ok()
+        let status = out.split_whitespace().nth(1)?.parse().ok()?;
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+        Some((status, body))
     }
 }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::CatalogProviderList;
+use datafusion::catalog::{CatalogProviderList, SchemaProvider, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
@@ -38,6 +38,7 @@ use sqlparser::ast::{Expr, GroupByExpr, SelectItem, SetExpr, Statement, VisitMut
 
 use crate::error::Result;
 use crate::plan::catalog::{CATALOG, SCHEMA};
+use crate::plan::system::STAT_REPLICATION_VIEW;
 
 /// Words that mark a statement as a client's catalog query.
 const CATALOG_MARKERS: &[&str] = &[
@@ -150,12 +151,45 @@ pub(crate) fn install(state: SessionState, db: &Db) -> Result<SessionState> {
     for f in crate::pg::functions::functions(static_tables.pg_type.data(), db) {
         ctx.register_udf(f);
     }
-    let pg_catalog =
-        PgCatalogSchemaProvider::try_new(declared, static_tables, EmptyContextProvider)?;
+    let pg_catalog = WithLiveViews {
+        inner: Arc::new(PgCatalogSchemaProvider::try_new(
+            declared,
+            static_tables,
+            EmptyContextProvider,
+        )?),
+        db: db.clone(),
+    };
     if let Some(catalog) = ctx.catalog(CATALOG) {
         catalog.register_schema("pg_catalog", Arc::new(pg_catalog))?;
     }
     Ok(ctx.state())
+}
+
+/// `pg_catalog` with the live views it does not have (`pg_stat_replication`).
+#[derive(Debug)]
+struct WithLiveViews {
+    inner: Arc<dyn SchemaProvider>,
+    db: Db,
+}
+
+#[async_trait]
+impl SchemaProvider for WithLiveViews {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.inner.table_names();
+        names.push(STAT_REPLICATION_VIEW.to_string());
+        names
+    }
+
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        if name.eq_ignore_ascii_case(STAT_REPLICATION_VIEW) {
+            return Ok(crate::plan::system::view(name, &self.db));
+        }
+        self.inner.table(name).await
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case(STAT_REPLICATION_VIEW) || self.inner.table_exist(name)
+    }
 }
 
 /// The DataFusion catalog as `pg_catalog` sees it, with user tables' declared schemas.

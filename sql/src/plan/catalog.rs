@@ -69,7 +69,8 @@ impl CatalogProvider for HsCatalog {
     }
 }
 
-/// Schema `public`: the storage tables.
+/// Schema `public`: the storage tables, and the live system views by name (they
+/// are not listed, so schema reflection shows only user tables).
 #[derive(Debug)]
 pub struct HsSchema {
     db: Db,
@@ -82,6 +83,9 @@ impl SchemaProvider for HsSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(view) = crate::plan::system::view(name, &self.db) {
+            return Ok(Some(view));
+        }
         Ok(self.db.catalog().table(name).map(|def| {
             Arc::new(HsTable::new(def.clone(), ReadSpec::Current, false)) as Arc<dyn TableProvider>
         }))
@@ -89,5 +93,6 @@ impl SchemaProvider for HsSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.db.catalog().table(name).is_some()
+            || crate::plan::system::view(name, &self.db).is_some()
     }
 }

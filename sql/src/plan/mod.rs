@@ -1,7 +1,7 @@
 //! Planning and time travel: the catalog DataFusion sees, the table provider over
 //! the versioned store, time expressions, the as-of join, relation planning of
 //! `as_of`/`history`/`FOR SYSTEM_TIME AS OF`, the AST rewrites, parameter typing and
-//! the point-lookup fast path. Imports only the leaves (error, ident, dialect,
+//! the point-lookup fast path, the live system views. Imports only the leaves (error, ident, dialect,
 //! types, offload), never `pg` or `session`.
 
 pub mod asof;
@@ -14,4 +14,5 @@ pub mod provider;
 pub(crate) mod relation;
 pub(crate) mod rewrite;
 pub(crate) mod scanplan;
+pub mod system;
 pub(crate) mod timeexpr;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session as DfSession, TableProvider};
 use datafusion::common::ScalarValue;
@@ -58,13 +59,35 @@ pub const KEY_BYTES: &str = "__hindsight_key";
 pub enum ReadSpec {
     Current,
     SystemTime(Expr),
-    AsOf { at: Expr, known_at: Option<Expr> },
-    History { known_at: Option<Expr> },
+    AsOf {
+        at: Expr,
+        known_at: Option<Expr>,
+    },
+    /// Every version; `with_seq` adds the commit sequence as `_seq`.
+    History {
+        known_at: Option<Expr>,
+        with_seq: bool,
+    },
 }
 
 impl ReadSpec {
     fn is_history(&self) -> bool {
         matches!(self, ReadSpec::History { .. })
+    }
+
+    /// The columns this read adds after the table's, in schema order.
+    fn extras(&self, key_bytes: bool) -> Vec<Extra> {
+        let mut extras = Vec::new();
+        if let ReadSpec::History { with_seq, .. } = self {
+            extras.push(Extra::SystemTime);
+            if *with_seq {
+                extras.push(Extra::Seq);
+            }
+        }
+        if key_bytes {
+            extras.push(Extra::Key);
+        }
+        extras
     }
 
     /// How storage reads this spec: scan mode and read point, time arguments
@@ -105,7 +128,7 @@ impl ReadSpec {
                 ScanMode::Latest,
                 ReadAt::as_of(time(at)?).known_at(known(known_at)?),
             ),
-            ReadSpec::History { known_at } => (
+            ReadSpec::History { known_at, .. } => (
                 ScanMode::History {
                     from: i64::MIN,
                     to: i64::MAX,
@@ -121,7 +144,35 @@ impl ReadSpec {
             ReadSpec::Current => vec![],
             ReadSpec::SystemTime(e) => vec![e],
             ReadSpec::AsOf { at, known_at } => std::iter::once(at).chain(known_at).collect(),
-            ReadSpec::History { known_at } => known_at.iter().collect(),
+            ReadSpec::History { known_at, .. } => known_at.iter().collect(),
+        }
+    }
+}
+
+/// Name of the commit-sequence column of `history(t, with_seq => true)`.
+pub const SEQ: &str = hindsight_storage::SEQ_COLUMN;
+
+/// A column a read adds after the table's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Extra {
+    /// `_system_time` (history).
+    SystemTime,
+    /// `_seq` (history with `with_seq => true`).
+    Seq,
+    /// The encoded key (internal key scans).
+    Key,
+}
+
+impl Extra {
+    fn field(self) -> Field {
+        match self {
+            Extra::SystemTime => Field::new(
+                SYSTEM_TIME,
+                ArrowType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                false,
+            ),
+            Extra::Seq => Field::new(SEQ, ArrowType::Int64, false),
+            Extra::Key => Field::new(KEY_BYTES, ArrowType::Binary, false),
         }
     }
 }
@@ -148,16 +199,7 @@ impl HsTable {
             .iter()
             .map(|f| f.as_ref().clone().with_nullable(true))
             .collect();
-        if read.is_history() {
-            fields.push(Field::new(
-                SYSTEM_TIME,
-                ArrowType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-                false,
-            ));
-        }
-        if key_bytes {
-            fields.push(Field::new(KEY_BYTES, ArrowType::Binary, false));
-        }
+        fields.extend(read.extras(key_bytes).into_iter().map(Extra::field));
         HsTable {
             schema: Arc::new(Schema::new(fields)),
             def,
@@ -334,7 +376,7 @@ impl TableProvider for HsTable {
             columns: projection.iter().copied().filter(|&i| i < ncols).collect(),
             output: projection,
             ncols,
-            history: self.read.is_history(),
+            extras: self.read.extras(self.key_bytes),
             snapshot,
             def: self.def.clone(),
             at,
@@ -478,7 +520,8 @@ pub struct HsScanExec {
     /// The provider-schema index of each output column.
     output: Vec<usize>,
     ncols: usize,
-    history: bool,
+    /// The provider's columns after the table's (provider index `ncols + i`).
+    extras: Vec<Extra>,
     snapshot: Snapshot,
     def: Arc<TableDef>,
     at: ReadAt,
@@ -501,12 +544,14 @@ impl HsScanExec {
     /// Produce every output batch, calling `emit` for each; stops when it returns false.
     fn produce(&self, emit: &mut dyn FnMut(RecordBatch) -> bool) -> crate::error::Result<()> {
         let storage_schema_cols: Vec<usize> = self.columns.clone();
-        let want_sys = self.output.contains(&self.ncols) && self.history;
-        let key_col = self.ncols + usize::from(self.history);
-        let want_key = self.output.contains(&key_col);
+        // The extra columns asked for, in the order storage appends them.
+        let wanted: Vec<Extra> = (self.extras.iter().enumerate())
+            .filter(|(i, _)| self.output.contains(&(self.ncols + i)))
+            .map(|(_, e)| *e)
+            .collect();
         // Latest reads of an exact key set are point lookups.
         if let (ScanMode::Latest, Some(keys)) = (self.plan.mode, &self.plan.keys)
-            && !want_key
+            && wanted.is_empty()
         {
             let batch = self.snapshot.lookup_batch(
                 &self.def,
@@ -514,7 +559,7 @@ impl HsScanExec {
                 &self.at,
                 Some(&storage_schema_cols),
             )?;
-            emit(self.arrange(batch, &storage_schema_cols, false, false)?);
+            emit(self.arrange(batch, &storage_schema_cols, &[])?);
             return Ok(());
         }
         let mut remaining = self.limit.unwrap_or(usize::MAX);
@@ -523,13 +568,14 @@ impl HsScanExec {
             opts.mode = self.plan.mode;
             opts.key_range = range.clone();
             opts.projection = Some(storage_schema_cols.clone());
-            opts.with_system_time = want_sys;
-            opts.with_key_bytes = want_key;
+            opts.with_system_time = wanted.contains(&Extra::SystemTime);
+            opts.with_seq = wanted.contains(&Extra::Seq);
+            opts.with_key_bytes = wanted.contains(&Extra::Key);
             opts.batch_rows = 8192;
             for b in self.snapshot.scan(&self.def, &opts)? {
                 let b = b?;
                 let n = b.num_rows();
-                if !emit(self.arrange(b, &storage_schema_cols, want_sys, want_key)?) {
+                if !emit(self.arrange(b, &storage_schema_cols, &wanted)?) {
                     return Ok(());
                 }
                 remaining = remaining.saturating_sub(n);
@@ -541,32 +587,29 @@ impl HsScanExec {
         Ok(())
     }
 
-    /// Reorder a storage batch (table columns, then `_system_time`, then `_key`) into
-    /// the output order DataFusion asked for.
+    /// Reorder a storage batch (table columns, then the `wanted` extras in storage
+    /// order) into the output order DataFusion asked for.
     fn arrange(
         &self,
         b: RecordBatch,
         cols: &[usize],
-        sys: bool,
-        key: bool,
+        wanted: &[Extra],
     ) -> crate::error::Result<RecordBatch> {
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.output.len());
-        let extra_sys = cols.len();
-        let extra_key = cols.len() + usize::from(sys);
         for &o in &self.output {
-            let idx = if o < self.ncols {
-                cols.iter().position(|&c| c == o)
-            } else if self.history && o == self.ncols {
-                Some(extra_sys)
-            } else if key {
-                Some(extra_key)
-            } else {
-                None
+            let extra = o.checked_sub(self.ncols).and_then(|i| self.extras.get(i));
+            let idx = match extra {
+                None => cols.iter().position(|&c| c == o),
+                Some(e) => wanted.iter().position(|w| w == e).map(|k| cols.len() + k),
             };
             let a = idx
                 .and_then(|i| b.columns().get(i).cloned())
                 .ok_or_else(|| SqlError::internal(format!("scan lost output column {o}")))?;
-            arrays.push(a);
+            arrays.push(match extra {
+                // Postgres has no unsigned 64-bit type; seqs stay far below i64::MAX.
+                Some(Extra::Seq) => cast(&a, &ArrowType::Int64)?,
+                _ => a,
+            });
         }
         Ok(RecordBatch::try_new_with_options(
             self.schema.clone(),
@@ -642,7 +685,7 @@ impl ExecutionPlan for HsScanExec {
             columns: self.columns.clone(),
             output: self.output.clone(),
             ncols: self.ncols,
-            history: self.history,
+            extras: self.extras.clone(),
             snapshot: self.snapshot.clone(),
             def: self.def.clone(),
             at: self.at,

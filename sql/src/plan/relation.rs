@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use datafusion::catalog::MemTable;
-use datafusion::common::{DFSchema, TableReference};
+use datafusion::common::{DFSchema, ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::planner::{
@@ -79,7 +79,12 @@ fn scan(
         ReadSpec::Current => def.name.clone(),
         ReadSpec::SystemTime(e) => format!("{} FOR SYSTEM_TIME AS OF {e}", def.name),
         ReadSpec::AsOf { at, known_at } => format!("as_of({}, {at}{})", def.name, show(known_at)),
-        ReadSpec::History { known_at } => format!("history({}{})", def.name, show(known_at)),
+        ReadSpec::History { known_at, with_seq } => format!(
+            "history({}{}{})",
+            def.name,
+            show(known_at),
+            if *with_seq { ", with_seq => true" } else { "" }
+        ),
     };
     let provider = Arc::new(HsTable::new(def, read, key_bytes));
     Ok(LogicalPlanBuilder::scan(
@@ -158,7 +163,7 @@ impl HsRelationPlanner {
     ) -> Result<Option<PlannedRelation>, SqlError> {
         let usage = match func {
             "as_of" => "as_of(table, timestamp [, known_at => timestamp])",
-            "history" => "history(table [, known_at => timestamp])",
+            "history" => "history(table [, known_at => timestamp] [, with_seq => true])",
             KEYS_FUNCTION => "__hindsight_keys(table)",
             STASH_FUNCTION => "__hindsight_stash(n)",
             _ => return Ok(None),
@@ -175,10 +180,17 @@ impl HsRelationPlanner {
             .ok_or_else(|| bad("the first argument must be a table name"))?;
         let def = self.table(&table_name)?;
         let mut known_at = None;
+        let mut with_seq = false;
         for (name, e) in named {
             match name.as_str() {
                 "known_at" if func != KEYS_FUNCTION => {
                     known_at = Some(ctx.sql_to_expr(e, &DFSchema::empty())?);
+                }
+                "with_seq" if func == "history" => {
+                    with_seq = match ctx.sql_to_expr(e, &DFSchema::empty())? {
+                        Expr::Literal(ScalarValue::Boolean(Some(b)), _) => b,
+                        _ => return Err(bad("with_seq takes true or false")),
+                    };
                 }
                 other => return Err(bad(&format!("unknown argument \"{other}\""))),
             }
@@ -195,7 +207,7 @@ impl HsRelationPlanner {
                 if pos.len() != 1 {
                     return Err(bad("expects one table"));
                 }
-                ReadSpec::History { known_at }
+                ReadSpec::History { known_at, with_seq }
             }
             _ => {
                 if pos.len() != 1 {

@@ -124,6 +124,8 @@ pub struct Member {
     pub applied_seq: Option<u64>,
     pub applied_index: Option<u64>,
     pub last_log_index: Option<u64>,
+    /// On the leader: the member's log index known durable there (its match index).
+    pub matched_index: Option<u64>,
     /// Milliseconds since this node last heard from the member (0 for itself).
     pub last_contact_ms: Option<u64>,
     pub is_self: bool,

@@ -1,0 +1,311 @@
+//! System views computed from the engine's live state at each scan:
+//! `hindsight_cluster` (every member of a replicated group, as this node knows it)
+//! and `pg_catalog.pg_stat_replication` (on the leader, a row per reachable
+//! follower, with PostgreSQL 16's column names).
+//!
+//! Invariants: a view holds no state of its own; each scan reads `Db::members()` and
+//! `Db::role()` once, so one statement sees one consistent picture. An LSN is an
+//! engine sequence written as `pg_lsn` text (`hi/lo` in hex): differences count
+//! commit batches, not bytes.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, IntervalMonthDayNanoArray, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{
+    DataType as ArrowType, Field, IntervalUnit, Schema, SchemaRef, TimeUnit,
+};
+use datafusion::catalog::{MemTable, Session as DfSession, TableProvider};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use hindsight_storage::{Db, Member, RoleKind};
+
+/// The cluster view's name (schema `public`, found before user tables).
+pub const CLUSTER_VIEW: &str = "hindsight_cluster";
+/// The replication view's name (schema `pg_catalog`, and unqualified).
+pub const STAT_REPLICATION_VIEW: &str = "pg_stat_replication";
+
+/// The live view called `name`, if it is one.
+pub(crate) fn view(name: &str, db: &Db) -> Option<Arc<dyn TableProvider>> {
+    let kind = match name.to_ascii_lowercase().as_str() {
+        CLUSTER_VIEW => ViewKind::Cluster,
+        STAT_REPLICATION_VIEW => ViewKind::StatReplication,
+        _ => return None,
+    };
+    Some(Arc::new(LiveView {
+        db: db.clone(),
+        schema: kind.schema(),
+        kind,
+    }))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ViewKind {
+    Cluster,
+    StatReplication,
+}
+
+impl ViewKind {
+    fn schema(self) -> SchemaRef {
+        let text = |n: &str| Field::new(n, ArrowType::Utf8, true);
+        let int = |n: &str| Field::new(n, ArrowType::Int64, true);
+        let int4 = |n: &str| Field::new(n, ArrowType::Int32, true);
+        let ts = |n: &str| {
+            Field::new(
+                n,
+                ArrowType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                true,
+            )
+        };
+        let interval =
+            |n: &str| Field::new(n, ArrowType::Interval(IntervalUnit::MonthDayNano), true);
+        let fields = match self {
+            ViewKind::Cluster => vec![
+                Field::new("node_id", ArrowType::Int64, false),
+                Field::new("role", ArrowType::Utf8, false),
+                int("term"),
+                text("pg_addr"),
+                text("raft_addr"),
+                int("last_log_index"),
+                int("applied_index"),
+                int("applied_seq"),
+                text("applied_lsn"),
+                int("last_contact_ms"),
+                Field::new("is_self", ArrowType::Boolean, false),
+            ],
+            ViewKind::StatReplication => vec![
+                int4("pid"),
+                int4("usesysid"),
+                text("usename"),
+                text("application_name"),
+                text("client_addr"),
+                text("client_hostname"),
+                int4("client_port"),
+                ts("backend_start"),
+                text("backend_xmin"),
+                text("state"),
+                text("sent_lsn"),
+                text("write_lsn"),
+                text("flush_lsn"),
+                text("replay_lsn"),
+                interval("write_lag"),
+                interval("flush_lag"),
+                interval("replay_lag"),
+                int4("sync_priority"),
+                text("sync_state"),
+                ts("reply_time"),
+            ],
+        };
+        Arc::new(Schema::new(fields))
+    }
+
+    fn batch(self, db: &Db, schema: SchemaRef) -> DfResult<RecordBatch> {
+        let columns = match self {
+            ViewKind::Cluster => cluster_columns(&cluster_rows(db)),
+            ViewKind::StatReplication => replication_columns(db),
+        };
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+}
+
+/// A sequence as `pg_lsn` text.
+pub fn lsn(seq: u64) -> String {
+    format!("{:X}/{:X}", seq >> 32, seq & 0xFFFF_FFFF)
+}
+
+fn to_i64(v: Option<u64>) -> Option<i64> {
+    v.and_then(|v| i64::try_from(v).ok())
+}
+
+/// The members, or on a single node one row for itself.
+fn cluster_rows(db: &Db) -> Vec<Member> {
+    let members = db.members();
+    if !members.is_empty() {
+        return members;
+    }
+    let seq = db.visible_seq();
+    vec![Member {
+        node: 0,
+        role: RoleKind::Single.name().to_string(),
+        term: 0,
+        pg_addr: None,
+        raft_addr: String::new(),
+        applied_seq: Some(seq),
+        applied_index: None,
+        last_log_index: None,
+        matched_index: None,
+        last_contact_ms: Some(0),
+        is_self: true,
+    }]
+}
+
+fn cluster_columns(rows: &[Member]) -> Vec<ArrayRef> {
+    let opt_text = |f: &dyn Fn(&Member) -> Option<String>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    };
+    let opt_int = |f: &dyn Fn(&Member) -> Option<u64>| -> ArrayRef {
+        Arc::new(rows.iter().map(|m| to_i64(f(m))).collect::<Int64Array>())
+    };
+    vec![
+        opt_int(&|m| Some(m.node)),
+        opt_text(&|m| Some(m.role.clone())),
+        opt_int(&|m| Some(m.term)),
+        opt_text(&|m| m.pg_addr.clone()),
+        opt_text(&|m| Some(m.raft_addr.clone()).filter(|a| !a.is_empty())),
+        opt_int(&|m| m.last_log_index),
+        opt_int(&|m| m.applied_index),
+        opt_int(&|m| m.applied_seq),
+        opt_text(&|m| m.applied_seq.map(lsn)),
+        opt_int(&|m| m.last_contact_ms),
+        Arc::new(
+            rows.iter()
+                .map(|m| Some(m.is_self))
+                .collect::<BooleanArray>(),
+        ),
+    ]
+}
+
+/// One follower as `pg_stat_replication` shows it.
+struct Standby {
+    node: u64,
+    host: Option<String>,
+    port: Option<i32>,
+    state: &'static str,
+    flush_seq: Option<u64>,
+    replay_seq: Option<u64>,
+    reply_micros: Option<i64>,
+}
+
+/// A follower entry's lag past which it is reported as catching up.
+const CATCHUP_ENTRIES: u64 = 1000;
+
+/// On the leader, every follower it has heard from recently; elsewhere nothing.
+fn standbys(db: &Db) -> Vec<Standby> {
+    if db.role().kind != RoleKind::Leader {
+        return Vec::new();
+    }
+    let members = db.members();
+    let Some(me) = members.iter().find(|m| m.is_self) else {
+        return Vec::new();
+    };
+    let now = db.now_micros();
+    members
+        .iter()
+        .filter(|m| !m.is_self && m.role != "unreachable")
+        .map(|m| {
+            let (host, port) = match m.raft_addr.rsplit_once(':') {
+                Some((h, p)) => (Some(h.to_string()), p.parse().ok()),
+                None => (Some(m.raft_addr.clone()), None),
+            };
+            // Durable there: everything this leader applied once its match index
+            // reaches our applied index, else at least what it applied itself.
+            let caught_up = m.matched_index.is_some() && m.matched_index >= me.applied_index;
+            let flush_seq = if caught_up {
+                me.applied_seq
+            } else {
+                m.applied_seq
+            };
+            let behind = me
+                .last_log_index
+                .zip(m.matched_index)
+                .is_none_or(|(l, m)| l.saturating_sub(m) > CATCHUP_ENTRIES);
+            Standby {
+                node: m.node,
+                host,
+                port,
+                state: if behind { "catchup" } else { "streaming" },
+                flush_seq: flush_seq.max(m.applied_seq),
+                replay_seq: m.applied_seq,
+                reply_micros: to_i64(m.last_contact_ms).map(|ms| now - ms * 1000),
+            }
+        })
+        .collect()
+}
+
+fn replication_columns(db: &Db) -> Vec<ArrayRef> {
+    let rows = standbys(db);
+    let text = |f: &dyn Fn(&Standby) -> Option<String>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    };
+    let int4 = |f: &dyn Fn(&Standby) -> Option<i32>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Int32Array>())
+    };
+    let ts = |f: &dyn Fn(&Standby) -> Option<i64>| -> ArrayRef {
+        Arc::new(
+            rows.iter()
+                .map(f)
+                .collect::<TimestampMicrosecondArray>()
+                .with_timezone("+00:00"),
+        )
+    };
+    let no_lag = || -> ArrayRef { Arc::new(IntervalMonthDayNanoArray::new_null(rows.len())) };
+    vec![
+        int4(&|s| i32::try_from(s.node).ok()),
+        int4(&|_| Some(10)),
+        text(&|_| Some("hindsight".into())),
+        text(&|s| Some(format!("hindsight node {}", s.node))),
+        text(&|s| s.host.clone()),
+        text(&|_| None),
+        int4(&|s| s.port),
+        ts(&|_| None),
+        text(&|_| None),
+        text(&|s| Some(s.state.into())),
+        text(&|s| s.flush_seq.map(lsn)),
+        text(&|s| s.flush_seq.map(lsn)),
+        text(&|s| s.flush_seq.map(lsn)),
+        text(&|s| s.replay_seq.map(lsn)),
+        no_lag(),
+        no_lag(),
+        no_lag(),
+        int4(&|_| Some(1)),
+        text(&|_| Some("quorum".into())),
+        ts(&|s| s.reply_micros),
+    ]
+}
+
+/// A view whose rows are computed at each scan.
+#[derive(Debug)]
+struct LiveView {
+    db: Db,
+    kind: ViewKind,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for LiveView {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = self.kind.batch(&self.db, self.schema.clone())?;
+        MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_is_pg_lsn_text() {
+        assert_eq!(lsn(0), "0/0");
+        assert_eq!(lsn(0x1_0000_002A), "1/2A");
+    }
+}

@@ -1,0 +1,322 @@
+//! Jepsen-style check of a three-server cluster under leader kills: writers record
+//! every write (invoked, acknowledged, failed, unknown), the leader is SIGKILLed
+//! and restarted again and again, and afterwards every replica's
+//! `history(t, with_seq => true)` goes through the history checker
+//! (`common::history`): no acknowledged write lost, no phantom, batches whole,
+//! real-time order in `_seq`, identical replicas. The checker itself is tested first
+//! on mutated histories: each kind of fault must be flagged.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::cluster::Cluster;
+use common::history::{Op, Outcome, Row, check};
+
+/// Leader kills in one run (REPLICATION.md A1 asks 20 in CI, 100 in the soak).
+fn kills() -> usize {
+    std::env::var("HINDSIGHT_CLUSTER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+const WRITERS: usize = 4;
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+// ---- the checker on known histories ---------------------------------------------
+
+fn op(ids: &[i64], invoked: u64, completed: u64, outcome: Outcome) -> Op {
+    Op {
+        ids: ids.to_vec(),
+        invoked,
+        completed,
+        outcome,
+    }
+}
+
+fn row(seq: i64, id: i64) -> Row {
+    Row {
+        seq,
+        id,
+        system_time: seq * 10,
+    }
+}
+
+/// A correct history: three writes, the second a two-row batch, the third unknown
+/// and applied, a fourth failed and absent.
+fn good() -> (Vec<Op>, BTreeMap<u64, Vec<Row>>) {
+    let ops = vec![
+        op(&[1], 0, 10, Outcome::Ok),
+        op(&[2, 3], 20, 30, Outcome::Ok),
+        op(&[4], 25, 40, Outcome::Unknown),
+        op(&[5], 26, 41, Outcome::Failed),
+    ];
+    let rows = vec![row(7, 1), row(8, 2), row(8, 3), row(9, 4)];
+    let replicas = (1..=3).map(|n| (n, rows.clone())).collect();
+    (ops, replicas)
+}
+
+#[test]
+fn the_checker_passes_a_correct_history() {
+    let (ops, replicas) = good();
+    assert_eq!(check(&ops, &replicas), Vec::<String>::new());
+}
+
+#[test]
+fn the_checker_flags_every_kind_of_fault() {
+    type Mutation = (&'static str, fn(&mut Vec<Op>, &mut BTreeMap<u64, Vec<Row>>));
+    let mutations: [Mutation; 8] = [
+        ("lost", |_, r| {
+            r.get_mut(&2).unwrap().retain(|x| x.id != 1);
+        }),
+        ("phantom", |_, r| {
+            for rows in r.values_mut() {
+                rows.push(row(10, 99));
+            }
+        }),
+        ("failed definitely", |_, r| {
+            for rows in r.values_mut() {
+                rows.push(row(10, 5));
+            }
+        }),
+        ("twice", |_, r| {
+            for rows in r.values_mut() {
+                rows.push(row(10, 1));
+            }
+        }),
+        ("split", |_, r| {
+            for rows in r.values_mut() {
+                rows.iter_mut()
+                    .filter(|x| x.id == 3)
+                    .for_each(|x| x.seq = 9);
+            }
+        }),
+        ("in part", |_, r| {
+            for rows in r.values_mut() {
+                rows.retain(|x| x.id != 3);
+            }
+        }),
+        ("invoked after", |_, r| {
+            // Write 1 was acknowledged before write [2, 3] was invoked: swap them.
+            for rows in r.values_mut() {
+                for x in rows.iter_mut() {
+                    x.seq = match x.id {
+                        1 => 8,
+                        2 | 3 => 7,
+                        _ => x.seq,
+                    };
+                }
+            }
+        }),
+        ("differ", |_, r| {
+            r.get_mut(&3).unwrap().push(row(10, 4));
+        }),
+    ];
+    for (what, mutate) in mutations {
+        let (mut ops, mut replicas) = good();
+        mutate(&mut ops, &mut replicas);
+        let found = check(&ops, &replicas);
+        assert!(
+            found.iter().any(|f| f.contains(what)),
+            "{what} not flagged: {found:?}"
+        );
+    }
+    // Time going back along _seq.
+    let (ops, mut replicas) = good();
+    replicas.get_mut(&1).unwrap()[3].system_time = 0;
+    let found = check(&ops, &replicas);
+    assert!(
+        found.iter().any(|f| f.contains("earlier _system_time")),
+        "{found:?}"
+    );
+}
+
+// ---- the cluster ------------------------------------------------------------------
+
+/// The writers' shared record.
+struct Record {
+    started: Instant,
+    next_id: AtomicI64,
+    ops: Mutex<Vec<Op>>,
+    stop: AtomicBool,
+}
+
+impl Record {
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+}
+
+fn classify(e: &tokio_postgres::Error) -> Outcome {
+    match e.as_db_error().map(|d| d.code().code()) {
+        Some("25006") => Outcome::Failed,
+        _ => Outcome::Unknown,
+    }
+}
+
+/// One writer: multi-host read-write connections, batches of 1–3 fresh ids.
+async fn writer(c: Arc<String>, rec: Arc<Record>, w: usize) {
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut n = w;
+    while !rec.stop.load(Ordering::SeqCst) {
+        let Some(cl) = &client else {
+            match tokio_postgres::connect(&c, tokio_postgres::NoTls).await {
+                Ok((cl, conn)) => {
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    client = Some(cl);
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+            continue;
+        };
+        n += 1;
+        let k = 1 + (n % 3) as i64;
+        let first = rec.next_id.fetch_add(k, Ordering::SeqCst);
+        let ids: Vec<i64> = (first..first + k).collect();
+        let values: Vec<String> = ids.iter().map(|id| format!("({id}, {w})")).collect();
+        let sql = format!("INSERT INTO reg (id, w) VALUES {}", values.join(", "));
+        let invoked = rec.now();
+        let result = tokio::time::timeout(Duration::from_secs(15), cl.execute(&sql, &[])).await;
+        let outcome = match &result {
+            Ok(Ok(_)) => Outcome::Ok,
+            Ok(Err(e)) => classify(e),
+            Err(_) => Outcome::Unknown,
+        };
+        let completed = rec.now();
+        if outcome != Outcome::Ok {
+            client = None;
+        }
+        rec.ops.lock().unwrap().push(Op {
+            ids,
+            invoked,
+            completed,
+            outcome,
+        });
+    }
+}
+
+async fn rows_on(c: &Cluster, node: u64) -> Vec<Row> {
+    let client = c.member(node).connect().await;
+    client
+        .query(
+            "SELECT id, _seq, _system_time FROM history(reg, with_seq => true)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| Row {
+            id: r.get(0),
+            seq: r.get(1),
+            system_time: r
+                .get::<_, SystemTime>(2)
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as i64,
+        })
+        .collect()
+}
+
+fn median_and_max(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], *v.last().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_write_is_lost_across_leader_kills() {
+    let mut c = Cluster::start(3);
+    let leader = tokio::task::block_in_place(|| c.leader(LEADER_WAIT));
+    c.member(leader)
+        .connect()
+        .await
+        .batch_execute("CREATE TABLE reg (id BIGINT NOT NULL, w BIGINT, PRIMARY KEY (id))")
+        .await
+        .unwrap();
+    let rec = Arc::new(Record {
+        started: Instant::now(),
+        next_id: AtomicI64::new(1),
+        ops: Mutex::new(Vec::new()),
+        stop: AtomicBool::new(false),
+    });
+    let url = Arc::new(c.multi_host("read-write"));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| tokio::spawn(writer(url.clone(), rec.clone(), w)))
+        .collect();
+
+    let mut failovers = Vec::new();
+    for round in 0..kills() {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let leader = tokio::task::block_in_place(|| c.leader(LEADER_WAIT));
+        let killed = rec.now();
+        c.kill(leader);
+        let deadline = Instant::now() + LEADER_WAIT;
+        // The first write invoked after the kill that is acknowledged (one already in
+        // flight may still be answered by the dying leader's socket).
+        let took = loop {
+            let first = rec
+                .ops
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|op| op.outcome == Outcome::Ok && op.invoked > killed)
+                .map(|op| op.completed)
+                .min();
+            if let Some(at) = first {
+                break Duration::from_micros(at - killed);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no write acknowledged since node {leader} was killed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        eprintln!("round {round}: killed leader {leader}; next acknowledged write after {took:?}");
+        failovers.push(took);
+        tokio::task::block_in_place(|| c.restart(leader));
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    rec.stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.unwrap();
+    }
+
+    // Heal: every replica holds the same history (or the checker says how not).
+    let ops = rec.ops.lock().unwrap().clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let replicas = loop {
+        let mut replicas = BTreeMap::new();
+        for n in 1..=3 {
+            let mut rows = rows_on(&c, n).await;
+            rows.sort();
+            replicas.insert(n, rows);
+        }
+        let first = replicas.values().next().cloned();
+        if replicas.values().all(|r| Some(r) == first.as_ref()) || Instant::now() > deadline {
+            break replicas;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let count = |o: Outcome| ops.iter().filter(|op| op.outcome == o).count();
+    let (p50, max) = median_and_max(failovers);
+    eprintln!(
+        "{} writes: {} acknowledged, {} failed, {} unknown; {} rows per replica; kill -> next ack: median {p50:?}, max {max:?}",
+        ops.len(),
+        count(Outcome::Ok),
+        count(Outcome::Failed),
+        count(Outcome::Unknown),
+        replicas.values().next().map_or(0, Vec::len),
+    );
+    assert!(
+        count(Outcome::Ok) > kills(),
+        "too few writes to mean anything"
+    );
+    let violations = check(&ops, &replicas);
+    assert!(violations.is_empty(), "{violations:#?}");
+}
