@@ -229,94 +229,159 @@ fn median_and_max(mut v: Vec<Duration>) -> (Duration, Duration) {
     (v[v.len() / 2], *v.last().unwrap())
 }
 
+/// Writers running against a cluster, recording every write.
+struct Workload {
+    rec: Arc<Record>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workload {
+    /// Create the table on the leader and start the writers.
+    async fn start(c: &Cluster) -> Workload {
+        let leader = tokio::task::block_in_place(|| c.leader(LEADER_WAIT));
+        c.member(leader)
+            .connect()
+            .await
+            .batch_execute("CREATE TABLE reg (id BIGINT NOT NULL, w BIGINT, PRIMARY KEY (id))")
+            .await
+            .unwrap();
+        let rec = Arc::new(Record {
+            started: Instant::now(),
+            next_id: AtomicI64::new(1),
+            ops: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+        });
+        let url = Arc::new(c.multi_host("read-write"));
+        let writers = (0..WRITERS)
+            .map(|w| tokio::spawn(writer(url.clone(), rec.clone(), w)))
+            .collect();
+        Workload { rec, writers }
+    }
+
+    fn now(&self) -> u64 {
+        self.rec.now()
+    }
+
+    /// How long after `since` the first write invoked after it was acknowledged
+    /// (one already in flight may still be answered by a dying leader's socket).
+    async fn next_ack_after(&self, since: u64, what: &str) -> Duration {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let first = (self.rec.ops.lock().unwrap().iter())
+                .filter(|op| op.outcome == Outcome::Ok && op.invoked > since)
+                .map(|op| op.completed)
+                .min();
+            if let Some(at) = first {
+                return Duration::from_micros(at - since);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: no write acknowledged since"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stop the writers, wait until the replicas agree, and run the checker.
+    async fn finish(self, c: &Cluster, label: &str, waits: Vec<Duration>) {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        self.rec.stop.store(true, Ordering::SeqCst);
+        for w in self.writers {
+            w.await.unwrap();
+        }
+        let ops = self.rec.ops.lock().unwrap().clone();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let replicas = loop {
+            let mut replicas = BTreeMap::new();
+            for n in 1..=3 {
+                let mut rows = rows_on(c, n).await;
+                rows.sort();
+                replicas.insert(n, rows);
+            }
+            let first = replicas.values().next().cloned();
+            if replicas.values().all(|r| Some(r) == first.as_ref()) || Instant::now() > deadline {
+                break replicas;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let count = |o: Outcome| ops.iter().filter(|op| op.outcome == o).count();
+        let (p50, max) = median_and_max(waits);
+        eprintln!(
+            "{label}: {} writes: {} acknowledged, {} failed, {} unknown; {} rows per replica; fault -> next ack: median {p50:?}, max {max:?}",
+            ops.len(),
+            count(Outcome::Ok),
+            count(Outcome::Failed),
+            count(Outcome::Unknown),
+            replicas.values().next().map_or(0, Vec::len),
+        );
+        assert!(count(Outcome::Ok) > 100, "too few writes to mean anything");
+        let violations = check(&ops, &replicas);
+        assert!(violations.is_empty(), "{violations:#?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_write_is_lost_across_leader_kills() {
     let mut c = Cluster::start(3);
-    let leader = tokio::task::block_in_place(|| c.leader(LEADER_WAIT));
-    c.member(leader)
-        .connect()
-        .await
-        .batch_execute("CREATE TABLE reg (id BIGINT NOT NULL, w BIGINT, PRIMARY KEY (id))")
-        .await
-        .unwrap();
-    let rec = Arc::new(Record {
-        started: Instant::now(),
-        next_id: AtomicI64::new(1),
-        ops: Mutex::new(Vec::new()),
-        stop: AtomicBool::new(false),
-    });
-    let url = Arc::new(c.multi_host("read-write"));
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|w| tokio::spawn(writer(url.clone(), rec.clone(), w)))
-        .collect();
-
+    let work = Workload::start(&c).await;
     let mut failovers = Vec::new();
     for round in 0..kills() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let leader = tokio::task::block_in_place(|| c.leader(LEADER_WAIT));
-        let killed = rec.now();
+        let killed = work.now();
         c.kill(leader);
-        let deadline = Instant::now() + LEADER_WAIT;
-        // The first write invoked after the kill that is acknowledged (one already in
-        // flight may still be answered by the dying leader's socket).
-        let took = loop {
-            let first = rec
-                .ops
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|op| op.outcome == Outcome::Ok && op.invoked > killed)
-                .map(|op| op.completed)
-                .min();
-            if let Some(at) = first {
-                break Duration::from_micros(at - killed);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: no write acknowledged since node {leader} was killed"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        eprintln!("round {round}: killed leader {leader}; next acknowledged write after {took:?}");
+        let what = format!("round {round}: leader {leader} killed");
+        let took = work.next_ack_after(killed, &what).await;
+        eprintln!("{what}; next acknowledged write after {took:?}");
         failovers.push(took);
         tokio::task::block_in_place(|| c.restart(leader));
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    rec.stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.await.unwrap();
-    }
+    work.finish(&c, "leader kills", failovers).await;
+}
 
-    // Heal: every replica holds the same history (or the checker says how not).
-    let ops = rec.ops.lock().unwrap().clone();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let replicas = loop {
-        let mut replicas = BTreeMap::new();
-        for n in 1..=3 {
-            let mut rows = rows_on(&c, n).await;
-            rows.sort();
-            replicas.insert(n, rows);
-        }
-        let first = replicas.values().next().cloned();
-        if replicas.values().all(|r| Some(r) == first.as_ref()) || Instant::now() > deadline {
-            break replicas;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let count = |o: Outcome| ops.iter().filter(|op| op.outcome == o).count();
-    let (p50, max) = median_and_max(failovers);
-    eprintln!(
-        "{} writes: {} acknowledged, {} failed, {} unknown; {} rows per replica; kill -> next ack: median {p50:?}, max {max:?}",
-        ops.len(),
-        count(Outcome::Ok),
-        count(Outcome::Failed),
-        count(Outcome::Unknown),
-        replicas.values().next().map_or(0, Vec::len),
-    );
-    assert!(
-        count(Outcome::Ok) > kills(),
-        "too few writes to mean anything"
-    );
-    let violations = check(&ops, &replicas);
-    assert!(violations.is_empty(), "{violations:#?}");
+/// The partition cases of REPLICATION.md A2 through per-link proxies: an isolated
+/// leader (the majority elects another and goes on; the old one acknowledges
+/// nothing it cannot commit), an isolated follower, and a bridge (the leader and
+/// one follower cannot talk; the third node sees both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_write_is_lost_across_partitions() {
+    let c = Cluster::start_partitionable(3);
+    let work = Workload::start(&c).await;
+    let leader_now = || tokio::task::block_in_place(|| c.leader(LEADER_WAIT));
+    let mut waits = Vec::new();
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let leader = leader_now();
+        let at = work.now();
+        c.isolate(leader);
+        let what = format!("round {round}: leader {leader} isolated");
+        let took = work.next_ack_after(at, &what).await;
+        eprintln!("{what}; next acknowledged write after {took:?}");
+        waits.push(took);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        c.heal();
+
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let leader = leader_now();
+        let follower = (1..=3).find(|&n| n != leader).unwrap();
+        c.isolate(follower);
+        let at = work.now();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let what = format!("round {round}: follower {follower} isolated");
+        let took = work.next_ack_after(at, &what).await;
+        eprintln!("{what}; next acknowledged write after {took:?}");
+        c.heal();
+
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let leader = leader_now();
+        let far = (1..=3).rev().find(|&n| n != leader).unwrap();
+        c.set_cut(leader, far, true);
+        let at = work.now();
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let what = format!("round {round}: bridge, {leader} and {far} cut apart");
+        let took = work.next_ack_after(at, &what).await;
+        eprintln!("{what}; next acknowledged write after {took:?}");
+        c.heal();
+    }
+    work.finish(&c, "partitions", waits).await;
 }

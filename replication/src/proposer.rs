@@ -99,13 +99,20 @@ impl Proposer {
         Status {
             node: self.id.me,
             pg_addr: self.pg_addr.clone(),
-            role: role_kind(m.state).name().to_string(),
+            role: self.role().kind.name().to_string(),
             term: m.current_term,
             leader: m.current_leader,
             applied_seq: self.db.visible_seq(),
             applied_index: m.last_applied.map(|l| l.index),
             last_log_index: m.last_log_index,
         }
+    }
+
+    /// Whether this leader has gone without a majority's acknowledgement for
+    /// longer than its lease.
+    fn lease_lost(&self, m: &Metrics) -> bool {
+        m.millis_since_quorum_ack
+            .is_some_and(|ms| ms > self.lease.as_millis() as u64)
     }
 
     /// The figures `/metrics` shows.
@@ -153,7 +160,7 @@ impl Proposer {
         self.runtime.spawn(async move {
             let _ = tx.send(raft.client_write(req).await);
         });
-        match rx.recv_timeout(self.commit_timeout) {
+        match self.await_commit(&rx, started) {
             Ok(Ok(resp)) => {
                 self.counters.committed(started.elapsed());
                 Ok(resp.data)
@@ -166,10 +173,40 @@ impl Proposer {
             Ok(Err(e)) => Err(Error::OutcomeUnknown(format!(
                 "the replicated log failed after the commit was proposed: {e}"
             ))),
-            Err(_) => Err(Error::OutcomeUnknown(format!(
-                "no majority confirmed the commit within {:?}",
-                self.commit_timeout
-            ))),
+            Err(why) => Err(Error::OutcomeUnknown(why)),
+        }
+    }
+
+    /// Wait for a proposal's answer until the commit timeout, or until this leader
+    /// has lost its lease (it cannot commit any more; clients should go elsewhere
+    /// now rather than after the whole timeout).
+    fn await_commit<T>(
+        &self,
+        rx: &std::sync::mpsc::Receiver<T>,
+        started: Instant,
+    ) -> Result<T, String> {
+        use std::sync::mpsc::RecvTimeoutError;
+        loop {
+            match rx.recv_timeout(LEASE_CHECK_EVERY) {
+                Ok(answer) => return Ok(answer),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err("the replicated log stopped before answering".into());
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let m = self.metrics();
+            if self.lease_lost(&m) {
+                return Err(format!(
+                    "node {} lost contact with the majority while the commit was replicated",
+                    self.id.me
+                ));
+            }
+            if started.elapsed() >= self.commit_timeout {
+                return Err(format!(
+                    "no majority confirmed the commit within {:?}",
+                    self.commit_timeout
+                ));
+            }
         }
     }
 }
@@ -183,14 +220,29 @@ fn role_kind(state: ServerState) -> RoleKind {
     }
 }
 
+/// How often a waiting proposal checks the leader's lease.
+const LEASE_CHECK_EVERY: Duration = Duration::from_millis(100);
+
 /// How long admission waits for a new leader to apply its log.
 const BARRIER_WAIT: Duration = Duration::from_secs(3);
 
 impl Replicate for Proposer {
+    /// A leader that has not heard from a majority for longer than its lease is
+    /// reported as a candidate with no known leader: it cannot commit, so clients
+    /// (`target_session_attrs=read-write`, `/primary`) must look elsewhere.
     fn role(&self) -> Role {
         let m = self.metrics();
+        let kind = role_kind(m.state);
+        if kind == RoleKind::Leader && self.lease_lost(&m) {
+            return Role {
+                kind: RoleKind::Candidate,
+                node: self.id.me,
+                term: m.current_term,
+                leader: None,
+            };
+        }
         Role {
-            kind: role_kind(m.state),
+            kind,
             node: self.id.me,
             term: m.current_term,
             leader: m.current_leader.map(|l| (l, self.pg_addr_of(l))),
@@ -243,9 +295,7 @@ impl Replicate for Proposer {
             if m.state != ServerState::Leader {
                 return Err(Error::ReadOnlyReplica(self.role().standby_reason()));
             }
-            if m.millis_since_quorum_ack
-                .is_some_and(|ms| ms > self.lease.as_millis() as u64)
-            {
+            if self.lease_lost(&m) {
                 return Err(Error::ReadOnlyReplica(format!(
                     "node {} leads term {} but has not heard from a majority for {} ms",
                     self.id.me,

@@ -1,6 +1,10 @@
 //! Three real `hindsight` processes on loopback forming one Raft group, with the
 //! operator contract's flags, for end-to-end replication tests. The harness only
 //! signals its own children (SIGKILL, SIGSTOP/SIGCONT, restart on the same dir).
+//! Started with [`Cluster::start_partitionable`], every directed Raft link runs
+//! through a proxy ([`super::proxy::Link`]) the test can cut.
+
+use std::collections::BTreeMap;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -20,35 +24,68 @@ pub struct Member {
     pub pg: u16,
     pub http: u16,
     pub dir: std::path::PathBuf,
+    /// This member's `--peers` (its links to the others may be proxies).
+    peers: String,
+    /// Its real Raft port (`--raft-listen`).
+    raft: u16,
     child: Option<Child>,
 }
 
 pub struct Cluster {
     pub members: Vec<Member>,
-    peers: String,
+    /// The proxy of each directed link (from, to), when partitionable.
+    links: BTreeMap<(u64, u64), super::proxy::Link>,
     _root: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Start `n` members and wait until each serves SQL.
     pub fn start(n: u64) -> Cluster {
+        Cluster::build(n, false)
+    }
+
+    /// Like [`Cluster::start`], with a proxy on every directed Raft link.
+    pub fn start_partitionable(n: u64) -> Cluster {
+        Cluster::build(n, true)
+    }
+
+    fn build(n: u64, proxied: bool) -> Cluster {
         let root = tempfile::tempdir().unwrap();
-        let peers = (1..=n)
-            .map(|i| format!("{i}=127.0.0.1:{}", free_port()))
-            .collect::<Vec<_>>()
-            .join(",");
+        let raft: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut links = BTreeMap::new();
+        if proxied {
+            for from in 1..=n {
+                for to in (1..=n).filter(|&t| t != from) {
+                    let link = super::proxy::Link::start(raft[(to - 1) as usize]);
+                    links.insert((from, to), link);
+                }
+            }
+        }
+        let peers_of = |me: u64| {
+            (1..=n)
+                .map(|j| {
+                    let port = links
+                        .get(&(me, j))
+                        .map_or(raft[(j - 1) as usize], |l: &super::proxy::Link| l.port);
+                    format!("{j}=127.0.0.1:{port}")
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         let members = (1..=n)
             .map(|id| Member {
                 id,
                 pg: free_port(),
                 http: free_port(),
                 dir: root.path().join(format!("node{id}")),
+                peers: peers_of(id),
+                raft: raft[(id - 1) as usize],
                 child: None,
             })
             .collect();
         let mut c = Cluster {
             members,
-            peers,
+            links,
             _root: root,
         };
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel()).unzip();
@@ -65,7 +102,8 @@ impl Cluster {
     fn spawn(&mut self, i: usize, ready: mpsc::Sender<()>) {
         let m = &mut self.members[i];
         let mut child = Command::new(env!("CARGO_BIN_EXE_hindsight"))
-            .args(["--node-id", &m.id.to_string(), "--peers", &self.peers])
+            .args(["--node-id", &m.id.to_string(), "--peers", &m.peers])
+            .args(["--raft-listen", &format!("127.0.0.1:{}", m.raft)])
             .args(["--listen", &format!("127.0.0.1:{}", m.pg)])
             .args(["--http-listen", &format!("127.0.0.1:{}", m.http)])
             .arg("--data-dir")
@@ -136,6 +174,30 @@ impl Cluster {
         self.spawn(i, tx);
         rx.recv_timeout(Duration::from_secs(90))
             .expect("restarted member did not become ready");
+    }
+
+    /// Cut (or restore) both directions between `a` and `b`.
+    pub fn set_cut(&self, a: u64, b: u64, cut: bool) {
+        for key in [(a, b), (b, a)] {
+            self.links
+                .get(&key)
+                .expect("a partitionable cluster")
+                .set_cut(cut);
+        }
+    }
+
+    /// Cut every link of `id`: it is alone, the others still see each other.
+    pub fn isolate(&self, id: u64) {
+        for m in self.members.iter().filter(|m| m.id != id) {
+            self.set_cut(id, m.id, true);
+        }
+    }
+
+    /// Restore every link.
+    pub fn heal(&self) {
+        for link in self.links.values() {
+            link.set_cut(false);
+        }
     }
 
     /// A libpq multi-host connection string over every member.
