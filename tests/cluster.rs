@@ -5,7 +5,7 @@
 //! /primary and /replica; multi-host `target_session_attrs=read-write` finds the
 //! leader, and after a SIGKILL the new one; no acknowledged write is lost across
 //! leader kills; a paused old leader ends its sessions with 57P01; a killed node
-//! rejoins and catches up.
+//! rejoins and catches up; `hindsight_transfer_leader` hands leadership over.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -160,6 +160,44 @@ async fn member_views(c: &Cluster, me: u64, leader: u64) -> Result<(), String> {
     }
 }
 
+/// Planned switchover: refused on a follower (25006) and for a non-voter (22023);
+/// on the leader it hands over, the target answers /primary, writes go on, and the
+/// old leader's sessions end with 57P01.
+async fn transfer(c: &Cluster) {
+    let leader = tokio::task::block_in_place(|| c.leader(LEADER_WAIT));
+    let target = (1..=3).find(|&n| n != leader).unwrap();
+    let follower = c.member(target).connect().await;
+    let err = follower
+        .simple_query(&format!("SELECT hindsight_transfer_leader({target})"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "25006", "{err}");
+    let (old, conn) = tokio_postgres::connect(&c.member(leader).url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let err = old
+        .simple_query("SELECT hindsight_transfer_leader(9)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "22023", "{err}");
+    let said = text(&old, &format!("SELECT hindsight_transfer_leader({target})")).await;
+    assert!(
+        said.starts_with(&format!("node {target} leads term ")),
+        "{said}"
+    );
+    assert_eq!(
+        tokio::task::block_in_place(|| c.leader(LEADER_WAIT)),
+        target
+    );
+    write_once(c, 5000).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the old leader's session was not ended")
+        .unwrap();
+    assert_eq!(code(&ended.expect_err("ended without an error")), "57P01");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_are_one_database_with_hot_standbys() {
     let mut c = Cluster::start(3);
@@ -312,6 +350,7 @@ async fn three_servers_are_one_database_with_hot_standbys() {
         v
     };
     assert!(sets.windows(2).all(|w| w[0] == w[1]), "replicas differ");
+    transfer(&c).await;
     let unknown: Vec<_> = sets[0].difference(&acked).collect();
     assert!(
         unknown.iter().all(|id| **id >= 1000),

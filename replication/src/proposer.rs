@@ -14,6 +14,7 @@
 //!   timeout, it admits nothing (25006) instead of queueing writes that cannot commit.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use openraft::ServerState;
 use openraft::error::{ClientWriteError, RaftError};
 
 use crate::figures::{Counters, Figures, PeerLag};
-use crate::transport::{Identity, Status};
+use crate::transport::{Call, Identity, Peer, Status, hold_elections};
 use crate::types::{Metrics, NodeId, Raft, Request, Response};
 
 /// What this node last heard from each peer.
@@ -54,6 +55,8 @@ pub struct Proposer {
     db: Db,
     pub(crate) peers: Arc<PeerTable>,
     pub(crate) counters: Counters,
+    /// The node leadership is being handed to (0: none); admission refuses meanwhile.
+    transfer_to: AtomicU64,
     commit_timeout: Duration,
     /// The longest a leader may go without a majority's acknowledgement.
     lease: Duration,
@@ -77,6 +80,7 @@ impl Proposer {
             db,
             peers: Arc::new(PeerTable::default()),
             counters: Counters::default(),
+            transfer_to: AtomicU64::new(0),
             commit_timeout,
             lease,
         }
@@ -220,6 +224,58 @@ fn role_kind(state: ServerState) -> RoleKind {
     }
 }
 
+/// How long a transfer waits for its target to catch up, and then to win.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Hand leadership from this leader (in `term`) to `to`: wait until `to` holds
+/// the whole log, hold the other voters' elections and stop heartbeats so every
+/// vote lease runs out, then ask `to` to campaign. Returns the new term.
+async fn hand_over(
+    raft: &crate::types::Raft,
+    id: &Arc<Identity>,
+    to: NodeId,
+    term: u64,
+    lease: Duration,
+) -> Result<u64, String> {
+    let caught_up = |m: &Metrics| {
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&to).copied().flatten());
+        matched.map(|l| l.index) == m.last_log_index
+    };
+    let mut metrics = raft.metrics();
+    tokio::time::timeout(TRANSFER_TIMEOUT, metrics.wait_for(caught_up))
+        .await
+        .map_err(|_| format!("node {to} did not catch up within {TRANSFER_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
+    let hold = lease * 2 + Duration::from_millis(500);
+    for &voter in id.peers.keys().filter(|&&n| n != to && n != id.me) {
+        let mut peer = Peer::new(id.clone(), voter);
+        let ms = hold.as_millis() as u64;
+        if let Err(e) = peer.call(&Call::Hold { ms }, &[], lease).await {
+            tracing::info!(voter, "could not hold elections on node {voter}: {e}");
+        }
+    }
+    hold_elections(raft, hold);
+    raft.runtime_config().heartbeat(false);
+    // Every voter's lease on this leader runs out one election timeout after the
+    // last heartbeat.
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let mut target = Peer::new(id.clone(), to);
+    match target.call(&Call::Elect, &[], lease).await {
+        Ok(crate::transport::Answer::Done(Ok(()))) => {}
+        Ok(other) => return Err(format!("node {to} refused to campaign: {other:?}")),
+        Err(e) => return Err(format!("node {to} unreachable: {e}")),
+    }
+    let won = |m: &Metrics| m.current_leader == Some(to) && m.current_term > term;
+    let m = tokio::time::timeout(TRANSFER_TIMEOUT, metrics.wait_for(won))
+        .await
+        .map_err(|_| format!("node {to} did not win an election within {TRANSFER_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
+    Ok(m.current_term)
+}
+
 /// How often a waiting proposal checks the leader's lease.
 const LEASE_CHECK_EVERY: Duration = Duration::from_millis(100);
 
@@ -295,6 +351,13 @@ impl Replicate for Proposer {
             if m.state != ServerState::Leader {
                 return Err(Error::ReadOnlyReplica(self.role().standby_reason()));
             }
+            let moving = self.transfer_to.load(Ordering::SeqCst);
+            if moving != 0 {
+                return Err(Error::ReadOnlyReplica(format!(
+                    "leadership is moving from node {} to node {moving}; nothing was written",
+                    self.id.me
+                )));
+            }
             if self.lease_lost(&m) {
                 return Err(Error::ReadOnlyReplica(format!(
                     "node {} leads term {} but has not heard from a majority for {} ms",
@@ -319,6 +382,64 @@ impl Replicate for Proposer {
                 )));
             }
             std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn transfer_leader(&self, to: u64) -> hindsight_storage::Result<String> {
+        if !self.id.peers.contains_key(&to) {
+            return Err(Error::InvalidArgument(format!(
+                "node {to} is not a voter of this cluster (voters: {:?})",
+                self.id.peers.keys().collect::<Vec<_>>()
+            )));
+        }
+        let role = self.role();
+        if role.kind != RoleKind::Leader {
+            return Err(Error::ReadOnlyReplica(format!(
+                "{}; run hindsight_transfer_leader on the leader",
+                role.standby_reason()
+            )));
+        }
+        if to == self.id.me {
+            return Ok(format!("node {to} already leads term {}", role.term));
+        }
+        if self
+            .transfer_to
+            .compare_exchange(0, to, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return Err(Error::ClusterState(
+                "a leadership transfer is already running".into(),
+            ));
+        }
+        tracing::info!(
+            node = self.id.me,
+            to,
+            term = role.term,
+            "leadership transfer begins"
+        );
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (raft, id, lease) = (self.raft.clone(), self.id.clone(), self.lease);
+        self.runtime.spawn(async move {
+            let r = hand_over(&raft, &id, to, role.term, lease).await;
+            raft.runtime_config().heartbeat(true);
+            raft.runtime_config().elect(true);
+            let _ = tx.send(r);
+        });
+        let result = rx
+            .recv_timeout(TRANSFER_TIMEOUT + lease * 4)
+            .unwrap_or_else(|_| Err(format!("node {to} did not take over in time")));
+        self.transfer_to.store(0, Ordering::SeqCst);
+        match result {
+            Ok(term) => {
+                tracing::info!(node = self.id.me, to, term, "leadership transferred");
+                Ok(format!("node {to} leads term {term}"))
+            }
+            Err(why) => {
+                tracing::warn!(node = self.id.me, to, "leadership transfer failed: {why}");
+                Err(Error::ClusterState(format!(
+                    "leadership was not transferred: {why}"
+                )))
+            }
         }
     }
 

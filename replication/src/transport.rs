@@ -50,6 +50,13 @@ pub(crate) enum Call {
     },
     Vote(VoteRequest<NodeId>),
     Status,
+    /// Leadership transfer: hold elections off for `ms` (the voters that are not
+    /// the target).
+    Hold {
+        ms: u64,
+    },
+    /// Leadership transfer: campaign now (the target).
+    Elect,
 }
 
 /// A peer's answer.
@@ -59,6 +66,7 @@ pub(crate) enum Answer {
     Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Status(Status),
+    Done(Result<(), String>),
 }
 
 /// What a node reports about itself (polled by its peers).
@@ -240,10 +248,25 @@ async fn serve_conn(
             }
             Call::Vote(req) => Answer::Vote(raft.vote(req).await),
             Call::Status => Answer::Status(status()),
+            Call::Hold { ms } => {
+                hold_elections(raft, Duration::from_millis(ms));
+                Answer::Done(Ok(()))
+            }
+            Call::Elect => Answer::Done(raft.trigger().elect().await.map_err(|e| e.to_string())),
             Call::Hello { .. } => return Err(invalid("hello twice")),
         };
         send(&mut w, &answer, &[]).await?;
     }
+}
+
+/// Turn this node's election timer off for `span`, then on again.
+pub(crate) fn hold_elections(raft: &Raft, span: Duration) {
+    raft.runtime_config().elect(false);
+    let raft = raft.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(span).await;
+        raft.runtime_config().elect(true);
+    });
 }
 
 type Conn = (

@@ -48,6 +48,8 @@ pub enum ErrorKind {
     ReadOnly,
     /// A commit whose outcome is unknown (replicated mode, SQLSTATE 40003).
     CompletionUnknown,
+    /// A cluster operation refused in the cluster's present state (55000).
+    NotInPrerequisiteState,
     Internal,
 }
 
@@ -134,6 +136,7 @@ fn from_storage(e: &StorageError) -> SqlError {
         StorageError::Closed => ErrorKind::ReadOnly,
         StorageError::ReadOnlyReplica(_) => ErrorKind::ReadOnly,
         StorageError::OutcomeUnknown(_) => ErrorKind::CompletionUnknown,
+        StorageError::ClusterState(_) => ErrorKind::NotInPrerequisiteState,
         StorageError::Locked(_) => ErrorKind::Io,
         StorageError::Encode { .. } => ErrorKind::Internal,
     };

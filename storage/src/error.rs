@@ -88,6 +88,12 @@ pub enum Error {
     #[error("{0}")]
     OutcomeUnknown(String),
 
+    /// A cluster operation that cannot be done in the cluster's present state
+    /// (a leadership transfer whose target did not catch up or take over).
+    /// Nothing changed.
+    #[error("{0}")]
+    ClusterState(String),
+
     /// The engine is shutting down or closed.
     #[error("the storage engine is closed")]
     Closed,

@@ -42,6 +42,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         K::Io => "58030",
         K::ReadOnly => "25006",
         K::CompletionUnknown => "40003",
+        K::NotInPrerequisiteState => "55000",
         K::Internal => "XX000",
     }
 }

@@ -151,6 +151,7 @@ pub(crate) fn install(state: SessionState, db: &Db) -> Result<SessionState> {
     for f in crate::pg::functions::functions(static_tables.pg_type.data(), db) {
         ctx.register_udf(f);
     }
+    ctx.register_udf(crate::plan::system::transfer_leader_udf(db.clone()));
     let pg_catalog = WithLiveViews {
         inner: Arc::new(PgCatalogSchemaProvider::try_new(
             declared,

@@ -1,4 +1,5 @@
-//! System views computed from the engine's live state at each scan:
+//! The cluster's SQL surface: `hindsight_transfer_leader(n)` (planned switchover,
+//! on the leader) and system views computed from the engine's live state at each scan:
 //! `hindsight_cluster` (every member of a replicated group, as this node knows it)
 //! and `pg_catalog.pg_stat_replication` (on the leader, a row per reachable
 //! follower, with PostgreSQL 16's column names).
@@ -11,6 +12,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::Array;
 use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Int32Array, Int64Array, IntervalMonthDayNanoArray, RecordBatch,
     StringArray, TimestampMicrosecondArray,
@@ -19,15 +21,59 @@ use datafusion::arrow::datatypes::{
     DataType as ArrowType, Field, IntervalUnit, Schema, SchemaRef, TimeUnit,
 };
 use datafusion::catalog::{MemTable, Session as DfSession, TableProvider};
-use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::{Expr, TableType};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{ColumnarValue, Expr, ScalarUDF, TableType, Volatility, create_udf};
 use datafusion::physical_plan::ExecutionPlan;
 use hindsight_storage::{Db, Member, RoleKind};
+
+use crate::error::{ErrorKind, SqlError};
 
 /// The cluster view's name (schema `public`, found before user tables).
 pub const CLUSTER_VIEW: &str = "hindsight_cluster";
 /// The replication view's name (schema `pg_catalog`, and unqualified).
 pub const STAT_REPLICATION_VIEW: &str = "pg_stat_replication";
+
+/// `hindsight_transfer_leader(n)`: hand leadership to voter `n` and answer who
+/// leads now. Blocks the statement for the transfer (about two election
+/// timeouts); writes pause meanwhile. Errors: 22023 on a single node or for a
+/// node that is not a voter, 25006 on a follower (naming the leader), 55000 when
+/// the target did not catch up or take over (the old leader leads on).
+pub(crate) fn transfer_leader_udf(db: Db) -> ScalarUDF {
+    create_udf(
+        "hindsight_transfer_leader",
+        vec![ArrowType::Int64],
+        ArrowType::Utf8,
+        Volatility::Volatile,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let to = match args.first() {
+                Some(ColumnarValue::Scalar(ScalarValue::Int64(Some(n)))) => *n,
+                Some(ColumnarValue::Array(a)) if a.len() == 1 => match a
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .filter(|a| a.is_valid(0))
+                {
+                    Some(a) => a.value(0),
+                    None => return Err(bad_node()),
+                },
+                _ => return Err(bad_node()),
+            };
+            let to = u64::try_from(to).map_err(|_| bad_node())?;
+            let answer = db
+                .transfer_leader(to)
+                .map_err(|e| SqlError::from(e).into_datafusion())?;
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(answer))))
+        }),
+    )
+}
+
+fn bad_node() -> DataFusionError {
+    SqlError::new(
+        ErrorKind::InvalidParameterValue,
+        "hindsight_transfer_leader takes one node id (a positive integer)",
+    )
+    .into_datafusion()
+}
 
 /// The live view called `name`, if it is one.
 pub(crate) fn view(name: &str, db: &Db) -> Option<Arc<dyn TableProvider>> {

@@ -148,6 +148,10 @@ pub trait Replicate: Send + Sync {
     /// is applied here. An error after the entry may have been appended is
     /// [`Error::OutcomeUnknown`].
     fn replicate(&self, stamp: Stamp, payloads: Vec<Vec<u8>>) -> Result<Outcome>;
+
+    /// Planned switchover: hand leadership to voter `to` (blocking, a few seconds);
+    /// returns a line saying who leads now.
+    fn transfer_leader(&self, to: u64) -> Result<String>;
 }
 
 /// The hook slot of a replicated engine (absent on a single node).
@@ -198,6 +202,18 @@ impl Db {
         match self.engine.replica.as_ref().map(ReplicaSlot::get) {
             Some(Ok(h)) => h.members(),
             _ => Vec::new(),
+        }
+    }
+
+    /// Hand leadership to voter `to` (`hindsight_transfer_leader`): only on the
+    /// leader of a cluster.
+    pub fn transfer_leader(&self, to: u64) -> Result<String> {
+        match self.engine.replica.as_ref().map(ReplicaSlot::get) {
+            None => Err(Error::InvalidArgument(
+                "this server is a single node: there is no leadership to transfer".into(),
+            )),
+            Some(Ok(h)) => h.transfer_leader(to),
+            Some(Err(e)) => Err(e),
         }
     }
 
@@ -352,6 +368,10 @@ mod tests {
                 node: 1,
             })
         }
+        fn transfer_leader(&self, _to: u64) -> Result<String> {
+            Err(Error::ClusterState("a loopback hook has one member".into()))
+        }
+
         fn replicate(&self, stamp: Stamp, payloads: Vec<Vec<u8>>) -> Result<Outcome> {
             let entry = Entry {
                 id: self.next_id(),
