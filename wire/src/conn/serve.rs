@@ -217,6 +217,14 @@ impl Connection {
         if matches!(&e, WireError::Sql(s) if s.kind == ErrorKind::QueryCanceled) {
             Metrics::inc(&self.shared.metrics.statements_canceled);
         }
+        // A cluster member refusing a write, or unsure of a commit: operators look
+        // for these around failovers, so they are logged with the reason (which
+        // names the nodes).
+        if let WireError::Sql(s) = &e
+            && matches!(s.kind, ErrorKind::ReadOnly | ErrorKind::CompletionUnknown)
+        {
+            tracing::info!(pid = self.reg.pid, kind = ?s.kind, "write refused or unconfirmed: {}", s.message);
+        }
         self.socket
             .feed(B::ErrorResponse(e.to_response()).into())
             .await
