@@ -97,18 +97,8 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         },
         (&Method::GET, "/primary") => {
             let role = state.db.role();
-            match role.takes_writes() && state.db.health().is_ok() {
-                true => text(
-                    StatusCode::OK,
-                    "text/plain",
-                    format!("{}\n", role.kind.name()),
-                ),
-                false => text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    format!("{}\n", role.standby_reason()),
-                ),
-            }
+            let ok = role.takes_writes() && state.db.health().is_ok();
+            verdict(ok, role.kind.name().to_string(), role.standby_reason())
         }
         (&Method::GET, "/replica") => {
             let role = state.db.role();
@@ -118,18 +108,9 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                     .leader
                     .as_ref()
                     .is_some_and(|(l, pg)| *l != role.node && pg.is_some());
-            match follows && state.db.health().is_ok() {
-                true => text(
-                    StatusCode::OK,
-                    "text/plain",
-                    format!("{}\n", role.kind.name()),
-                ),
-                false => text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    format!("not a replica following a leader: {}\n", role.kind.name()),
-                ),
-            }
+            let ok = follows && state.db.health().is_ok();
+            let why = format!("not a replica following a leader: {}", role.kind.name());
+            verdict(ok, role.kind.name().to_string(), why)
         }
         _ if known => text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -137,6 +118,18 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             "method not allowed\n".into(),
         ),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+/// 200 with `yes`, or 503 with `no`: the answer of a role check.
+fn verdict(ok: bool, yes: String, no: String) -> Response<Full<Bytes>> {
+    match ok {
+        true => text(StatusCode::OK, "text/plain", format!("{yes}\n")),
+        false => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            format!("{no}\n"),
+        ),
     }
 }
 
@@ -224,35 +217,23 @@ fn render_raft(out: &mut String, f: &Figures) {
     }
     let _ = writeln!(out, "{name}_sum {}", f.commit_seconds_sum);
     let _ = writeln!(out, "{name}_count {}", f.commits);
-    let lag = "hindsight_raft_peer_lag_entries";
-    write_header(
+    labelled(
         out,
-        lag,
-        G,
+        "hindsight_raft_peer_lag_entries",
         "Leader: entries each follower's durable log is behind.",
+        f.peers
+            .iter()
+            .filter_map(|p| Some((format!("peer=\"{}\"", p.node), p.lag_entries?.to_string()))),
     );
-    for p in &f.peers {
-        if let Some(v) = p.lag_entries {
-            let _ = writeln!(out, "{lag}{{peer=\"{}\"}} {v}", p.node);
-        }
-    }
-    let contact = "hindsight_raft_peer_last_contact_seconds";
-    write_header(
+    labelled(
         out,
-        contact,
-        G,
+        "hindsight_raft_peer_last_contact_seconds",
         "Leader: seconds since each follower last answered a status poll.",
+        f.peers.iter().filter_map(|p| {
+            let secs = p.last_contact_ms? as f64 / 1000.0;
+            Some((format!("peer=\"{}\"", p.node), secs.to_string()))
+        }),
     );
-    for p in &f.peers {
-        if let Some(ms) = p.last_contact_ms {
-            let _ = writeln!(
-                out,
-                "{contact}{{peer=\"{}\"}} {}",
-                p.node,
-                ms as f64 / 1000.0
-            );
-        }
-    }
 }
 
 /// One engine figure: name (after `hindsight_storage_`), kind, help, value.
@@ -371,8 +352,19 @@ static STORAGE_SAMPLES: [Sample; 20] = [
 
 /// A gauge with one sample per LSM level.
 fn per_level(out: &mut String, name: &str, help: &str, values: &[u64]) {
-    write_header(out, &format!("hindsight_storage_{name}"), "gauge", help);
-    for (level, v) in values.iter().enumerate() {
-        let _ = writeln!(out, "hindsight_storage_{name}{{level=\"{level}\"}} {v}");
+    let rows = (values.iter().enumerate()).map(|(l, v)| (format!("level=\"{l}\""), v.to_string()));
+    labelled(out, &format!("hindsight_storage_{name}"), help, rows);
+}
+
+/// A gauge with one sample per label set (`label="value"` text, sample).
+fn labelled(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    rows: impl Iterator<Item = (String, String)>,
+) {
+    write_header(out, name, G, help);
+    for (labels, v) in rows {
+        let _ = writeln!(out, "{name}{{{labels}}} {v}");
     }
 }

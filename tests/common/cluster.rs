@@ -220,13 +220,7 @@ impl Member {
     }
 
     pub async fn connect(&self) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        client
+        super::connect(&self.url()).await
     }
 
     /// The status code of `GET path` on the HTTP endpoint (None if unreachable).
