@@ -71,6 +71,7 @@ fn psql_and_psycopg_multi_host_find_the_leader_and_the_new_one_after_a_kill() {
     }
     let mut c = Cluster::start(3);
     let leader = c.leader(Duration::from_secs(30));
+    c.replicas_ready(leader, Duration::from_secs(30));
     let leader_port = c.member(leader).pg;
     let rw = format!(
         "postgresql://psql@{}/hindsight?target_session_attrs=read-write&connect_timeout=2",
@@ -132,7 +133,8 @@ fn pgjdbc_target_server_type_primary_and_secondary() {
         return;
     }
     let c = Cluster::start(3);
-    c.leader(Duration::from_secs(30));
+    let leader = c.leader(Duration::from_secs(30));
+    c.replicas_ready(leader, Duration::from_secs(30));
     run(
         Command::new("java")
             .args(["-cp", PGJDBC])

@@ -20,7 +20,7 @@ use hindsight_storage::raftlog::{RaftLog, RaftLogOptions};
 use hindsight_storage::{Db, Replicate, Role};
 use openraft::{Config, SnapshotPolicy};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::error::{ReplError, ReplResult};
 use crate::logstore::LogStore;
@@ -242,12 +242,18 @@ impl Cluster {
             raft.clone(),
             status,
         ));
-        handle.spawn(poll_status(id.clone(), Arc::downgrade(&proposer)));
+        let leader_changed = Arc::new(tokio::sync::Notify::new());
+        handle.spawn(poll_status(
+            id.clone(),
+            Arc::downgrade(&proposer),
+            leader_changed.clone(),
+        ));
         let (roles_tx, roles) = watch::channel(proposer.role());
         handle.spawn(watch_roles(
             raft.clone(),
             Arc::downgrade(&proposer),
             roles_tx,
+            leader_changed,
         ));
         if empty {
             let voters: BTreeSet<NodeId> = cfg.peers.keys().copied().collect();
@@ -341,9 +347,10 @@ fn raft_config(cfg: &ClusterConfig) -> ReplResult<Arc<Config>> {
     ))
 }
 
-/// Ask every peer for its status every [`STATUS_EVERY`] (how followers learn the
-/// leader's Postgres address, and what `hindsight_cluster` shows).
-async fn poll_status(id: Arc<Identity>, proposer: Weak<Proposer>) {
+/// Ask every peer for its status every [`STATUS_EVERY`], and at once when the
+/// leader changes: how followers learn the leader's Postgres address, and what
+/// `hindsight_cluster` shows.
+async fn poll_status(id: Arc<Identity>, proposer: Weak<Proposer>, leader_changed: Arc<Notify>) {
     let mut clients: Vec<Peer> = id
         .peers
         .keys()
@@ -352,7 +359,10 @@ async fn poll_status(id: Arc<Identity>, proposer: Weak<Proposer>) {
         .collect();
     let mut tick = tokio::time::interval(STATUS_EVERY);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = leader_changed.notified() => {}
+        }
         let Some(p) = proposer.upgrade() else { return };
         for c in &mut clients {
             if let Ok(transport::Answer::Status(s)) = c.call(&Call::Status, &[], STATUS_EVERY).await
@@ -364,7 +374,12 @@ async fn poll_status(id: Arc<Identity>, proposer: Weak<Proposer>) {
 }
 
 /// Log every change of role, leader or term at info level and publish it.
-async fn watch_roles(raft: Raft, proposer: Weak<Proposer>, roles: watch::Sender<Role>) {
+async fn watch_roles(
+    raft: Raft,
+    proposer: Weak<Proposer>,
+    roles: watch::Sender<Role>,
+    leader_changed: Arc<Notify>,
+) {
     let mut rx = raft.metrics();
     let mut last = None;
     loop {
@@ -376,6 +391,7 @@ async fn watch_roles(raft: Raft, proposer: Weak<Proposer>, roles: watch::Sender<
             let Some(p) = proposer.upgrade() else { return };
             if last.is_some_and(|(_, leader, _)| leader != now.1) && now.1.is_some() {
                 p.counters.leader_changed();
+                leader_changed.notify_one();
             }
             let role = p.role();
             tracing::info!(

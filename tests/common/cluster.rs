@@ -150,6 +150,22 @@ impl Cluster {
         }
     }
 
+    /// Wait until every running member other than `leader` answers /replica 200
+    /// (it follows `leader` and knows its Postgres address).
+    pub fn replicas_ready(&self, leader: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        for m in self
+            .members
+            .iter()
+            .filter(|m| m.id != leader && m.child.is_some())
+        {
+            while m.http_status("/replica") != Some(200) {
+                assert!(Instant::now() < deadline, "node {} is not a replica", m.id);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     pub fn kill(&mut self, id: u64) {
         let m = self.members.iter_mut().find(|m| m.id == id).unwrap();
         if let Some(mut c) = m.child.take() {
