@@ -112,11 +112,32 @@ impl Proposer {
         }
     }
 
-    /// Whether this leader has gone without a majority's acknowledgement for
-    /// longer than its lease.
+    /// Whether this leader has lost its majority: no quorum acknowledged its
+    /// appends within the lease, and no quorum's status answers (polled on their
+    /// own connections) within the lease say they follow it in this term. The
+    /// second test keeps a leader whose followers are busy persisting a large
+    /// entry (a big COPY) from counting as cut off.
     fn lease_lost(&self, m: &Metrics) -> bool {
-        m.millis_since_quorum_ack
-            .is_some_and(|ms| ms > self.lease.as_millis() as u64)
+        let unacked = m
+            .millis_since_quorum_ack
+            .is_some_and(|ms| ms > self.lease.as_millis() as u64);
+        unacked && !self.quorum_follows(m.current_term)
+    }
+
+    /// Whether a majority of voters (this node included) answered a status poll
+    /// within the lease naming this node as leader of `term`.
+    fn quorum_follows(&self, term: u64) -> bool {
+        let following = self
+            .id
+            .peers
+            .keys()
+            .filter(|&&n| n != self.id.me)
+            .filter_map(|&n| self.peers.get(n))
+            .filter(|(s, at)| {
+                s.leader == Some(self.id.me) && s.term == term && at.elapsed() <= self.lease
+            })
+            .count();
+        following + 1 > self.id.peers.len() / 2
     }
 
     /// The figures `/metrics` shows.
