@@ -69,7 +69,12 @@ start_cluster() {
         FOLLOWER_PORT=$(pg_port "$n")
       fi
     done
-    [ -n "$LEADER_PORT" ] && [ -n "$FOLLOWER_PORT" ] && return 0
+    if [ -n "$LEADER_PORT" ] && [ -n "$FOLLOWER_PORT" ]; then
+      # A leader that still leads two seconds later (not one of a first election's).
+      sleep 2
+      curl -fs "http://127.0.0.1:$((LEADER_PORT + 20))/primary" >/dev/null && return 0
+      LEADER_PORT=""; FOLLOWER_PORT=""
+    fi
     sleep 0.1
   done
   echo "no leader"; exit 1

@@ -257,14 +257,17 @@ impl Cluster {
         ));
         if empty {
             let voters: BTreeSet<NodeId> = cfg.peers.keys().copied().collect();
-            let r = raft.clone();
-            let init = handle.spawn(async move { r.initialize(voters).await });
-            match init.await.map_err(|e| ReplError::Raft(e.to_string()))? {
-                Ok(()) => {
-                    tracing::info!(node = me, voters = ?cfg.peers.keys().collect::<Vec<_>>(), "cluster initialized")
-                }
-                Err(e) => tracing::info!(node = me, "cluster already initialized: {e}"),
-            }
+            let first = voters.first().copied() == Some(me);
+            // The lowest id forms the cluster at once; the others give it a few
+            // election timeouts to reach them before forming it themselves (so a
+            // dead first node does not stop a first start, and a live one does not
+            // race two other candidates into an extra election).
+            let patience = if first {
+                Duration::ZERO
+            } else {
+                cfg.election_timeout_max * 3
+            };
+            handle.spawn(form_cluster(raft.clone(), me, voters, patience));
         }
         if let Some(index) = committed {
             let r = raft.clone();
@@ -345,6 +348,26 @@ fn raft_config(cfg: &ClusterConfig) -> ReplResult<Arc<Config>> {
             .validate()
             .map_err(|e| ReplError::Config(e.to_string()))?,
     ))
+}
+
+/// Initialize the Raft group with `voters` unless, within `patience`, another
+/// member already did and reached this node.
+async fn form_cluster(raft: Raft, me: NodeId, voters: BTreeSet<NodeId>, patience: Duration) {
+    if !patience.is_zero() {
+        let joined =
+            |m: &crate::types::Metrics| m.current_leader.is_some() || m.last_log_index.is_some();
+        let mut metrics = raft.metrics();
+        if tokio::time::timeout(patience, metrics.wait_for(joined))
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
+            return;
+        }
+    }
+    match raft.initialize(voters.clone()).await {
+        Ok(()) => tracing::info!(node = me, ?voters, "cluster initialized"),
+        Err(e) => tracing::info!(node = me, "cluster already initialized: {e}"),
+    }
 }
 
 /// Ask every peer for its status every [`STATUS_EVERY`], and at once when the
