@@ -41,6 +41,17 @@ impl Counters {
             b.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    pub(crate) fn fill(&self, f: &mut Figures) {
+        f.leader_changes = self.leader_changes.load(Ordering::Relaxed);
+        f.commits = self.commits.load(Ordering::Relaxed);
+        f.commit_seconds_sum = self.commit_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        f.commit_buckets = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+    }
 }
 
 /// One peer as the leader sees it.
@@ -54,7 +65,7 @@ pub struct PeerLag {
 }
 
 /// A snapshot of the figures.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Figures {
     pub node: u64,
     pub term: u64,
@@ -82,19 +93,6 @@ impl FigureSource {
     }
 }
 
-impl Counters {
-    pub(crate) fn fill(&self, f: &mut Figures) {
-        f.leader_changes = self.leader_changes.load(Ordering::Relaxed);
-        f.commits = self.commits.load(Ordering::Relaxed);
-        f.commit_seconds_sum = self.commit_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        f.commit_buckets = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,19 +103,7 @@ mod tests {
         c.committed(Duration::from_micros(500));
         c.committed(Duration::from_millis(3));
         c.committed(Duration::from_secs(60));
-        let mut f = Figures {
-            node: 1,
-            term: 1,
-            is_leader: true,
-            leader: Some(1),
-            last_log_index: None,
-            applied_index: None,
-            leader_changes: 0,
-            commits: 0,
-            commit_seconds_sum: 0.0,
-            commit_buckets: Vec::new(),
-            peers: Vec::new(),
-        };
+        let mut f = Figures::default();
         c.fill(&mut f);
         assert_eq!(f.commits, 3);
         assert_eq!(f.commit_buckets.len(), COMMIT_BUCKETS.len() + 1);

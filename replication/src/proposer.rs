@@ -168,11 +168,8 @@ impl Proposer {
             leader: m.current_leader,
             last_log_index: last,
             applied_index: m.last_applied.map(|l| l.index),
-            leader_changes: 0,
-            commits: 0,
-            commit_seconds_sum: 0.0,
-            commit_buckets: Vec::new(),
             peers,
+            ..Figures::default()
         };
         self.counters.fill(&mut f);
         f
