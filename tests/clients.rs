@@ -1,6 +1,7 @@
 //! End-to-end: real drivers against the real server, each driven by a session script
-//! in `tests/clients/`: psycopg 3 with pandas and SQLAlchemy (Python), pgjdbc (the
-//! Debian package, Java) and node-postgres (npm `pg`). A missing client is skipped
+//! in `tests/clients/`: psycopg 3 with pandas and SQLAlchemy (Python), the bulk and
+//! Arrow paths of asyncpg, psycopg, ADBC and polars (Python), pgjdbc (the Debian
+//! package, Java) and node-postgres (npm `pg`). A missing client is skipped
 //! with a message, or fails the test under `HINDSIGHT_REQUIRE_CLIENTS=1` (`.ci/run`
 //! installs them all and sets it).
 
@@ -28,6 +29,25 @@ fn psycopg_parameterized_pipelined_prepared_pandas_sqlalchemy() {
         &server,
         Command::new("python3").arg(format!("{CLIENTS}/psycopg_session.py")),
         "psycopg session ok",
+    );
+}
+
+#[test]
+fn bulk_and_arrow_paths_of_asyncpg_psycopg_adbc_polars() {
+    if !client_available(
+        "python3 with asyncpg, psycopg, adbc_driver_postgresql, pyarrow, polars and connectorx",
+        Command::new("python3").args([
+            "-c",
+            "import asyncpg, psycopg, adbc_driver_postgresql, pyarrow, polars, connectorx",
+        ]),
+    ) {
+        return;
+    }
+    let server = TestServer::start(&[]);
+    run_client_session(
+        &server,
+        Command::new("python3").arg(format!("{CLIENTS}/bulk_drivers.py")),
+        "bulk drivers ok",
     );
 }
 

@@ -23,6 +23,10 @@ pub enum ErrorKind {
     FeatureNotSupported,
     InvalidParameterValue,
     InvalidTextRepresentation,
+    /// A binary value of the wrong length or layout (22P03).
+    InvalidBinaryRepresentation,
+    /// A malformed COPY stream: bad signature, truncated tuple, wrong field count (22P04).
+    BadCopyFormat,
     InvalidDatetimeFormat,
     DatatypeMismatch,
     NotNullViolation,

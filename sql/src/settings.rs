@@ -12,6 +12,8 @@ pub const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("integer_datetimes", "on"),
     ("intervalstyle", "postgres"),
     ("is_superuser", "on"),
+    // No JIT compilation here: asyncpg reads and sets it around type introspection.
+    ("jit", "off"),
     ("search_path", "\"$user\", public"),
     ("server_encoding", "UTF8"),
     ("server_version", "16.0 (Hindsight 0.1.0)"),

@@ -21,6 +21,8 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         K::FeatureNotSupported => "0A000",
         K::InvalidParameterValue => "22023",
         K::InvalidTextRepresentation => "22P02",
+        K::InvalidBinaryRepresentation => "22P03",
+        K::BadCopyFormat => "22P04",
         K::InvalidDatetimeFormat => "22007",
         K::DatatypeMismatch => "42804",
         K::NotNullViolation => "23502",

@@ -34,7 +34,9 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use hindsight_storage::Db;
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, GroupByExpr, SelectItem, SetExpr, Statement, VisitMut, VisitorMut};
+use sqlparser::ast::{
+    BinaryOperator, Expr, GroupByExpr, SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
+};
 
 use crate::error::Result;
 use crate::plan::catalog::{CATALOG, SCHEMA};
@@ -76,8 +78,14 @@ impl ClientCompat {
             return None;
         }
         let mut stmts = self.parser.parse(sql).ok()?;
+        if let [only] = stmts.as_slice()
+            && let Some(instead) = super::introspection::replacement(only)
+        {
+            stmts = self.parser.parse(instead).ok()?;
+        }
         for s in &mut stmts {
             let _ = s.visit(&mut AggregateScalarSubqueries);
+            let _ = s.visit(&mut RegprocZero);
         }
         Some(stmts)
     }
@@ -134,6 +142,75 @@ impl VisitorMut for AggregateScalarSubqueries {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// The `regproc` columns of the catalog tables: a function named by its name, and
+/// `-` for none (OID 0). They are text here.
+const REGPROC_COLUMNS: &[&str] = &[
+    "typinput",
+    "typoutput",
+    "typreceive",
+    "typsend",
+    "typmodin",
+    "typmodout",
+    "typanalyze",
+    "typsubscript",
+    "prosupport",
+    "aggfnoid",
+    "aggtransfn",
+    "aggfinalfn",
+    "aggcombinefn",
+    "aggserialfn",
+    "aggdeserialfn",
+    "aggmtransfn",
+    "aggminvtransfn",
+    "aggmfinalfn",
+    "oprcode",
+    "oprrest",
+    "oprjoin",
+    "rngcanonical",
+    "rngsubdiff",
+];
+
+/// Drivers test a `regproc` column against OID 0 (`typreceive != 0`, ADBC's type
+/// query): PostgreSQL compares OIDs, and the column here is the function's name, so
+/// `= 0` / `!= 0` against such a column compares with `-`, the name of OID 0.
+struct RegprocZero;
+
+impl VisitorMut for RegprocZero {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let Expr::BinaryOp { left, op, right } = expr else {
+            return ControlFlow::Continue(());
+        };
+        if !matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq) {
+            return ControlFlow::Continue(());
+        }
+        let dash = || Expr::value(Value::SingleQuotedString("-".into()));
+        if is_regproc_column(left) && is_zero(right) {
+            **right = dash();
+        } else if is_regproc_column(right) && is_zero(left) {
+            **left = dash();
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn is_regproc_column(e: &Expr) -> bool {
+    let name = match e {
+        Expr::Identifier(i) => i,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(i) => i,
+            None => return false,
+        },
+        _ => return false,
+    };
+    REGPROC_COLUMNS.contains(&name.value.to_ascii_lowercase().as_str())
+}
+
+fn is_zero(e: &Expr) -> bool {
+    matches!(e, Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if n == "0"))
 }
 
 /// Install `pg_catalog` and the Postgres functions into a session state whose catalog

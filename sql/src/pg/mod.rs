@@ -3,7 +3,9 @@
 //! `pg_get_*`), and the `pg_catalog` / `information_schema` shims with the query
 //! rewrites psql, JDBC and SQLAlchemy need. Builds on `plan`; `session` builds on it.
 
+pub mod binary;
 pub(crate) mod catalog;
 pub(crate) mod functions;
+pub(crate) mod introspection;
 pub mod literals;
 pub mod text;

@@ -2,13 +2,16 @@
 //!
 //! DataFusion infers a parameter's type from comparisons, IN lists and INSERT targets.
 //! Hindsight adds what it cannot see: `key = ANY($1)` (planned as `array_has($1, key)`)
-//! is an array of the key's type, and time arguments of `as_of`, `history`,
-//! `FOR SYSTEM_TIME AS OF` and ASOF JOIN `known_at` are timestamps with time zone.
+//! is an array of the key's type, time arguments of `as_of`, `history`,
+//! `FOR SYSTEM_TIME AS OF` and ASOF JOIN `known_at` are timestamps with time zone,
+//! and a parameter cast explicitly (`$1::int8[]`, `arrow_cast($1, 'List(UInt32)')`)
+//! is of the type it is cast to, as PostgreSQL types it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field};
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::expr::Placeholder;
@@ -81,6 +84,10 @@ pub(crate) fn infer(
                     count = count.max(i + 1);
                     types.insert(i, ArrowType::List(Arc::new(Field::new_list_field(t, true))));
                 }
+                if let Some((i, t)) = cast_placeholder(sub) {
+                    count = count.max(i + 1);
+                    types.entry(i).or_insert(t);
+                }
                 if let Expr::Placeholder(Placeholder { id, .. }) = sub
                     && let Some(i) = index(id)
                 {
@@ -99,4 +106,24 @@ pub(crate) fn infer(
                 .or_else(|| types.get(&i).cloned())
         })
         .collect())
+}
+
+/// A parameter cast explicitly, and the type it is cast to: `CAST($n AS t)` and
+/// `arrow_cast($n, 'T')`.
+fn cast_placeholder(e: &Expr) -> Option<(usize, ArrowType)> {
+    let (inner, ty) = match e {
+        Expr::Cast(c) => (c.expr.as_ref(), c.field.data_type().clone()),
+        Expr::TryCast(c) => (c.expr.as_ref(), c.field.data_type().clone()),
+        Expr::ScalarFunction(f) if f.name() == "arrow_cast" => match f.args.as_slice() {
+            [inner, Expr::Literal(ScalarValue::Utf8(Some(name)), _)] => {
+                (inner, name.parse::<ArrowType>().ok()?)
+            }
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let Expr::Placeholder(Placeholder { id, .. }) = inner else {
+        return None;
+    };
+    Some((index(id)?, ty))
 }

@@ -1,8 +1,10 @@
-//! COPY FROM: rows arriving as text fields (already split and unescaped by the wire
-//! layer) become versions of a table.
+//! COPY FROM: rows arriving as fields (already split, and unescaped, by the wire
+//! layer) become versions of a table. Fields are text (COPY's text and CSV formats)
+//! or PostgreSQL binary values (`FORMAT binary`), one kind per COPY.
 //!
-//! Invariants: values are parsed with PostgreSQL's text input rules for the column
-//! type (arrays `{...}`, bytea `\x..`, timestamps with offsets); columns not listed
+//! Invariants: text values are parsed with PostgreSQL's text input rules for the
+//! column type (arrays `{...}`, bytea `\x..`, timestamps with offsets), binary values
+//! with its binary receive rules ([`crate::pg::binary`]); columns not listed
 //! are NULL; the whole COPY is one write batch, committed by [`Session::finish_copy`]
 //! only after the last row arrived, so a failed or abandoned COPY leaves nothing
 //! visible. Inside a transaction block the rows join the transaction's batch.
@@ -20,8 +22,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use datafusion::arrow::array::{
-    Array, ArrayBuilder, ArrayRef, BinaryBuilder, ListArray, RecordBatch, RecordBatchOptions,
-    StringArray, StringBuilder, new_null_array,
+    Array, ArrayBuilder, ArrayRef, BinaryArray, BinaryBuilder, ListArray, RecordBatch,
+    RecordBatchOptions, StringArray, StringBuilder, new_null_array,
 };
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -31,6 +33,7 @@ use hindsight_storage::{TableDef, WriteBatch};
 use super::state::Session;
 use crate::error::{ErrorKind, Result, SqlError};
 use crate::offload;
+use crate::pg::binary;
 use crate::pg::literals::{parse_pg_array, parse_pg_bytea};
 
 /// Rows buffered before they go to the converter as one chunk.
@@ -44,8 +47,8 @@ pub struct CopyIn {
     def: Arc<TableDef>,
     /// Table column index of each incoming field.
     targets: Arc<[usize]>,
-    /// Buffered text fields, one column per incoming field (no allocation per value).
-    fields: Vec<StringBuilder>,
+    /// Buffered fields, one column per incoming field (no allocation per value).
+    fields: FieldBuffers,
     /// Per incoming field: trim surrounding whitespace (numbers, times and booleans
     /// are parsed from trimmed text, as PostgreSQL's input functions do; text keeps
     /// its spaces; bytea and arrays have their own syntax).
@@ -66,9 +69,47 @@ impl std::fmt::Debug for CopyIn {
     }
 }
 
-/// Buffered text rows on their way to the write batch.
+/// The fields of the rows buffered so far, one builder per incoming field.
+enum FieldBuffers {
+    Text(Vec<StringBuilder>),
+    Binary(Vec<BinaryBuilder>),
+}
+
+impl FieldBuffers {
+    fn take(&mut self) -> ChunkFields {
+        match self {
+            FieldBuffers::Text(b) => {
+                ChunkFields::Text(b.iter_mut().map(StringBuilder::finish).collect())
+            }
+            FieldBuffers::Binary(b) => {
+                ChunkFields::Binary(b.iter_mut().map(BinaryBuilder::finish).collect())
+            }
+        }
+    }
+}
+
+/// A chunk's fields, one array per incoming field.
+enum ChunkFields {
+    Text(Vec<StringArray>),
+    Binary(Vec<BinaryArray>),
+}
+
+impl ChunkFields {
+    /// Field `i` decoded as a column of `ty` (named `type_name` in errors).
+    fn column(&self, i: usize, ty: &DataType, type_name: &str) -> Result<ArrayRef> {
+        let missing = || SqlError::internal("a COPY chunk lacks a field");
+        match self {
+            ChunkFields::Text(f) => parse_column(f.get(i).ok_or_else(missing)?, ty, type_name),
+            ChunkFields::Binary(f) => {
+                binary::decode_column(f.get(i).ok_or_else(missing)?, ty, type_name)
+            }
+        }
+    }
+}
+
+/// Buffered rows on their way to the write batch.
 struct Chunk {
-    fields: Vec<StringArray>,
+    fields: ChunkFields,
     rows: usize,
     /// Line of the chunk's last row, for error messages.
     line: u64,
@@ -131,7 +172,7 @@ fn convert(def: &TableDef, targets: &[usize], chunk: Chunk, batch: &mut WriteBat
         .iter()
         .map(|f| new_null_array(f.data_type(), rows))
         .collect();
-    for (values, &target) in fields.iter().zip(targets) {
+    for (i, &target) in targets.iter().enumerate() {
         let (Some(slot), Some(field), Some(col)) = (
             columns.get_mut(target),
             schema.fields().get(target),
@@ -140,17 +181,19 @@ fn convert(def: &TableDef, targets: &[usize], chunk: Chunk, batch: &mut WriteBat
             continue;
         };
         let type_name = crate::types::pg_type_name(col.data_type);
-        *slot = parse_column(values, field.data_type(), &type_name).map_err(|e| {
-            SqlError::new(
-                e.kind,
-                format!(
-                    "{} (COPY {}, column {}, lines up to {line})",
-                    e.message,
-                    def.name,
-                    field.name()
-                ),
-            )
-        })?;
+        *slot = fields
+            .column(i, field.data_type(), &type_name)
+            .map_err(|e| {
+                SqlError::new(
+                    e.kind,
+                    format!(
+                        "{} (COPY {}, column {}, lines up to {line})",
+                        e.message,
+                        def.name,
+                        field.name()
+                    ),
+                )
+            })?;
     }
     let nullable = Schema::new(
         schema
@@ -174,30 +217,64 @@ impl CopyIn {
         self.targets.len()
     }
 
-    /// Add one row (`None`: NULL). `line` numbers errors.
+    /// Add one row of text fields (`None`: NULL). `line` numbers errors.
     pub fn push<'a>(
         &mut self,
         row: impl ExactSizeIterator<Item = Option<&'a str>>,
         line: u64,
     ) -> Result<()> {
-        if row.len() != self.targets.len() {
-            let what = if row.len() < self.targets.len() {
-                "missing data for column"
-            } else {
-                "extra data after last expected column"
-            };
-            return Err(SqlError::new(
-                ErrorKind::InvalidTextRepresentation,
-                format!("{what} (COPY {}, line {line})", self.def.name),
-            ));
-        }
-        for ((col, &trim), v) in self.fields.iter_mut().zip(&self.trim).zip(row) {
+        self.check_width(row.len(), line, ErrorKind::InvalidTextRepresentation)?;
+        let FieldBuffers::Text(fields) = &mut self.fields else {
+            return Err(SqlError::internal("a text row pushed into a binary COPY"));
+        };
+        for ((col, &trim), v) in fields.iter_mut().zip(&self.trim).zip(row) {
             match v {
                 Some(v) if trim => col.append_value(v.trim()),
                 Some(v) => col.append_value(v),
                 None => col.append_null(),
             }
         }
+        self.row_added(line)
+    }
+
+    /// Add one row of binary-format fields (`None`: NULL) to a COPY opened with
+    /// `binary`. `tuple` numbers errors.
+    pub fn push_binary<'a>(
+        &mut self,
+        row: impl ExactSizeIterator<Item = Option<&'a [u8]>>,
+        tuple: u64,
+    ) -> Result<()> {
+        self.check_width(row.len(), tuple, ErrorKind::BadCopyFormat)?;
+        let FieldBuffers::Binary(fields) = &mut self.fields else {
+            return Err(SqlError::internal("a binary row pushed into a text COPY"));
+        };
+        for (col, v) in fields.iter_mut().zip(row) {
+            col.append_option(v);
+        }
+        self.row_added(tuple)
+    }
+
+    fn check_width(&self, got: usize, line: u64, kind: ErrorKind) -> Result<()> {
+        if got == self.targets.len() {
+            return Ok(());
+        }
+        let what = if got < self.targets.len() {
+            "missing data for column"
+        } else {
+            "extra data after last expected column"
+        };
+        Err(SqlError::new(
+            kind,
+            format!(
+                "{what}: row field count is {got}, expected {} (COPY {}, line {line})",
+                self.targets.len(),
+                self.def.name
+            ),
+        ))
+    }
+
+    /// Count a pushed row; hand a full chunk to the converter.
+    fn row_added(&mut self, line: u64) -> Result<()> {
         self.rows += 1;
         self.buffered += 1;
         if self.buffered >= CHUNK_ROWS {
@@ -214,7 +291,7 @@ impl CopyIn {
     /// The buffered rows as a chunk; the buffers start over.
     fn take_chunk(&mut self, line: u64) -> Chunk {
         Chunk {
-            fields: self.fields.iter_mut().map(StringBuilder::finish).collect(),
+            fields: self.fields.take(),
             rows: std::mem::take(&mut self.buffered),
             line,
         }
@@ -316,7 +393,8 @@ fn parse_column(values: &StringArray, ty: &DataType, type_name: &str) -> Result<
 
 impl Session {
     /// Open a COPY FROM into `table`; `columns` empty means all, in table order.
-    pub fn copy_in(&self, table: &str, columns: &[String]) -> Result<CopyIn> {
+    /// `binary`: its rows come in PostgreSQL's binary format ([`CopyIn::push_binary`]).
+    pub fn copy_in(&self, table: &str, columns: &[String], binary: bool) -> Result<CopyIn> {
         self.check_not_failed()?;
         self.check_writable("COPY FROM")?;
         let def = self.engine.db().table(table)?;
@@ -351,7 +429,11 @@ impl Session {
             })
             .collect();
         Ok(CopyIn {
-            fields: targets.iter().map(|_| StringBuilder::new()).collect(),
+            fields: if binary {
+                FieldBuffers::Binary(targets.iter().map(|_| BinaryBuilder::new()).collect())
+            } else {
+                FieldBuffers::Text(targets.iter().map(|_| StringBuilder::new()).collect())
+            },
             trim,
             buffered: 0,
             targets: targets.into(),

@@ -45,7 +45,10 @@ impl Session {
     ) -> Result<Output> {
         self.check_not_failed_unless_end(&stmt)?;
         rewrite_asof(&mut stmt);
-        let result = self.dispatch(stmt, params).await;
+        let result = match self.resolve_setting_calls(&mut stmt) {
+            Ok(()) => self.dispatch(stmt, params).await,
+            Err(e) => Err(e),
+        };
         self.fail_open_txn_on_error(&result);
         result
     }

@@ -170,6 +170,7 @@ impl Session {
             return Ok(Prepared::unplanned(None, declared, None));
         };
         rewrite_asof(&mut stmt);
+        self.resolve_setting_calls(&mut stmt)?;
         if let Some(fast) = FastLookup::recognize(&self.state, &self.engine.db, &stmt, declared) {
             return Ok(Prepared {
                 param_types: fast.param_types(),

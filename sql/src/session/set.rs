@@ -1,11 +1,22 @@
-//! Session settings: SET, RESET, SHOW and `current_setting`, with the parsed
-//! `statement_timeout` kept in step.
+//! Session settings: SET, RESET, SHOW, `current_setting(name [, missing_ok])` and
+//! `set_config(name, value, is_local)`, with the parsed `statement_timeout` kept in
+//! step.
+//!
+//! The two functions read and change the session, so they are resolved before
+//! planning: a call with literal arguments becomes the literal it returns
+//! (`set_config` changes the setting then, as SET would). A prepared statement
+//! resolves them when it is prepared.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use sqlparser::ast::Value as SqlValue;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Statement, Value as SqlValue, VisitMut,
+    VisitorMut,
+};
 
 use super::state::{Session, parse_timeout_ms};
 use crate::error::{ErrorKind, Result, SqlError};
@@ -143,6 +154,30 @@ impl Session {
         }
     }
 
+    /// Resolve the `current_setting` and `set_config` calls of a statement.
+    pub(super) fn resolve_setting_calls(&mut self, stmt: &mut Statement) -> Result<()> {
+        if !matches!(stmt, Statement::Query(_)) {
+            return Ok(());
+        }
+        match stmt.visit(&mut SettingCalls { session: self }) {
+            ControlFlow::Break(e) => Err(e),
+            ControlFlow::Continue(()) => Ok(()),
+        }
+    }
+
+    /// `current_setting(name, missing_ok)`: None for a missing setting when allowed.
+    fn current_setting(&self, name: &str, missing_ok: bool) -> Result<Option<String>> {
+        let key = name.to_ascii_lowercase();
+        match self.setting_now(&key) {
+            Some(v) => Ok(Some(v)),
+            None if missing_ok => Ok(None),
+            None => Err(SqlError::new(
+                ErrorKind::UndefinedObject,
+                format!("unrecognized configuration parameter \"{name}\""),
+            )),
+        }
+    }
+
     pub(super) async fn show(&mut self, variable: &[sqlparser::ast::Ident]) -> Result<Output> {
         let name = variable
             .iter()
@@ -190,4 +225,68 @@ impl Session {
         };
         Ok(Output::Rows(memory_stream(vec![batch])))
     }
+}
+
+/// Replaces `current_setting(...)` and `set_config(...)` calls with literal
+/// arguments by their value (see the module comment).
+struct SettingCalls<'a> {
+    session: &'a mut Session,
+}
+
+impl VisitorMut for SettingCalls<'_> {
+    type Break = SqlError;
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<SqlError> {
+        let Expr::Function(f) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let Some(name) = f.name.0.last().and_then(|p| p.as_ident()) else {
+            return ControlFlow::Continue(());
+        };
+        let name = name.value.to_ascii_lowercase();
+        if name != "current_setting" && name != "set_config" {
+            return ControlFlow::Continue(());
+        }
+        let Some(args) = literal_args(&f.args) else {
+            return ControlFlow::Continue(());
+        };
+        let value = match (name.as_str(), args.as_slice()) {
+            ("current_setting", [setting]) => self.session.current_setting(setting, false),
+            ("current_setting", [setting, missing_ok]) => {
+                let ok = matches!(missing_ok.as_str(), "true" | "t" | "on");
+                self.session.current_setting(setting, ok)
+            }
+            ("set_config", [setting, value, _is_local]) => self
+                .session
+                .set_variable(setting, value)
+                .map(|()| Some(value.clone())),
+            _ => return ControlFlow::Continue(()),
+        };
+        match value {
+            Ok(v) => {
+                let text = v.map_or(SqlValue::Null, SqlValue::SingleQuotedString);
+                *expr = Expr::value(text);
+                ControlFlow::Continue(())
+            }
+            Err(e) => ControlFlow::Break(e),
+        }
+    }
+}
+
+/// A call's arguments when every one is a literal (strings and booleans, as text).
+fn literal_args(args: &FunctionArguments) -> Option<Vec<String>> {
+    let FunctionArguments::List(list) = args else {
+        return None;
+    };
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
+                SqlValue::SingleQuotedString(s) => Some(s.clone()),
+                SqlValue::Boolean(b) => Some(b.to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }

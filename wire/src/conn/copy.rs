@@ -1,8 +1,10 @@
 //! COPY over the protocol: COPY FROM STDIN streams CopyData chunks through the
-//! record parser into the SQL layer's [`CopyIn`] (committed as one batch only at
-//! CopyDone: a CopyFail, a bad row or a vanished client leaves nothing visible);
-//! COPY TO STDOUT runs the query and streams its rows batch by batch as CopyData
-//! (the whole result is never held).
+//! format's parser (records for text and CSV, tuples for binary) into the SQL
+//! layer's [`CopyIn`] (committed as one batch only at CopyDone: a CopyFail, a bad
+//! row or a vanished client leaves nothing visible); COPY TO STDOUT runs the query
+//! and streams its rows batch by batch, one CopyData message per row as the
+//! protocol specifies (drivers read a row per message), written to the socket in
+//! chunks (the whole result is never held).
 
 use std::time::Instant;
 
@@ -17,7 +19,10 @@ use pgwire::messages::copy::{CopyDone, CopyInResponse, CopyOutResponse};
 
 use super::state::Connection;
 use crate::codec::{Frame, Outgoing};
-use crate::copy::{CopyCommand, CopyOptions, RecordParser, format_record, unsupported};
+use crate::copy::{
+    BinaryParser, CopyCommand, CopyFormat, CopyOptions, RecordParser, format_record, unsupported,
+    write_header, write_trailer, write_tuple,
+};
 use crate::sqlstate::{ProtocolError, WireError};
 
 /// Flush COPY TO output in chunks of about this size.
@@ -53,19 +58,21 @@ async fn copy_in(
     let Some((table, columns)) = cmd.table() else {
         return Ok(Err(unsupported("COPY FROM needs a table")));
     };
-    let mut sink = match conn.session.copy_in(&table, &columns) {
+    let binary = cmd.options.format == CopyFormat::Binary;
+    let mut sink = match conn.session.copy_in(&table, &columns, binary) {
         Ok(s) => s,
         Err(e) => return Ok(Err(e.into())),
     };
     let width = sink.width();
+    let format = i16::from(binary);
     conn.socket
         .send(Outgoing::Message(B::CopyInResponse(CopyInResponse::new(
-            0,
+            format as i8,
             width as i16,
-            vec![0; width],
+            vec![format; width],
         ))))
         .await?;
-    let mut parser = RecordParser::new(cmd.options.clone());
+    let mut parser = Input::new(&cmd.options);
     loop {
         let frame = match conn.socket.next().await {
             Some(f) => f?,
@@ -80,15 +87,15 @@ async fn copy_in(
         match frame {
             Frame::Message(F::CopyData(d)) => {
                 parser.feed(&d.data);
-                if let Err(e) = drain(&mut parser, &mut sink, false) {
+                if let Err(e) = parser.drain(&mut sink, false) {
                     return Ok(Err(e));
                 }
             }
             Frame::Message(F::CopyDone(_)) => {
-                if let Err(e) = drain(&mut parser, &mut sink, true) {
+                if let Err(e) = parser.drain(&mut sink, true) {
                     return Ok(Err(e));
                 }
-                let rows = match conn.session.finish_copy(sink, parser.line) {
+                let rows = match conn.session.finish_copy(sink, parser.line()) {
                     Ok(r) => r,
                     Err(e) => return Ok(Err(e.into())),
                 };
@@ -118,12 +125,51 @@ async fn copy_in(
     }
 }
 
-/// Move complete records from the parser into the sink.
-fn drain(parser: &mut RecordParser, sink: &mut CopyIn, at_end: bool) -> Result<(), WireError> {
-    while let Some((record, line)) = parser.next_record(at_end)? {
-        sink.push(record.fields(), line)?;
+/// The parser of a COPY FROM's stream, by format.
+enum Input {
+    Records(RecordParser),
+    Binary(BinaryParser),
+}
+
+impl Input {
+    fn new(o: &CopyOptions) -> Input {
+        match o.format {
+            CopyFormat::Binary => Input::Binary(BinaryParser::default()),
+            CopyFormat::Text | CopyFormat::Csv => Input::Records(RecordParser::new(o.clone())),
+        }
     }
-    Ok(())
+
+    fn feed(&mut self, data: &[u8]) {
+        match self {
+            Input::Records(p) => p.feed(data),
+            Input::Binary(p) => p.feed(data),
+        }
+    }
+
+    /// Move the complete rows that arrived into the sink.
+    fn drain(&mut self, sink: &mut CopyIn, at_end: bool) -> Result<(), WireError> {
+        match self {
+            Input::Records(p) => {
+                while let Some((record, line)) = p.next_record(at_end)? {
+                    sink.push(record.fields(), line)?;
+                }
+            }
+            Input::Binary(p) => {
+                while p.next_tuple(at_end)? {
+                    sink.push_binary(p.fields(), p.tuples)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The line (text, CSV) or tuple (binary) read last.
+    fn line(&self) -> u64 {
+        match self {
+            Input::Records(p) => p.line,
+            Input::Binary(p) => p.tuples,
+        }
+    }
 }
 
 async fn copy_out(
@@ -149,23 +195,28 @@ async fn copy_out(
     };
     let schema = stream.schema();
     let width = schema.fields().len();
+    let o = &cmd.options;
+    let format = i16::from(o.format == CopyFormat::Binary);
     conn.socket
         .feed(Outgoing::Message(B::CopyOutResponse(CopyOutResponse::new(
-            0,
+            format as i8,
             width as i16,
-            vec![0; width],
+            vec![format; width],
         ))))
         .await?;
-    let o = &cmd.options;
-    let mut out = BytesMut::new();
+    let mut out = Framer::default();
     let mut rows = 0u64;
-    if o.header {
+    if o.format == CopyFormat::Binary {
+        // PostgreSQL sends the header in the first row's message.
+        write_header(out.message());
+    } else if o.header {
         let names: Vec<Option<String>> = schema
             .fields()
             .iter()
             .map(|f| Some(f.name().clone()))
             .collect();
-        format_record(o, &names, &mut out);
+        format_record(o, &names, out.message());
+        out.close();
     }
     loop {
         let next = scope
@@ -175,13 +226,18 @@ async fn copy_out(
             Ok(Some(b)) => b,
             Ok(None) => break,
             Err(e) => {
-                flush_copy_data(conn, &mut out).await?;
+                out.discard_open();
+                out.flush(conn).await?;
                 return Ok(Err(e));
             }
         };
         rows += send_records(conn, o, &batch, &mut out).await?;
     }
-    flush_copy_data(conn, &mut out).await?;
+    if o.format == CopyFormat::Binary {
+        write_trailer(out.message());
+        out.close();
+    }
+    out.flush(conn).await?;
     conn.socket
         .feed(Outgoing::Message(B::CopyDone(CopyDone::new())))
         .await?;
@@ -210,40 +266,83 @@ fn copy_out_query(cmd: &CopyCommand) -> Result<String, WireError> {
     }
 }
 
-/// Format a batch's rows into `out` as COPY records, sending CopyData whenever
-/// `out` reaches [`COPY_OUT_CHUNK`]. Returns the rows formatted.
+/// Format a batch's rows into `out`, one CopyData message each, sending them
+/// whenever `out` reaches [`COPY_OUT_CHUNK`]. Returns the rows formatted.
 async fn send_records(
     conn: &mut Connection,
     o: &CopyOptions,
     batch: &RecordBatch,
-    out: &mut BytesMut,
+    out: &mut Framer,
 ) -> std::io::Result<u64> {
     let mut record = Vec::with_capacity(batch.num_columns());
     for row in 0..batch.num_rows() {
-        record.clear();
-        record.extend(
-            batch
-                .columns()
-                .iter()
-                .map(|c| pgtext::cell(c.as_ref(), row)),
-        );
-        format_record(o, &record, out);
-        if out.len() >= COPY_OUT_CHUNK {
-            flush_copy_data(conn, out).await?;
+        if o.format == CopyFormat::Binary {
+            write_tuple(batch, row, out.message());
+        } else {
+            record.clear();
+            record.extend(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| pgtext::cell(c.as_ref(), row)),
+            );
+            format_record(o, &record, out.message());
+        }
+        out.close();
+        if out.buf.len() >= COPY_OUT_CHUNK {
+            out.flush(conn).await?;
         }
     }
     Ok(batch.num_rows() as u64)
 }
 
-/// Wrap buffered rows into one CopyData message.
-async fn flush_copy_data(conn: &mut Connection, out: &mut BytesMut) -> std::io::Result<()> {
-    if out.is_empty() {
-        return Ok(());
+/// COPY TO's output: whole CopyData messages, written to the socket together.
+#[derive(Default)]
+struct Framer {
+    buf: BytesMut,
+    /// Where the message being written starts (its type byte).
+    open: Option<usize>,
+}
+
+impl Framer {
+    /// The body of the message being written, opening one if none is.
+    fn message(&mut self) -> &mut BytesMut {
+        if self.open.is_none() {
+            self.open = Some(self.buf.len());
+            self.buf.put_u8(b'd');
+            self.buf.put_i32(0);
+        }
+        &mut self.buf
     }
-    let body = out.split();
-    let mut msg = BytesMut::with_capacity(body.len() + 5);
-    msg.put_u8(b'd');
-    msg.put_i32(body.len() as i32 + 4);
-    msg.put(body);
-    conn.socket.feed(Outgoing::Raw(msg)).await
+
+    /// End the open message: its length is filled in.
+    fn close(&mut self) {
+        let Some(at) = self.open.take() else {
+            return;
+        };
+        let len = (self.buf.len() - at - 1) as i32;
+        if let Some(slot) = self.buf.get_mut(at + 1..at + 5) {
+            slot.copy_from_slice(&len.to_be_bytes());
+        }
+    }
+
+    /// Drop the message being written.
+    fn discard_open(&mut self) {
+        if let Some(at) = self.open.take() {
+            self.buf.truncate(at);
+        }
+    }
+
+    /// Send the closed messages.
+    async fn flush(&mut self, conn: &mut Connection) -> std::io::Result<()> {
+        let end = self.open.unwrap_or(self.buf.len());
+        if end == 0 {
+            return Ok(());
+        }
+        let done = self.buf.split_to(end);
+        if let Some(at) = self.open.as_mut() {
+            *at -= end;
+        }
+        conn.socket.feed(Outgoing::Raw(done)).await
+    }
 }

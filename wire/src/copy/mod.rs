@@ -1,4 +1,4 @@
-//! COPY FROM STDIN and COPY TO STDOUT, in PostgreSQL's text and CSV formats.
+//! COPY FROM STDIN and COPY TO STDOUT, in PostgreSQL's text, CSV and binary formats.
 //!
 //! Invariants:
 //! - COPY FROM is streamed: CopyData chunks are split into records as they arrive (a
@@ -15,14 +15,17 @@ use hindsight_sql::normalize_ident;
 
 use crate::sqlstate::WireError;
 
+mod binary;
 mod csv;
 mod options;
 mod parser;
 mod record;
 mod text;
 
-pub use options::CopyOptions;
+pub use binary::BinaryParser;
+pub(crate) use binary::{write_header, write_trailer, write_tuple};
 pub(crate) use options::unsupported;
+pub use options::{CopyFormat, CopyOptions};
 pub use parser::{RecordParser, format_record};
 
 /// A COPY between a client and a table or query.

@@ -1,5 +1,5 @@
-//! The options of a COPY statement: format, delimiter, NULL string, header,
-//! quote and escape, read from the statement's modern (`WITH (...)`) and legacy
+//! The options of a COPY statement: format (text, csv, binary), delimiter, NULL
+//! string, header, quote and escape, read from the statement's modern (`WITH (...)`) and legacy
 //! (`CSV HEADER ...`) option lists. A leaf of the COPY modules.
 
 use hindsight_sql::SqlError;
@@ -11,7 +11,7 @@ use crate::sqlstate::WireError;
 pub(crate) fn unsupported(what: &str) -> WireError {
     SqlError::unsupported(what.to_string())
         .with_hint(
-            "use COPY ... FROM STDIN or COPY ... TO STDOUT (psql: \\copy) with FORMAT text or csv",
+            "use COPY ... FROM STDIN or COPY ... TO STDOUT (psql: \\copy) with FORMAT text, csv or binary",
         )
         .into()
 }
@@ -20,6 +20,8 @@ pub(crate) fn unsupported(what: &str) -> WireError {
 pub enum CopyFormat {
     Text,
     Csv,
+    /// PostgreSQL's binary format ([`super::binary`]); takes none of the other options.
+    Binary,
 }
 
 /// Options of a COPY statement.
@@ -51,6 +53,7 @@ impl CopyOptions {
             },
             delimiter: None,
             null: None,
+            set: Vec::new(),
         };
         for opt in options {
             b.modern(opt)?;
@@ -58,7 +61,7 @@ impl CopyOptions {
         for opt in legacy {
             b.legacy(opt)?;
         }
-        Ok(b.finish())
+        b.finish()
     }
 }
 
@@ -68,6 +71,8 @@ struct Builder {
     o: CopyOptions,
     delimiter: Option<u8>,
     null: Option<String>,
+    /// The text-format options set explicitly (BINARY takes none of them).
+    set: Vec<&'static str>,
 }
 
 impl Builder {
@@ -77,6 +82,7 @@ impl Builder {
                 self.o.format = match f.value.to_ascii_lowercase().as_str() {
                     "text" => CopyFormat::Text,
                     "csv" => CopyFormat::Csv,
+                    "binary" => CopyFormat::Binary,
                     other => {
                         return Err(unsupported(&format!(
                             "COPY format \"{other}\" is not supported"
@@ -86,9 +92,9 @@ impl Builder {
             }
             CopyOption::Delimiter(c) => self.delimiter = Some(byte(*c, "delimiter")?),
             CopyOption::Null(s) => self.null = Some(s.clone()),
-            CopyOption::Header(h) => self.o.header = *h,
-            CopyOption::Quote(c) => self.o.quote = byte(*c, "quote")?,
-            CopyOption::Escape(c) => self.o.escape = byte(*c, "escape")?,
+            CopyOption::Header(h) => self.header(*h),
+            CopyOption::Quote(c) => self.quote(byte(*c, "quote")?),
+            CopyOption::Escape(c) => self.escape(byte(*c, "escape")?),
             CopyOption::Freeze(_) | CopyOption::Encoding(_) => {}
             other => return Err(not_taken(other)),
         }
@@ -101,22 +107,50 @@ impl Builder {
                 self.o.format = CopyFormat::Csv;
                 for c in csv {
                     match c {
-                        CopyLegacyCsvOption::Header => self.o.header = true,
-                        CopyLegacyCsvOption::Quote(q) => self.o.quote = byte(*q, "quote")?,
-                        CopyLegacyCsvOption::Escape(e) => self.o.escape = byte(*e, "escape")?,
+                        CopyLegacyCsvOption::Header => self.header(true),
+                        CopyLegacyCsvOption::Quote(q) => self.quote(byte(*q, "quote")?),
+                        CopyLegacyCsvOption::Escape(e) => self.escape(byte(*e, "escape")?),
                         other => return Err(not_taken(other)),
                     }
                 }
             }
             CopyLegacyOption::Delimiter(c) => self.delimiter = Some(byte(*c, "delimiter")?),
             CopyLegacyOption::Null(s) => self.null = Some(s.clone()),
-            CopyLegacyOption::Header => self.o.header = true,
+            CopyLegacyOption::Header => self.header(true),
+            CopyLegacyOption::Binary => self.o.format = CopyFormat::Binary,
             other => return Err(not_taken(other)),
         }
         Ok(())
     }
 
-    fn finish(self) -> CopyOptions {
+    fn header(&mut self, on: bool) {
+        self.o.header = on;
+        self.set.push("HEADER");
+    }
+
+    fn quote(&mut self, q: u8) {
+        self.o.quote = q;
+        self.set.push("QUOTE");
+    }
+
+    fn escape(&mut self, e: u8) {
+        self.o.escape = e;
+        self.set.push("ESCAPE");
+    }
+
+    fn finish(self) -> Result<CopyOptions, WireError> {
+        if self.o.format == CopyFormat::Binary {
+            let set = self.set.iter().copied();
+            let text_only = set
+                .chain(self.delimiter.map(|_| "DELIMITER"))
+                .chain(self.null.as_ref().map(|_| "NULL"))
+                .next();
+            if let Some(name) = text_only {
+                return Err(
+                    SqlError::syntax(format!("cannot specify {name} in BINARY mode")).into(),
+                );
+            }
+        }
         let mut o = self.o;
         if o.format == CopyFormat::Csv {
             o.delimiter = b',';
@@ -128,7 +162,7 @@ impl Builder {
         if let Some(n) = self.null {
             o.null = n;
         }
-        o
+        Ok(o)
     }
 }
 

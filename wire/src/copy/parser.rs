@@ -124,7 +124,9 @@ pub fn format_record(o: &CopyOptions, fields: &[Option<String>], out: &mut Bytes
 /// The record codec of a COPY format.
 pub(crate) fn codec(format: &CopyFormat) -> &'static dyn RecordFormat {
     match format {
-        CopyFormat::Text => &Text,
+        // Binary COPY never reaches the record codecs (`conn::copy` hands it to
+        // `copy::binary`); text is the harmless answer should it ever ask.
+        CopyFormat::Text | CopyFormat::Binary => &Text,
         CopyFormat::Csv => &Csv,
     }
 }

@@ -236,7 +236,7 @@ fn encode_binary(array: &dyn Array, i: usize, buf: &mut BytesMut) {
         DataType::Int8 => buf.put_i16(array.as_primitive::<Int8Type>().value(i).into()),
         DataType::UInt8 => buf.put_i16(array.as_primitive::<UInt8Type>().value(i).into()),
         DataType::UInt16 => buf.put_i32(array.as_primitive::<UInt16Type>().value(i).into()),
-        DataType::UInt32 => buf.put_i64(array.as_primitive::<UInt32Type>().value(i).into()),
+        DataType::UInt32 => buf.put_u32(array.as_primitive::<UInt32Type>().value(i)),
         DataType::Float16 => buf.put_f32(
             array
                 .as_primitive::<datafusion::arrow::datatypes::Float16Type>()

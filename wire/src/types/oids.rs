@@ -1,14 +1,11 @@
 //! Which PostgreSQL type each Arrow type is sent as, and back: the OIDs, their
-//! sizes, their names for messages, and PostgreSQL's epoch. A leaf of `types`.
+//! sizes, their names for messages. A leaf of `types`.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 
-/// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
-pub(super) const PG_EPOCH_US: i64 = 946_684_800_000_000;
-/// Days between the Unix epoch and PostgreSQL's epoch.
-pub(super) const PG_EPOCH_DAYS: i32 = 10_957;
+pub(super) use hindsight_sql::pg::binary::{PG_EPOCH_DAYS, PG_EPOCH_US};
 
 pub mod oid {
     pub const BOOL: u32 = 16;
@@ -27,6 +24,7 @@ pub mod oid {
     pub const INT2_ARRAY: u32 = 1005;
     pub const INT4_ARRAY: u32 = 1007;
     pub const TEXT_ARRAY: u32 = 1009;
+    pub const OID_ARRAY: u32 = 1028;
     pub const BPCHAR: u32 = 1042;
     pub const VARCHAR: u32 = 1043;
     pub const VARCHAR_ARRAY: u32 = 1015;
@@ -63,7 +61,9 @@ pub fn pg_type(dt: &DataType) -> PgType {
         DataType::Boolean => t(oid::BOOL, 1),
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => t(oid::INT2, 2),
         DataType::Int32 | DataType::UInt16 => t(oid::INT4, 4),
-        DataType::Int64 | DataType::UInt32 => t(oid::INT8, 8),
+        DataType::Int64 => t(oid::INT8, 8),
+        // PostgreSQL's oid is an unsigned 32-bit integer.
+        DataType::UInt32 => t(oid::OID, 4),
         DataType::UInt64 | DataType::Decimal128(..) | DataType::Decimal256(..) => {
             t(oid::NUMERIC, -1)
         }
@@ -98,6 +98,7 @@ fn array_oid(elem: u32) -> u32 {
         oid::DATE => oid::DATE_ARRAY,
         oid::TIMESTAMP => oid::TIMESTAMP_ARRAY,
         oid::TIMESTAMPTZ => oid::TIMESTAMPTZ_ARRAY,
+        oid::OID => oid::OID_ARRAY,
         _ => oid::TEXT_ARRAY,
     }
 }
@@ -123,6 +124,7 @@ pub fn arrow_type_of_oid(o: u32) -> Option<DataType> {
         oid::BOOL_ARRAY => list(DataType::Boolean),
         oid::INT2_ARRAY => list(DataType::Int16),
         oid::INT4_ARRAY => list(DataType::Int32),
+        oid::OID_ARRAY => list(DataType::UInt32),
         oid::INT8_ARRAY => list(DataType::Int64),
         oid::FLOAT4_ARRAY => list(DataType::Float32),
         oid::FLOAT8_ARRAY => list(DataType::Float64),
@@ -152,6 +154,7 @@ pub fn type_name(ty: &DataType) -> &'static str {
         oid::TIMESTAMPTZ => "timestamp with time zone",
         oid::INTERVAL => "interval",
         oid::TEXT => "text",
+        oid::OID => "oid",
         _ => "array",
     }
 }

@@ -146,6 +146,7 @@ fn decode_binary(bytes: &[u8], wire: &DataType) -> Result<ScalarValue, ProtocolE
             };
             return cast(ScalarValue::Int64(Some(v)), wire);
         }
+        DataType::UInt32 => ScalarValue::UInt32(Some(u32::from_be_bytes(be(bytes, wire)?))),
         DataType::Float32 => ScalarValue::Float32(Some(f32::from_be_bytes(be(bytes, wire)?))),
         DataType::Float64 => ScalarValue::Float64(Some(f64::from_be_bytes(be(bytes, wire)?))),
         DataType::Utf8 => ScalarValue::Utf8(Some(

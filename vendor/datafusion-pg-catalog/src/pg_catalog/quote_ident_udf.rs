@@ -145,74 +145,64 @@ pub fn create_parse_ident_udf() -> ScalarUDF {
     ParseIdentUDF::new().into_scalar_udf()
 }
 
-/// Parse an identifier string into its component parts
+/// Parse an identifier string into its component parts, as PostgreSQL's
+/// `parse_ident`: parts separated by dots, whitespace around parts ignored,
+/// quoted parts kept as written (`""` is a quote), unquoted parts lowercased; in
+/// strict mode nothing may follow the last part. (Hindsight: PostgreSQL's rules;
+/// the upstream parser kept spaces and case, so `'"public" . "t"'::regclass`, as
+/// the ADBC driver writes it, found nothing.)
 fn parse_ident_string(ident: &str, strict: bool) -> Result<Vec<String>, &'static str> {
-    if ident.is_empty() {
-        return Err("empty identifier");
-    }
-
     let mut parts = Vec::new();
     let mut chars = ident.chars().peekable();
-    let mut current_part = String::new();
-    let mut in_quotes = false;
-
-    while let Some(&c) = chars.peek() {
-        match c {
-            '"' if !in_quotes => {
-                // Start of quoted identifier
-                in_quotes = true;
-                chars.next(); // consume the quote
-            }
-            '"' if in_quotes => {
-                // Check for escaped quote (double quote)
-                chars.next(); // consume first quote
-                if let Some(&'"') = chars.peek() {
-                    // Escaped quote
-                    current_part.push('"');
-                    chars.next(); // consume second quote
-                } else {
-                    // End of quoted identifier
-                    in_quotes = false;
-                    if !current_part.is_empty() {
-                        parts.push(current_part);
-                        current_part = String::new();
+    let skip_spaces = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+    };
+    skip_spaces(&mut chars);
+    loop {
+        let mut part = String::new();
+        match chars.peek() {
+            Some('"') => {
+                chars.next();
+                loop {
+                    match chars.next() {
+                        None => return Err("unterminated quoted identifier"),
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            part.push('"');
+                        }
+                        Some('"') => break,
+                        Some(c) => part.push(c),
                     }
                 }
-            }
-            '.' if !in_quotes => {
-                // Separator between parts
-                chars.next(); // consume the dot
-                if !current_part.is_empty() {
-                    parts.push(current_part);
-                    current_part = String::new();
-                } else if strict {
-                    return Err("empty identifier part");
+                if part.is_empty() {
+                    return Err("zero-length delimited identifier");
                 }
             }
-            _ => {
-                current_part.push(c);
-                chars.next();
+            Some(&c) if c.is_alphabetic() || c == '_' => {
+                while let Some(&c) = chars.peek() {
+                    if !(c.is_alphanumeric() || c == '_' || c == '$') {
+                        break;
+                    }
+                    part.extend(c.to_lowercase());
+                    chars.next();
+                }
             }
+            _ => return Err("string is not a valid identifier"),
         }
+        parts.push(part);
+        skip_spaces(&mut chars);
+        if chars.peek() != Some(&'.') {
+            break;
+        }
+        chars.next();
+        skip_spaces(&mut chars);
     }
-
-    // Handle the last part
-    if in_quotes {
-        return Err("unterminated quoted identifier");
+    if strict && chars.peek().is_some() {
+        return Err("string is not a valid identifier");
     }
-
-    if !current_part.is_empty() {
-        parts.push(current_part);
-    } else if ident.ends_with('.') && strict {
-        // In strict mode, trailing dot indicates empty identifier part
-        return Err("empty identifier part");
-    }
-
-    if parts.is_empty() {
-        Err("no valid identifier parts")
-    } else {
-        Ok(parts)
-    }
+    Ok(parts)
 }
 
 /// Check if an identifier needs quoting according to PostgreSQL rules
@@ -408,14 +398,20 @@ mod tests {
         // Test edge cases
         assert!(parse_ident_string("", false).is_err());
         assert!(parse_ident_string("unterminated\"", false).is_err());
+        // As PostgreSQL: a dot needs a part after it, strict or not.
+        assert!(parse_ident_string("trailing.", false).is_err());
+        assert!(parse_ident_string(".leading", false).is_err());
+        // Whitespace around parts is skipped; unquoted parts are lowercased.
         assert_eq!(
-            parse_ident_string("trailing.", false).unwrap(),
-            vec!["trailing"]
+            parse_ident_string(" \"public\" . \"Ing\" ", true).unwrap(),
+            vec!["public", "Ing"]
         );
         assert_eq!(
-            parse_ident_string(".leading", false).unwrap(),
-            vec!["leading"]
+            parse_ident_string("Sch.TAB", true).unwrap(),
+            vec!["sch", "tab"]
         );
+        assert!(parse_ident_string("a b", true).is_err());
+        assert_eq!(parse_ident_string("a b", false).unwrap(), vec!["a"]);
 
         // Test strict mode
         assert!(parse_ident_string("trailing.", true).is_err());
