@@ -632,3 +632,167 @@ async fn shutdown_ends_a_statement_still_running_after_the_grace_period() {
     let err = slow.await.unwrap();
     assert_eq!(err.code(), Some(&SqlState::ADMIN_SHUTDOWN), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_copy_round_trips_every_type_and_malformed_streams_commit_nothing() {
+    use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    let types = [
+        Type::INT8,
+        Type::TIMESTAMPTZ,
+        Type::FLOAT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::BOOL,
+        Type::FLOAT4_ARRAY,
+    ];
+    let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let sink = c
+        .copy_in("COPY driver_stats FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures::pin_mut!(writer);
+    for i in 0..3000i64 {
+        let rate = (i % 3 != 0).then_some(i as f64 / 8.0);
+        let name = (i % 2 == 0).then(|| format!("n{i}"));
+        let emb = vec![i as f32, 0.5];
+        writer
+            .as_mut()
+            .write(&[&(100 + i), &t0, &rate, &i, &name, &(i % 5 == 0), &emb])
+            .await
+            .unwrap();
+    }
+    assert_eq!(writer.finish().await.unwrap(), 3000);
+    let stream = c
+        .copy_out(
+            "COPY (SELECT * FROM driver_stats WHERE driver_id >= 100 ORDER BY driver_id) \
+             TO STDOUT (FORMAT binary)",
+        )
+        .await
+        .unwrap();
+    let rows: Vec<_> = BinaryCopyOutStream::new(stream, &types)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3000);
+    for (i, r) in rows.iter().enumerate() {
+        let i = i as i64;
+        assert_eq!(r.get::<i64>(0), 100 + i);
+        assert_eq!(r.get::<std::time::SystemTime>(1), t0);
+        assert_eq!(
+            r.get::<Option<f64>>(2),
+            (i % 3 != 0).then_some(i as f64 / 8.0)
+        );
+        assert_eq!(
+            r.get::<Option<String>>(4),
+            (i % 2 == 0).then(|| format!("n{i}"))
+        );
+        assert_eq!(r.get::<bool>(5), i % 5 == 0);
+        assert_eq!(r.get::<Vec<f32>>(6), vec![i as f32, 0.5]);
+    }
+    // Malformed streams: a wrong signature, a truncated tuple, a field count that
+    // does not match, an int8 field of 3 bytes. Each is refused and leaves nothing.
+    let header = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
+    let tuple = |fields: &[&[u8]]| {
+        let mut t = (fields.len() as i16).to_be_bytes().to_vec();
+        for f in fields {
+            t.extend((f.len() as i32).to_be_bytes());
+            t.extend(*f);
+        }
+        t
+    };
+    let ts = 0i64.to_be_bytes();
+    let good = tuple(&[&9000i64.to_be_bytes(), &ts]);
+    let cases: Vec<(Vec<u8>, SqlState)> = vec![
+        (
+            b"PGCOPY\n\xff\r\n\x01".to_vec(),
+            SqlState::BAD_COPY_FILE_FORMAT,
+        ),
+        (
+            [header.clone(), good.clone(), good[..9].to_vec()].concat(),
+            SqlState::BAD_COPY_FILE_FORMAT,
+        ),
+        (
+            [header.clone(), good.clone(), tuple(&[&ts])].concat(),
+            SqlState::BAD_COPY_FILE_FORMAT,
+        ),
+        (
+            [header.clone(), good.clone(), tuple(&[&[1, 2, 3], &ts])].concat(),
+            SqlState::INVALID_BINARY_REPRESENTATION,
+        ),
+    ];
+    for (stream, code) in cases {
+        let sink = c
+            .copy_in("COPY driver_stats (driver_id, event_ts) FROM STDIN (FORMAT binary)")
+            .await
+            .unwrap();
+        futures::pin_mut!(sink);
+        sink.send(Bytes::from(stream)).await.unwrap();
+        let err = sink.finish().await.unwrap_err();
+        assert_eq!(err.code(), Some(&code), "{err:?}");
+    }
+    let n = bigint(
+        &c,
+        "SELECT count(*) FROM driver_stats WHERE driver_id = 9000",
+    )
+    .await;
+    assert_eq!(n, 0);
+    // BINARY takes none of the text options.
+    let err = c
+        .batch_execute("COPY driver_stats TO STDOUT (FORMAT binary, DELIMITER ',')")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::SYNTAX_ERROR));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_orms_and_drivers_send_bytea_literals_settings_and_key_updates() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    let row = c
+        .query_one(
+            "SELECT '\\x0102'::bytea AS a, E'\\\\x41'::bytea AS b, pg_typeof(now()) AS t, \
+             quote_literal('O''Reilly') AS q, current_setting('jit') AS jit, \
+             set_config('application_name', 'orm', false) AS app",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Vec<u8>>(0), vec![1, 2]);
+    assert_eq!(row.get::<_, Vec<u8>>(1), vec![0x41]);
+    assert_eq!(row.get::<_, String>(2), "timestamp with time zone");
+    assert_eq!(row.get::<_, String>(3), "'O''Reilly'");
+    assert_eq!(row.get::<_, String>(4), "off");
+    assert_eq!(row.get::<_, String>(5), "orm");
+    let app = c.query_one("SHOW application_name", &[]).await.unwrap();
+    assert_eq!(app.get::<_, String>(0), "orm");
+    // An ORM sets every mapped column, the key and event time to their values.
+    let n = c
+        .execute(
+            "UPDATE driver_stats SET driver_id = $1, event_ts = '2026-01-02 00:00:00+00', \
+             trips = 99 WHERE driver_id = $1",
+            &[&1i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        bigint(&c, "SELECT trips FROM driver_stats WHERE driver_id = 1").await,
+        99
+    );
+    // Moving a row to another key is still refused, and changes nothing.
+    let err = c
+        .execute(
+            "UPDATE driver_stats SET driver_id = 7, trips = 1 WHERE driver_id = 2",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::FEATURE_NOT_SUPPORTED));
+    assert_eq!(
+        bigint(&c, "SELECT trips FROM driver_stats WHERE driver_id = 2").await,
+        3
+    );
+}

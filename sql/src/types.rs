@@ -114,6 +114,37 @@ pub fn pg_type_name(t: DataType) -> String {
     }
 }
 
+/// PostgreSQL's name of the type a value of Arrow type `t` has (what `pg_typeof`
+/// and messages say): the names of [`pg_type_name`] for the storage types, and the
+/// types DataFusion computes besides them.
+pub fn arrow_pg_type_name(t: &datafusion::arrow::datatypes::DataType) -> String {
+    use datafusion::arrow::datatypes::DataType as A;
+    let s = match t {
+        A::Null => "unknown",
+        A::Boolean => "boolean",
+        A::Int8 | A::Int16 | A::UInt8 => "smallint",
+        A::Int32 | A::UInt16 => "integer",
+        A::Int64 => "bigint",
+        A::UInt32 => "oid",
+        A::UInt64 | A::Decimal128(..) | A::Decimal256(..) => "numeric",
+        A::Float16 | A::Float32 => "real",
+        A::Float64 => "double precision",
+        A::Utf8 | A::LargeUtf8 | A::Utf8View => "text",
+        A::Binary | A::LargeBinary | A::BinaryView | A::FixedSizeBinary(_) => "bytea",
+        A::Date32 | A::Date64 => "date",
+        A::Time32(_) | A::Time64(_) => "time without time zone",
+        A::Timestamp(_, None) => "timestamp without time zone",
+        A::Timestamp(_, Some(_)) => "timestamp with time zone",
+        A::Interval(_) | A::Duration(_) => "interval",
+        A::List(f) | A::LargeList(f) | A::FixedSizeList(f, _) => {
+            return format!("{}[]", arrow_pg_type_name(f.data_type()));
+        }
+        A::Struct(_) => "record",
+        _ => "text",
+    };
+    s.to_string()
+}
+
 /// Parse an interval such as `'2 days'`, `'36 hours'`, `'1 day 12:00:00'`, `'90 min'`
 /// into microseconds.
 pub fn parse_interval_micros(text: &str) -> Result<i64> {

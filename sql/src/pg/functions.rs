@@ -35,7 +35,85 @@ pub(crate) fn functions(pg_type: &[RecordBatch], db: &Db) -> Vec<ScalarUDF> {
         collation_is_visible_udf(),
         size_pretty_udf(),
         ScalarUDF::from(JsonBuildObject::new()),
+        ScalarUDF::from(PgTypeof::new()),
+        quote_literal_udf("quote_literal"),
+        quote_literal_udf("quote_nullable"),
     ]
+}
+
+/// `pg_typeof(any)`: the name of its argument's type, as PostgreSQL spells it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgTypeof {
+    signature: Signature,
+}
+
+impl PgTypeof {
+    fn new() -> Self {
+        PgTypeof {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PgTypeof {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let ty = args
+            .args
+            .first()
+            .map(|a| crate::types::arrow_pg_type_name(&a.data_type()))
+            .unwrap_or_else(|| "unknown".to_string());
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(ty))))
+    }
+}
+
+/// PostgreSQL's `quote_literal(text)`: the text as a string literal, quotes
+/// doubled, and with backslashes doubled in an `E'...'` literal when it has any.
+fn quote_literal(s: &str) -> String {
+    let body = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
+/// `quote_literal` (NULL for NULL) or `quote_nullable` (the word NULL for NULL).
+fn quote_literal_udf(name: &'static str) -> ScalarUDF {
+    let nullable = name == "quote_nullable";
+    create_udf(
+        name,
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let texts = arrays
+                .first()
+                .and_then(|a| a.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| DataFusionError::Plan(format!("{name} expects text")))?;
+            let out: StringArray = texts
+                .iter()
+                .map(|v| match v {
+                    Some(s) => Some(quote_literal(s)),
+                    None if nullable => Some("NULL".to_string()),
+                    None => None,
+                })
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    )
 }
 
 /// `version()` in the form drivers parse (`PostgreSQL <major>.<minor> ...`).
@@ -373,6 +451,13 @@ mod tests {
     fn version_is_what_drivers_parse() {
         let v = version_string();
         assert!(v.starts_with("PostgreSQL 16.0 (Hindsight "), "{v}");
+    }
+
+    #[test]
+    fn quote_literal_matches_postgres() {
+        assert_eq!(quote_literal("O'Reilly"), "'O''Reilly'");
+        assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
+        assert_eq!(quote_literal(""), "''");
     }
 
     #[test]

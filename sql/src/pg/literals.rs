@@ -5,10 +5,17 @@
 //!
 //! In `INSERT ... VALUES`, a string literal going into such a column is rewritten
 //! before planning (into `ARRAY[...]` or `X'...'`), so it is typed and cast like any
-//! other value. Parameters bound as text are decoded by the wire layer.
+//! other value; so is a string literal cast to bytea anywhere (`'\x0102'::bytea`,
+//! `E'\\x01'::bytea`, `bytea '\x01'`). Parameters bound as text are decoded by the
+//! wire layer.
+
+use std::ops::ControlFlow;
 
 use hindsight_storage::{DataType, ScalarType, TableDef};
-use sqlparser::ast::{Array, Expr, Insert, SetExpr, Value, ValueWithSpan};
+use sqlparser::ast::{
+    Array, DataType as SqlType, Expr, Insert, SetExpr, Statement, TypedString, Value,
+    ValueWithSpan, VisitMut, VisitorMut,
+};
 
 use crate::ident::normalize;
 
@@ -157,13 +164,60 @@ pub(crate) fn rewrite_insert_literals(ins: &mut Insert, def: &TableDef) {
                 }
                 Some(DataType::Scalar(ScalarType::Bytes)) => {
                     if let Some(bytes) = parse_pg_bytea(text) {
-                        let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
-                        *e = Expr::Value(ValueWithSpan::from(Value::HexStringLiteral(hex)));
+                        *e = hex_literal(&bytes);
                     }
                 }
                 _ => {}
             }
         }
+    }
+}
+
+/// `X'...'`: bytes as the hex literal DataFusion types as binary.
+fn hex_literal(bytes: &[u8]) -> Expr {
+    let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+    Expr::Value(ValueWithSpan::from(Value::HexStringLiteral(hex)))
+}
+
+/// Rewrite string literals cast to bytea into the bytes PostgreSQL reads from them
+/// (hex `\x..` or escape format); a literal that is neither is left to the cast.
+pub(crate) fn bytea_casts(stmt: &mut Statement) {
+    let _ = stmt.visit(&mut ByteaCasts);
+}
+
+struct ByteaCasts;
+
+impl VisitorMut for ByteaCasts {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        let bytes = match e {
+            Expr::Cast {
+                expr,
+                data_type: SqlType::Bytea,
+                ..
+            } => match expr.as_ref() {
+                Expr::Value(v) => string_value(&v.value).and_then(parse_pg_bytea),
+                _ => None,
+            },
+            Expr::TypedString(TypedString {
+                data_type: SqlType::Bytea,
+                value,
+                ..
+            }) => string_value(&value.value).and_then(parse_pg_bytea),
+            _ => None,
+        };
+        if let Some(bytes) = bytes {
+            *e = hex_literal(&bytes);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn string_value(v: &Value) -> Option<&str> {
+    match v {
+        Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) => Some(s),
+        _ => None,
     }
 }
 

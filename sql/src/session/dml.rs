@@ -26,7 +26,7 @@ use datafusion::logical_expr::LogicalPlan;
 use hindsight_storage::{ColumnRole, ReadAt, Snapshot, TableDef, WriteBatch, encode_batch_keys};
 use sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, Expr as SqlExpr, FromTable, Insert, OnConflictAction,
-    OnInsert, SetExpr, Statement, TableFactor, TableObject, Update,
+    OnInsert, SetExpr, Statement, TableFactor, TableObject, Update, UpdateTableFromKind,
 };
 
 use super::state::Session;
@@ -252,7 +252,11 @@ impl Session {
         cast_to_table(def, &concat(&batches)?)
     }
 
-    pub(crate) async fn update(&mut self, u: Update, params: Vec<ScalarValue>) -> Result<Output> {
+    pub(crate) async fn update(
+        &mut self,
+        mut u: Update,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
         if u.returning.is_some() {
             return Err(SqlError::unsupported(
                 "UPDATE ... RETURNING is not supported",
@@ -262,12 +266,27 @@ impl Session {
             return Err(SqlError::unsupported("UPDATE needs a table"));
         };
         let def = self.table_def(&table_name(name)?)?;
-        for a in &u.assignments {
-            if let Some(col) = assignment_column(a) {
-                check_assignable(&def, &col, false)?;
+        // ORMs set every mapped column, the key and event time included, to the
+        // values they already have: such assignments are kept only if no matched
+        // row would change (checked below), and then assign the column to itself.
+        let mut pinned = Vec::new();
+        for a in &mut u.assignments {
+            let Some(col) = assignment_column(a) else {
+                continue;
+            };
+            match check_assignable(&def, &col, false) {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::FeatureNotSupported => {
+                    let itself = SqlExpr::Identifier(sqlparser::ast::Ident::with_quote('"', &col));
+                    pinned.push((col, std::mem::replace(&mut a.value, itself), e));
+                }
+                Err(e) => return Err(e),
             }
         }
         self.begin_statement(params.clone())?;
+        if !pinned.is_empty() {
+            self.check_pinned_unchanged(&u, &pinned, &params).await?;
+        }
         let plan = Session::bind(self.plan(Statement::Update(u)).await?, &params)?;
         let LogicalPlan::Dml(dml) = plan else {
             return Err(SqlError::internal("UPDATE did not plan to a DML statement"));
@@ -282,6 +301,52 @@ impl Session {
         }
         self.write(wb)?;
         Ok(Output::count("UPDATE", rows))
+    }
+
+    /// Fail with `refusal` (the error a changing assignment gets) when a row the
+    /// UPDATE matches would get a different key or event time than it has.
+    async fn check_pinned_unchanged(
+        &self,
+        u: &Update,
+        pinned: &[(String, SqlExpr, SqlError)],
+        params: &[ScalarValue],
+    ) -> Result<()> {
+        let changes = pinned
+            .iter()
+            .map(|(col, value, _)| format!("({} IS DISTINCT FROM ({value}))", quote(col)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let from = match &u.from {
+            Some(UpdateTableFromKind::AfterSet(t) | UpdateTableFromKind::BeforeSet(t)) => {
+                t.iter().map(|t| format!(", {t}")).collect::<String>()
+            }
+            None => String::new(),
+        };
+        let filter = u
+            .selection
+            .as_ref()
+            .map(|s| format!("({s}) AND "))
+            .unwrap_or_default();
+        let sql = format!(
+            "SELECT count(*) FROM {}{from} WHERE {filter}({changes})",
+            u.table
+        );
+        let stmt = crate::dialect::parse(&sql)?
+            .pop()
+            .ok_or_else(|| SqlError::internal("empty UPDATE check query"))?;
+        let plan = Session::bind(self.plan(stmt).await?, params)?;
+        let batches = self.collect_plan(&plan).await?;
+        let changed = batches
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+            })
+            .is_some_and(|c| !c.is_empty() && c.value(0) > 0);
+        match (changed, pinned.first()) {
+            (true, Some((_, _, refusal))) => Err(refusal.clone()),
+            _ => Ok(()),
+        }
     }
 
     /// `DELETE FROM t [AS a] [USING ...] [WHERE p]` as a query of the matched

@@ -44,7 +44,7 @@ impl Session {
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
         self.check_not_failed_unless_end(&stmt)?;
-        rewrite_asof(&mut stmt);
+        rewrite_input(&mut stmt);
         let result = match self.resolve_setting_calls(&mut stmt) {
             Ok(()) => self.dispatch(stmt, params).await,
             Err(e) => Err(e),
@@ -209,6 +209,13 @@ impl Session {
         let stream = self.run_plan(plan).await?;
         Ok(stream.try_collect().await?)
     }
+}
+
+/// The rewrites every statement gets before it runs or is prepared: ASOF JOIN
+/// syntax, and bytea literals read as PostgreSQL reads them.
+pub(super) fn rewrite_input(stmt: &mut Statement) {
+    rewrite_asof(stmt);
+    crate::pg::literals::bytea_casts(stmt);
 }
 
 fn first_words(s: &str) -> String {

@@ -16,7 +16,7 @@ use super::state::Session;
 use crate::error::{Result, SqlError};
 use crate::output::{Output, batches_stream, memory_stream};
 use crate::plan::fastpath::FastLookup;
-use crate::plan::rewrite::{rename_stream, rewrite_asof};
+use crate::plan::rewrite::rename_stream;
 
 /// A prepared statement: parsed and rewritten once; queries also planned once.
 #[derive(Clone, Debug)]
@@ -169,7 +169,7 @@ impl Session {
         let Some(mut stmt) = stmts.pop() else {
             return Ok(Prepared::unplanned(None, declared, None));
         };
-        rewrite_asof(&mut stmt);
+        super::execute::rewrite_input(&mut stmt);
         self.resolve_setting_calls(&mut stmt)?;
         if let Some(fast) = FastLookup::recognize(&self.state, &self.engine.db, &stmt, declared) {
             return Ok(Prepared {

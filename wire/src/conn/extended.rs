@@ -28,6 +28,7 @@ impl Connection {
     pub(super) async fn extended(&mut self, m: F) -> std::io::Result<Result<(), WireError>> {
         match m {
             F::Parse(p) => {
+                self.statement = loggable(&p.query);
                 let name = p.name.unwrap_or_default();
                 if !name.is_empty() && self.statements.contains(&name) {
                     return Ok(Err(ProtocolError::StatementExists(name).into()));
@@ -53,8 +54,15 @@ impl Connection {
                     Ok(x) => x,
                     Err(e) => return Ok(Err(e)),
                 };
-                self.statements
-                    .insert(name, Arc::new(Stmt::new(prepared, copy, p.type_oids)));
+                self.statements.insert(
+                    name,
+                    Arc::new(Stmt::new(
+                        prepared,
+                        copy,
+                        p.type_oids,
+                        self.statement.clone(),
+                    )),
+                );
                 self.socket
                     .feed(B::ParseComplete(ParseComplete::new()).into())
                     .await?;
@@ -151,6 +159,7 @@ impl Connection {
         let Some(mut portal) = self.portals.remove(&name) else {
             return Ok(Err(ProtocolError::NoSuchPortal(name).into()));
         };
+        self.statement = portal.stmt.sql.clone();
         if let (Some(c), PortalState::Ready) = (&portal.stmt.copy, &portal.state) {
             let c = c.clone();
             portal.state = PortalState::Done;

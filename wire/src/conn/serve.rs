@@ -66,6 +66,8 @@ impl Connection {
         let query_runtime = usable_query_runtime(shared.config.query_runtime.as_ref());
         let mut conn = Connection {
             socket,
+            peer,
+            statement: Arc::from(""),
             shared,
             query_runtime,
             session,
@@ -217,14 +219,17 @@ impl Connection {
         if matches!(&e, WireError::Sql(s) if s.kind == ErrorKind::QueryCanceled) {
             Metrics::inc(&self.shared.metrics.statements_canceled);
         }
-        // A cluster member refusing a write, or unsure of a commit: operators look
-        // for these around failovers, so they are logged with the reason (which
-        // names the nodes).
-        if let WireError::Sql(s) = &e
-            && matches!(s.kind, ErrorKind::ReadOnly | ErrorKind::CompletionUnknown)
-        {
-            tracing::info!(pid = self.reg.pid, kind = ?s.kind, "write refused or unconfirmed: {}", s.message);
-        }
+        // Every failed statement is logged at the default level with what a user
+        // needs to find it: the client, the SQLSTATE and the statement (shortened).
+        // A cluster member refusing a write or unsure of a commit says why here
+        // (the message names the nodes).
+        tracing::info!(
+            client = %self.peer,
+            pid = self.reg.pid,
+            sqlstate = e.code(),
+            statement = %self.statement,
+            "statement failed: {e}"
+        );
         self.socket
             .feed(B::ErrorResponse(e.to_response()).into())
             .await

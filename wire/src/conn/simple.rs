@@ -22,6 +22,7 @@ use super::state::*;
 
 impl Connection {
     pub(super) async fn simple_query(&mut self, sql: &str) -> std::io::Result<()> {
+        self.statement = loggable(sql);
         let stmts = match self.session.parse(sql) {
             Ok(s) => s,
             Err(e) => return self.send_error(e.into()).await,

@@ -42,10 +42,17 @@ pub(super) struct Stmt {
     /// For a point lookup: each column's storage type and the Arrow type it is
     /// described as (what [`encode_value`] needs).
     pub(super) lookup: Option<Vec<(StorageType, ArrowType)>>,
+    /// Its SQL, shortened, for the log line of a failed execution.
+    pub(super) sql: Arc<str>,
 }
 
 impl Stmt {
-    pub(super) fn new(prepared: Prepared, copy: Option<CopyCommand>, declared: Vec<u32>) -> Stmt {
+    pub(super) fn new(
+        prepared: Prepared,
+        copy: Option<CopyCommand>,
+        declared: Vec<u32>,
+        sql: Arc<str>,
+    ) -> Stmt {
         let text_row_description = prepared
             .schema
             .as_ref()
@@ -73,6 +80,7 @@ impl Stmt {
             declared,
             text_row_description,
             lookup,
+            sql,
         }
     }
 
@@ -118,8 +126,37 @@ pub(super) struct Portal {
     pub(super) state: PortalState,
 }
 
+/// The longest statement text a log line quotes.
+const LOGGED_SQL_CHARS: usize = 300;
+
+/// A statement's text as log lines quote it: whitespace runs folded, at most
+/// [`LOGGED_SQL_CHARS`] characters.
+pub(super) fn loggable(sql: &str) -> Arc<str> {
+    let mut out = String::with_capacity(sql.len().min(LOGGED_SQL_CHARS + 3));
+    for (n, word) in sql.split_whitespace().enumerate() {
+        if n > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+        if out.len() > LOGGED_SQL_CHARS {
+            let cut = (0..=LOGGED_SQL_CHARS)
+                .rev()
+                .find(|&i| out.is_char_boundary(i))
+                .unwrap_or(0);
+            out.truncate(cut);
+            out.push_str("...");
+            break;
+        }
+    }
+    out.into()
+}
+
 pub(crate) struct Connection {
     pub(crate) socket: Socket,
+    /// The client's address (named in the log line of a failed statement).
+    pub(super) peer: std::net::SocketAddr,
+    /// The statement being run, as [`loggable`] shortens it.
+    pub(super) statement: Arc<str>,
     pub(super) shared: Arc<Shared>,
     pub(crate) session: Session,
     pub(super) reg: Registration,
