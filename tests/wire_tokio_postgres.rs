@@ -796,3 +796,72 @@ async fn what_orms_and_drivers_send_bytea_literals_settings_and_key_updates() {
         3
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_cursors_fetch_forward_and_refuse_what_postgres_refuses() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    let code = |r: Result<(), tokio_postgres::Error>| r.unwrap_err().code().cloned();
+    // Without HOLD a cursor needs a transaction block.
+    assert_eq!(
+        code(c.batch_execute("DECLARE c CURSOR FOR SELECT 1").await),
+        Some(SqlState::NO_ACTIVE_SQL_TRANSACTION)
+    );
+    c.batch_execute(
+        "BEGIN; DECLARE c NO SCROLL CURSOR WITHOUT HOLD FOR \
+         SELECT driver_id FROM history(driver_stats) ORDER BY driver_id, event_ts",
+    )
+    .await
+    .unwrap();
+    let ids = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<String> {
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        ids(c.simple_query("FETCH 2 FROM c").await.unwrap()),
+        ["1", "1"]
+    );
+    let listed = c
+        .query_one("SELECT name, is_holdable FROM pg_catalog.pg_cursors", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (listed.get::<_, String>(0), listed.get::<_, bool>(1)),
+        ("c".into(), false)
+    );
+    assert_eq!(
+        ids(c.simple_query("FETCH NEXT FROM c").await.unwrap()),
+        ["2"]
+    );
+    assert!(ids(c.simple_query("FETCH ALL FROM c").await.unwrap()).is_empty());
+    assert_eq!(
+        code(c.batch_execute("DECLARE c CURSOR FOR SELECT 1").await),
+        Some(SqlState::DUPLICATE_CURSOR)
+    );
+    c.batch_execute("ROLLBACK").await.unwrap();
+    // The transaction's end closed it; WITH HOLD outlives it until CLOSE.
+    assert_eq!(
+        code(c.batch_execute("FETCH 1 FROM c").await),
+        Some(SqlState::INVALID_CURSOR_NAME)
+    );
+    c.batch_execute("DECLARE h CURSOR WITH HOLD FOR SELECT driver_id FROM driver_stats ORDER BY 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(c.simple_query("FETCH FORWARD 5 FROM h").await.unwrap()),
+        ["1", "2"]
+    );
+    assert_eq!(
+        code(c.batch_execute("FETCH BACKWARD 1 FROM h").await),
+        Some(SqlState::FEATURE_NOT_SUPPORTED)
+    );
+    c.batch_execute("CLOSE h").await.unwrap();
+    assert_eq!(
+        code(c.batch_execute("CLOSE h").await),
+        Some(SqlState::INVALID_CURSOR_NAME)
+    );
+}

@@ -42,6 +42,10 @@ pub enum ErrorKind {
     InFailedTransaction,
     /// `RELEASE` / `ROLLBACK TO` a savepoint that does not exist.
     InvalidSavepoint,
+    /// FETCH or CLOSE of a cursor that is not open (34000).
+    InvalidCursorName,
+    /// DECLARE of a cursor name already open (42P03).
+    DuplicateCursor,
     QueryCanceled,
     /// A statement exceeds an implementation limit (the size of one write batch).
     ProgramLimitExceeded,

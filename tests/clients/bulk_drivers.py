@@ -8,7 +8,9 @@ Hindsight server, called the way their users call them:
 - ADBC PostgreSQL driver: connect (its pg_type query), adbc_ingest (binary COPY in),
   fetch_arrow_table (binary COPY out);
 - polars: read_database_uri with connectorx (binary COPY out) and adbc, write_database
-  with adbc.
+  with adbc;
+- named cursors: a psycopg server-side cursor (DECLARE/FETCH/CLOSE, pg_cursors) and
+  pandas read_sql with chunksize over SQLAlchemy stream_results.
 
 Every value is checked exactly: timestamps with time zone, NULLs, floats, bytea, arrays.
 
@@ -148,8 +150,28 @@ def polars_session():
     assert back.rows() == [(1, 0.5), (2, None), (3, -2.25)], back.rows()
 
 
+def cursor_session():
+    import pandas as pd
+    import sqlalchemy
+
+    with psycopg.connect(f"host=127.0.0.1 port={port} user=ml dbname=hindsight") as conn:
+        with conn.cursor(name="feats") as cur:
+            cur.itersize = 300
+            cur.execute("SELECT id, ts, score, payload, label, emb FROM pg_async WHERE id >= %s ORDER BY id", (5,))
+            assert cur.fetchmany(2) == [expected_row(5), expected_row(6)]
+            assert cur.fetchone() == expected_row(7)
+            assert list(cur) == ROWS[8:]
+        conn.commit()
+    engine = sqlalchemy.create_engine(f"postgresql+psycopg://ml@127.0.0.1:{port}/hindsight")
+    with engine.connect().execution_options(stream_results=True) as conn:
+        chunks = list(pd.read_sql("SELECT id, score FROM pg_async ORDER BY id", conn, chunksize=1000))
+    assert [len(c) for c in chunks] == [1000, 1000, 500], [len(c) for c in chunks]
+    assert pd.concat(chunks)["id"].tolist() == list(range(N))
+
+
 asyncio.run(asyncpg_session())
 psycopg_session()
 adbc_session()
 polars_session()
+cursor_session()
 print("bulk drivers ok")

@@ -34,6 +34,8 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         K::TimeTravelOutOfRange => "22008",
         K::ActiveTransaction => "25001",
         K::NoActiveTransaction => "25P01",
+        K::InvalidCursorName => "34000",
+        K::DuplicateCursor => "42P03",
         K::InFailedTransaction => "25P02",
         K::InvalidSavepoint => "3B001",
         K::QueryCanceled => "57014",

@@ -38,6 +38,7 @@ use sqlparser::ast::{
     BinaryOperator, Expr, GroupByExpr, SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
 };
 
+use super::cursors::{CURSORS_VIEW, CursorsView};
 use crate::error::Result;
 use crate::plan::catalog::{CATALOG, SCHEMA};
 use crate::plan::system::STAT_REPLICATION_VIEW;
@@ -255,6 +256,7 @@ impl SchemaProvider for WithLiveViews {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.inner.table_names();
         names.push(STAT_REPLICATION_VIEW.to_string());
+        names.push(CURSORS_VIEW.to_string());
         names
     }
 
@@ -262,11 +264,16 @@ impl SchemaProvider for WithLiveViews {
         if name.eq_ignore_ascii_case(STAT_REPLICATION_VIEW) {
             return Ok(crate::plan::system::view(name, &self.db));
         }
+        if name.eq_ignore_ascii_case(CURSORS_VIEW) {
+            return Ok(Some(Arc::new(CursorsView::new())));
+        }
         self.inner.table(name).await
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        name.eq_ignore_ascii_case(STAT_REPLICATION_VIEW) || self.inner.table_exist(name)
+        name.eq_ignore_ascii_case(STAT_REPLICATION_VIEW)
+            || name.eq_ignore_ascii_case(CURSORS_VIEW)
+            || self.inner.table_exist(name)
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub(crate) mod catalog;
+pub(crate) mod cursors;
 pub(crate) mod functions;
 pub(crate) mod introspection;
 pub mod literals;

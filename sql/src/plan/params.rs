@@ -74,25 +74,7 @@ pub(crate) fn infer(
         let input_schema = node.inputs().first().map(|i| Arc::clone(i.schema()));
         node.apply_expressions(|e| {
             e.apply(|sub| {
-                if let Expr::ScalarFunction(f) = sub
-                    && f.name() == "array_has"
-                    && let [Expr::Placeholder(Placeholder { id, .. }), needle] = f.args.as_slice()
-                    && let Some(i) = index(id)
-                    && let Some(schema) = &input_schema
-                    && let Ok(t) = needle.get_type(schema.as_ref())
-                {
-                    count = count.max(i + 1);
-                    types.insert(i, ArrowType::List(Arc::new(Field::new_list_field(t, true))));
-                }
-                if let Some((i, t)) = cast_placeholder(sub) {
-                    count = count.max(i + 1);
-                    types.entry(i).or_insert(t);
-                }
-                if let Expr::Placeholder(Placeholder { id, .. }) = sub
-                    && let Some(i) = index(id)
-                {
-                    count = count.max(i + 1);
-                }
+                expression_param(sub, input_schema.as_deref(), &mut types, &mut count);
                 Ok(TreeNodeRecursion::Continue)
             })
         })
@@ -106,6 +88,36 @@ pub(crate) fn infer(
                 .or_else(|| types.get(&i).cloned())
         })
         .collect())
+}
+
+/// What one expression says about parameter types: `array_has($n, key)` (from
+/// `key = ANY($n)`) makes `$n` an array of the key's type; an explicit cast types
+/// its parameter; any `$n` counts.
+fn expression_param(
+    e: &Expr,
+    input: Option<&datafusion::common::DFSchema>,
+    types: &mut BTreeMap<usize, ArrowType>,
+    count: &mut usize,
+) {
+    if let Expr::ScalarFunction(f) = e
+        && f.name() == "array_has"
+        && let [Expr::Placeholder(Placeholder { id, .. }), needle] = f.args.as_slice()
+        && let Some(i) = index(id)
+        && let Some(schema) = input
+        && let Ok(t) = needle.get_type(schema)
+    {
+        *count = (*count).max(i + 1);
+        types.insert(i, ArrowType::List(Arc::new(Field::new_list_field(t, true))));
+    }
+    if let Some((i, t)) = cast_placeholder(e) {
+        *count = (*count).max(i + 1);
+        types.entry(i).or_insert(t);
+    }
+    if let Expr::Placeholder(Placeholder { id, .. }) = e
+        && let Some(i) = index(id)
+    {
+        *count = (*count).max(i + 1);
+    }
 }
 
 /// A parameter cast explicitly, and the type it is cast to: `CAST($n AS t)` and

@@ -84,13 +84,20 @@ impl Session {
             }
             Statement::Commit { .. } => {
                 self.savepoints.clear();
+                self.end_transaction_cursors();
                 self.commit()
             }
             Statement::Rollback { .. } => {
                 self.txn = Txn::Idle;
                 self.savepoints.clear();
+                self.end_transaction_cursors();
                 Ok(Output::command("ROLLBACK"))
             }
+            Statement::Declare { stmts } => self.declare(stmts, params).await,
+            Statement::Fetch {
+                name, direction, ..
+            } => self.fetch(&name, &direction).await,
+            Statement::Close { cursor } => self.close_cursor(&cursor),
             Statement::Query(_) => {
                 match FastLookup::recognize(&self.state, &self.engine.db, &stmt, &[]) {
                     Some(fast) => self
@@ -109,20 +116,7 @@ impl Session {
             Statement::Vacuum(v) => self.vacuum(v).await,
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(&variable).await,
-            Statement::Reset(r) => {
-                match r.reset {
-                    sqlparser::ast::Reset::ALL => {
-                        let names: Vec<String> = self.settings.keys().cloned().collect();
-                        for name in names {
-                            self.reset_variable(&name);
-                        }
-                    }
-                    sqlparser::ast::Reset::ConfigurationParameter(name) => {
-                        self.reset_variable(&name.to_string().replace(' ', "_"));
-                    }
-                }
-                Ok(Output::command("RESET"))
-            }
+            Statement::Reset(r) => Ok(self.reset(r.reset)),
             other => Err(SqlError::unsupported(format!(
                 "statement not supported: {}",
                 first_words(&other.to_string())
@@ -194,7 +188,11 @@ impl Session {
         Ok(plan.with_param_values(params.to_vec())?)
     }
 
-    async fn query(&mut self, mut stmt: Statement, params: Vec<ScalarValue>) -> Result<Output> {
+    pub(super) async fn query(
+        &mut self,
+        mut stmt: Statement,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
         if let Statement::Query(q) = &mut stmt {
             crate::plan::rewrite::name_query_outputs(q);
         }

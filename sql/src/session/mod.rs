@@ -18,6 +18,7 @@
 //! executors that write: `dml` (INSERT/UPDATE/DELETE), `ddl`, `copy` (COPY FROM).
 
 mod copy;
+mod cursor;
 mod ddl;
 mod dml;
 mod engine;

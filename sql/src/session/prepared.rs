@@ -187,13 +187,15 @@ impl Session {
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
         );
         if !(needs_plan || dml) {
-            let schema = matches!(stmt, Statement::ShowVariable { .. }).then(|| {
-                Arc::new(Schema::new(vec![Field::new(
+            let schema = match &stmt {
+                Statement::ShowVariable { .. } => Some(Arc::new(Schema::new(vec![Field::new(
                     "setting",
                     ArrowType::Utf8,
                     false,
-                )]))
-            });
+                )]))),
+                Statement::Fetch { name, .. } => self.cursor_schema(name),
+                _ => None,
+            };
             return Ok(Prepared::unplanned(Some(stmt), declared, schema));
         }
         if let Statement::Query(q) = &mut stmt {

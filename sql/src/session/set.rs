@@ -126,6 +126,22 @@ impl Session {
         };
     }
 
+    /// `RESET name` or `RESET ALL`.
+    pub(super) fn reset(&mut self, which: sqlparser::ast::Reset) -> Output {
+        match which {
+            sqlparser::ast::Reset::ALL => {
+                let names: Vec<String> = self.settings.keys().cloned().collect();
+                for name in names {
+                    self.reset_variable(&name);
+                }
+            }
+            sqlparser::ast::Reset::ConfigurationParameter(name) => {
+                self.reset_variable(&name.to_string().replace(' ', "_"));
+            }
+        }
+        Output::command("RESET")
+    }
+
     /// Reset a variable to its default.
     pub fn reset_variable(&mut self, name: &str) {
         let name = name.to_ascii_lowercase();

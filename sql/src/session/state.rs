@@ -26,6 +26,10 @@ pub struct Session {
     pub(crate) txn: Txn,
     /// Savepoints of the open transaction block: name and the writes before it.
     pub(super) savepoints: Vec<(String, WriteBatch)>,
+    /// Open named cursors by name (`DECLARE`).
+    pub(super) cursors: std::collections::HashMap<String, super::cursor::Cursor>,
+    /// What `pg_cursors` shows of `cursors` (kept in step by the cursor module).
+    pub(super) cursor_list: Arc<crate::pg::cursors::OpenCursors>,
     pub(super) settings: BTreeMap<String, String>,
     /// `statement_timeout` parsed, kept in step with `settings` by
     /// [`Session::store_setting`]: every Execute reads it.
@@ -57,6 +61,8 @@ impl Session {
         let stmt = Arc::new(StatementContext::default());
         let mut config = session_config(&engine.options);
         config.set_extension(stmt.clone());
+        let cursor_list = Arc::new(crate::pg::cursors::OpenCursors::default());
+        config.set_extension(cursor_list.clone());
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(
                 engine.options.query_memory_limit,
@@ -80,6 +86,8 @@ impl Session {
             stmt,
             txn: Txn::Idle,
             savepoints: Vec::new(),
+            cursors: std::collections::HashMap::new(),
+            cursor_list,
             settings,
             statement_timeout_ms: 0,
         })

@@ -11,7 +11,7 @@ use hindsight_sql::Output;
 use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::PgWireFrontendMessage as F;
 use pgwire::messages::data::{NoData, ParameterDescription};
-use pgwire::messages::extendedquery::{CloseComplete, ParseComplete, PortalSuspended};
+use pgwire::messages::extendedquery::{CloseComplete, Describe, ParseComplete, PortalSuspended};
 use pgwire::messages::response::EmptyQueryResponse;
 
 use crate::codec::{BIND_COMPLETE, BindMsg, put_command_complete};
@@ -67,28 +67,7 @@ impl Connection {
                     .feed(B::ParseComplete(ParseComplete::new()).into())
                     .await?;
             }
-            F::Describe(d) => {
-                let name = d.name.unwrap_or_default();
-                if d.target_type == b'S' {
-                    let Some(stmt) = self.statements.get(&name).cloned() else {
-                        return Ok(Err(ProtocolError::NoSuchStatement(name).into()));
-                    };
-                    self.socket
-                        .feed(
-                            B::ParameterDescription(ParameterDescription::new(stmt.param_oids()))
-                                .into(),
-                        )
-                        .await?;
-                    self.describe_rows(&stmt, &Formats::TEXT).await?;
-                } else {
-                    let Some(portal) = self.portals.get(&name) else {
-                        return Ok(Err(ProtocolError::NoSuchPortal(name).into()));
-                    };
-                    let stmt = portal.stmt.clone();
-                    let binary = portal.binary.clone();
-                    self.describe_rows(&stmt, &binary).await?;
-                }
-            }
+            F::Describe(d) => return self.describe(d).await,
             F::Execute(e) => {
                 let started = Instant::now();
                 let result = self
@@ -109,6 +88,36 @@ impl Connection {
                     .await?;
             }
             _ => {}
+        }
+        Ok(Ok(()))
+    }
+
+    /// Describe a statement (parameters and rows) or a portal (rows); a cursor
+    /// opened with DECLARE answers as a portal.
+    async fn describe(&mut self, d: Describe) -> std::io::Result<Result<(), WireError>> {
+        let name = d.name.unwrap_or_default();
+        if d.target_type == b'S' {
+            let Some(stmt) = self.statements.get(&name).cloned() else {
+                return Ok(Err(ProtocolError::NoSuchStatement(name).into()));
+            };
+            self.socket
+                .feed(B::ParameterDescription(ParameterDescription::new(stmt.param_oids())).into())
+                .await?;
+            self.describe_rows(&stmt, &Formats::TEXT).await?;
+        } else {
+            let Some(portal) = self.portals.get(&name) else {
+                // A cursor opened with DECLARE is a portal too (psycopg
+                // describes its server-side cursors this way).
+                let Some(schema) = self.session.cursor_row_type(&name) else {
+                    return Ok(Err(ProtocolError::NoSuchPortal(name).into()));
+                };
+                let rows = row_description(&schema, &Formats::TEXT);
+                self.socket.feed(B::RowDescription(rows).into()).await?;
+                return Ok(Ok(()));
+            };
+            let stmt = portal.stmt.clone();
+            let binary = portal.binary.clone();
+            self.describe_rows(&stmt, &binary).await?;
         }
         Ok(Ok(()))
     }
