@@ -865,3 +865,78 @@ async fn named_cursors_fetch_forward_and_refuse_what_postgres_refuses() {
         Some(SqlState::INVALID_CURSOR_NAME)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_the_key_order_serves_are_recorded_and_others_refused() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    let code = |r: Result<(), tokio_postgres::Error>| r.unwrap_err().code().cloned();
+    c.batch_execute(
+        "CREATE INDEX ds_driver ON driver_stats (driver_id);
+         CREATE INDEX IF NOT EXISTS ds_driver ON driver_stats (driver_id);
+         CREATE UNIQUE INDEX ds_key ON driver_stats USING btree (driver_id);
+         CREATE INDEX ON driver_stats (driver_id, event_ts);",
+    )
+    .await
+    .unwrap();
+    for (sql, want) in [
+        (
+            "CREATE INDEX ds_driver ON driver_stats (driver_id)",
+            SqlState::DUPLICATE_TABLE,
+        ),
+        (
+            "CREATE INDEX ds_name ON driver_stats (name)",
+            SqlState::FEATURE_NOT_SUPPORTED,
+        ),
+        (
+            "CREATE INDEX ds_h ON driver_stats USING hash (driver_id)",
+            SqlState::FEATURE_NOT_SUPPORTED,
+        ),
+        (
+            "CREATE UNIQUE INDEX ds_u ON driver_stats (driver_id, event_ts)",
+            SqlState::FEATURE_NOT_SUPPORTED,
+        ),
+        (
+            "CREATE INDEX ds_x ON driver_stats (nosuch)",
+            SqlState::UNDEFINED_COLUMN,
+        ),
+        ("CREATE INDEX ds_y ON nosuch (a)", SqlState::UNDEFINED_TABLE),
+        ("DROP INDEX nosuch", SqlState::UNDEFINED_OBJECT),
+    ] {
+        assert_eq!(code(c.batch_execute(sql).await), Some(want), "{sql}");
+    }
+    let rows: Vec<(String, String)> = c
+        .query(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'driver_stats' \
+             ORDER BY indexname",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "driver_stats_driver_id_event_ts_idx",
+            "driver_stats_pkey",
+            "ds_driver",
+            "ds_key"
+        ]
+    );
+    assert_eq!(
+        rows[3].1,
+        "CREATE UNIQUE INDEX ds_key ON public.driver_stats USING btree (driver_id)"
+    );
+    c.batch_execute("DROP INDEX ds_driver, ds_key; DROP INDEX IF EXISTS ds_driver")
+        .await
+        .unwrap();
+    let n = bigint(
+        &c,
+        "SELECT count(*) FROM pg_indexes WHERE tablename = 'driver_stats'",
+    )
+    .await;
+    assert_eq!(n, 2);
+}

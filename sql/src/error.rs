@@ -129,6 +129,7 @@ impl From<StorageError> for SqlError {
 fn from_storage(e: &StorageError) -> SqlError {
     let kind = match e {
         StorageError::NoSuchTable(_) => ErrorKind::UndefinedTable,
+        StorageError::NoSuchIndex(_) => ErrorKind::UndefinedObject,
         StorageError::TableExists(_) => ErrorKind::DuplicateTable,
         StorageError::ColumnExists { .. } => ErrorKind::DuplicateColumn,
         StorageError::InvalidSchema(_) => ErrorKind::InvalidParameterValue,

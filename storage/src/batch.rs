@@ -54,7 +54,8 @@ struct PendingOp {
 pub struct WriteBatch {
     buf: Vec<u8>,
     ops: Vec<PendingOp>,
-    pub(crate) catalog: Option<CatalogOp>,
+    /// Boxed: DDL is rare, and a batch stays small in every transaction.
+    pub(crate) catalog: Option<Box<CatalogOp>>,
 }
 
 impl WriteBatch {
@@ -83,7 +84,7 @@ impl WriteBatch {
 
     pub(crate) fn catalog_only(op: CatalogOp) -> Self {
         WriteBatch {
-            catalog: Some(op),
+            catalog: Some(Box::new(op)),
             ..Self::default()
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::types::{ColumnDef, TableDef, TableId, TableOptions};
+use crate::types::{ColumnDef, IndexDef, TableDef, TableId, TableOptions};
 
 /// A change to the catalog, carried in a WAL batch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -20,6 +20,8 @@ pub enum CatalogOp {
     DropTable { id: TableId },
     AddColumn { id: TableId, column: ColumnDef },
     SetOptions { id: TableId, options: TableOptions },
+    CreateIndex { id: TableId, index: IndexDef },
+    DropIndex { id: TableId, name: String },
 }
 
 /// All live tables.
@@ -99,8 +101,31 @@ impl Catalog {
                 probe.options = options.clone();
                 probe.validate()?;
             }
+            CatalogOp::CreateIndex { id, index } => {
+                let t = self.existing(*id)?;
+                // Tables and indexes share one namespace of relation names.
+                if self.by_name.contains_key(&index.name) || self.index(&index.name).is_some() {
+                    return Err(Error::TableExists(index.name.clone()));
+                }
+                let mut probe = (**t).clone();
+                probe.indexes.push(index.clone());
+                probe.validate()?;
+            }
+            CatalogOp::DropIndex { id, name } => {
+                let t = self.existing(*id)?;
+                if !t.indexes.iter().any(|i| &i.name == name) {
+                    return Err(Error::NoSuchIndex(name.clone()));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The table and declaration of the index named `name`.
+    pub fn index(&self, name: &str) -> Option<(&Arc<TableDef>, &IndexDef)> {
+        self.by_id
+            .values()
+            .find_map(|t| t.indexes.iter().find(|i| i.name == name).map(|i| (t, i)))
     }
 
     fn existing(&self, id: TableId) -> Result<&Arc<TableDef>> {
@@ -131,6 +156,16 @@ impl Catalog {
             CatalogOp::SetOptions { id, options } => {
                 if let Some(t) = self.by_id.get_mut(id) {
                     Arc::make_mut(t).options = options.clone();
+                }
+            }
+            CatalogOp::CreateIndex { id, index } => {
+                if let Some(t) = self.by_id.get_mut(id) {
+                    Arc::make_mut(t).indexes.push(index.clone());
+                }
+            }
+            CatalogOp::DropIndex { id, name } => {
+                if let Some(t) = self.by_id.get_mut(id) {
+                    Arc::make_mut(t).indexes.retain(|i| &i.name != name);
                 }
             }
         }
@@ -214,5 +249,56 @@ mod tests {
         assert_eq!(back.table("b").unwrap().id, TableId(5));
         assert_eq!(back.next_table_id(), TableId(6));
         assert!(Catalog::from_json(b"{not json").is_err());
+    }
+
+    #[test]
+    fn indexes_share_the_relation_namespace_and_round_trip() {
+        let mut c = Catalog::default();
+        c.apply(&CatalogOp::CreateTable(def(1, "t"))).unwrap();
+        let before = c.to_json().unwrap();
+        // A table without indexes writes no "indexes" field: older catalogs and
+        // newer ones without indexes are byte-identical.
+        assert!(!String::from_utf8_lossy(&before).contains("indexes"));
+        let index = |name: &str, columns: Vec<usize>, unique: bool| CatalogOp::CreateIndex {
+            id: TableId(1),
+            index: IndexDef {
+                name: name.into(),
+                columns,
+                unique,
+            },
+        };
+        c.apply(&index("t_id", vec![0], true)).unwrap();
+        assert!(matches!(
+            c.apply(&index("t_id", vec![0], false)),
+            Err(Error::TableExists(_))
+        ));
+        assert!(matches!(
+            c.apply(&index("t", vec![0], false)),
+            Err(Error::TableExists(_))
+        ));
+        // Not a key prefix: refused, never recorded and ignored.
+        assert!(matches!(
+            c.apply(&index("t_x", vec![1], false)),
+            Err(Error::InvalidSchema(_))
+        ));
+        let back = Catalog::from_json(&c.to_json().unwrap()).unwrap();
+        assert_eq!(
+            back.index("t_id").map(|(t, i)| (t.id, i.unique)),
+            Some((TableId(1), true))
+        );
+        assert!(matches!(
+            c.apply(&CatalogOp::DropIndex {
+                id: TableId(1),
+                name: "nope".into()
+            }),
+            Err(Error::NoSuchIndex(_))
+        ));
+        c.apply(&CatalogOp::DropIndex {
+            id: TableId(1),
+            name: "t_id".into(),
+        })
+        .unwrap();
+        assert!(c.index("t_id").is_none());
+        assert_eq!(c.to_json().unwrap(), before);
     }
 }

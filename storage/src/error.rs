@@ -32,6 +32,10 @@ pub enum Error {
     #[error("table \"{0}\" does not exist")]
     NoSuchTable(String),
 
+    /// No table has an index of this name.
+    #[error("index \"{0}\" does not exist")]
+    NoSuchIndex(String),
+
     /// A table with this name already exists.
     #[error("table \"{0}\" already exists")]
     TableExists(String),

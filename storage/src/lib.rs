@@ -77,7 +77,7 @@ pub use scan::{
 pub use snapshot::Snapshot;
 pub use timefmt::{civil_from_days, fmt_micros};
 pub use types::{
-    ColumnDef, ColumnRole, DataType, MAX_COLUMNS, ScalarType, TableDef, TableId, TableOptions,
-    Value,
+    ColumnDef, ColumnRole, DataType, IndexDef, MAX_COLUMNS, ScalarType, TableDef, TableId,
+    TableOptions, Value,
 };
 pub use view::{Projection, ReadAt, Row, SystemAt};

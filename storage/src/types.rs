@@ -306,6 +306,22 @@ pub struct TableDef {
     pub options: TableOptions,
     /// Commit (system) time of the batch that created the table.
     pub created_micros: i64,
+    /// Indexes declared with CREATE INDEX (the entity key's own order serves them).
+    /// Absent from the catalog JSON while empty, so older catalogs read unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexDef>,
+}
+
+/// A declared index: a name and the columns it orders by. Hindsight keeps no
+/// separate index structure: a declared index's columns are a prefix of the entity
+/// key (optionally followed by the event-time column), which the key order serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDef {
+    pub name: String,
+    /// Column indices, in index order.
+    pub columns: Vec<usize>,
+    /// Declared UNIQUE (only over the whole key, which is unique by construction).
+    pub unique: bool,
 }
 
 /// The role a column plays in a table.
@@ -335,7 +351,68 @@ impl TableDef {
             event_time,
             options,
             created_micros: 0,
+            indexes: Vec::new(),
         }
+    }
+
+    /// Check the declared indexes: names unique in the table, columns in range and a
+    /// prefix of the key (then optionally the event time), UNIQUE only over the key.
+    fn validate_indexes(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidSchema(m));
+        for (i, ix) in self.indexes.iter().enumerate() {
+            if ix.name.is_empty() {
+                return bad("index name must not be empty".into());
+            }
+            if self.indexes[..i].iter().any(|o| o.name == ix.name) {
+                return bad(format!("index \"{}\" specified more than once", ix.name));
+            }
+            if let Err(why) = self.index_shape(&ix.columns, ix.unique) {
+                return bad(format!("index \"{}\": {why}", ix.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an index over `columns` is one the key order serves: a non-empty
+    /// prefix of the key, or the whole key followed by the event-time column; a
+    /// unique one covers exactly the whole key. `Err` says why not.
+    pub fn index_shape(&self, columns: &[usize], unique: bool) -> std::result::Result<(), String> {
+        let name = |i: usize| self.columns.get(i).map_or("?", |c| c.name.as_str());
+        if columns.is_empty() {
+            return Err("an index needs at least one column".into());
+        }
+        if let Some(&i) = columns.iter().find(|&&i| i >= self.columns.len()) {
+            return Err(format!("column index {i} out of range"));
+        }
+        let key_part = columns.len().min(self.key.len());
+        let prefix = columns.get(..key_part) == self.key.get(..key_part);
+        let rest = columns.get(key_part..).unwrap_or_default();
+        let served = prefix
+            && (rest.is_empty()
+                || (key_part == self.key.len()
+                    && rest.len() == 1
+                    && self.event_time.is_some_and(|e| rest.first() == Some(&e))));
+        if !served {
+            let key: Vec<&str> = self.key.iter().map(|&k| name(k)).collect();
+            return Err(format!(
+                "its columns ({}) are not a prefix of the entity key ({}): Hindsight orders a \
+                 table by its key only and keeps no secondary indexes",
+                columns
+                    .iter()
+                    .map(|&c| name(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                key.join(", ")
+            ));
+        }
+        if unique && columns != self.key.as_slice() {
+            return Err(
+                "a UNIQUE index must cover exactly the entity key (unique by construction); \
+                 other unique constraints are not enforced, so they are refused"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// Check the definition is storable: unique names, valid key and event time.
@@ -415,7 +492,7 @@ impl TableDef {
                 return bad(format!("{label} must be a positive interval"));
             }
         }
-        Ok(())
+        self.validate_indexes()
     }
 
     /// Role of every column, in column order.

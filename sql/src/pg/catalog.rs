@@ -35,10 +35,11 @@ use hindsight_storage::Db;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, GroupByExpr, SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
+    BinaryOperator, Expr, GroupByExpr, Ident, ObjectName, ObjectNamePart, SelectItem, SetExpr,
+    Statement, Value, VisitMut, VisitorMut,
 };
 
-use super::cursors::{CURSORS_VIEW, CursorsView};
+use super::views::{CURSORS_VIEW, INDEXES_VIEW, cursors_view, indexes_view};
 use crate::error::Result;
 use crate::plan::catalog::{CATALOG, SCHEMA};
 use crate::plan::system::STAT_REPLICATION_VIEW;
@@ -87,6 +88,7 @@ impl ClientCompat {
         for s in &mut stmts {
             let _ = s.visit(&mut AggregateScalarSubqueries);
             let _ = s.visit(&mut RegprocZero);
+            let _ = s.visit(&mut QualifyViews);
         }
         Some(stmts)
     }
@@ -140,6 +142,24 @@ impl VisitorMut for AggregateScalarSubqueries {
                 AGGREGATES.contains(&i.value.to_ascii_lowercase().as_str())));
         if !aggregated {
             *item = crate::plan::rewrite::func("max", vec![item.clone()]);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `pg_catalog` is always first on PostgreSQL's search path: an unqualified name of
+/// one of the views Hindsight adds there (`pg_cursors`, `pg_indexes`) means that view.
+struct QualifyViews;
+
+impl VisitorMut for QualifyViews {
+    type Break = ();
+
+    fn pre_visit_relation(&mut self, name: &mut ObjectName) -> ControlFlow<()> {
+        if let [ObjectNamePart::Identifier(only)] = name.0.as_slice()
+            && [CURSORS_VIEW, INDEXES_VIEW].contains(&only.value.to_ascii_lowercase().as_str())
+        {
+            name.0
+                .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
         }
         ControlFlow::Continue(())
     }
@@ -257,6 +277,7 @@ impl SchemaProvider for WithLiveViews {
         let mut names = self.inner.table_names();
         names.push(STAT_REPLICATION_VIEW.to_string());
         names.push(CURSORS_VIEW.to_string());
+        names.push(INDEXES_VIEW.to_string());
         names
     }
 
@@ -265,7 +286,10 @@ impl SchemaProvider for WithLiveViews {
             return Ok(crate::plan::system::view(name, &self.db));
         }
         if name.eq_ignore_ascii_case(CURSORS_VIEW) {
-            return Ok(Some(Arc::new(CursorsView::new())));
+            return Ok(Some(Arc::new(cursors_view())));
+        }
+        if name.eq_ignore_ascii_case(INDEXES_VIEW) {
+            return Ok(Some(Arc::new(indexes_view(self.db.clone()))));
         }
         self.inner.table(name).await
     }
@@ -273,6 +297,7 @@ impl SchemaProvider for WithLiveViews {
     fn table_exist(&self, name: &str) -> bool {
         name.eq_ignore_ascii_case(STAT_REPLICATION_VIEW)
             || name.eq_ignore_ascii_case(CURSORS_VIEW)
+            || name.eq_ignore_ascii_case(INDEXES_VIEW)
             || self.inner.table_exist(name)
     }
 }

@@ -5,8 +5,8 @@
 
 pub mod binary;
 pub(crate) mod catalog;
-pub(crate) mod cursors;
 pub(crate) mod functions;
 pub(crate) mod introspection;
 pub mod literals;
 pub mod text;
+pub(crate) mod views;

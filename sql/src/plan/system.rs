@@ -82,11 +82,10 @@ pub(crate) fn view(name: &str, db: &Db) -> Option<Arc<dyn TableProvider>> {
         STAT_REPLICATION_VIEW => ViewKind::StatReplication,
         _ => return None,
     };
-    Some(Arc::new(LiveView {
-        db: db.clone(),
-        schema: kind.schema(),
-        kind,
-    }))
+    let db = db.clone();
+    Some(Arc::new(ComputedView::new(kind.schema(), move |_| {
+        kind.columns(&db)
+    })))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -149,12 +148,11 @@ impl ViewKind {
         Arc::new(Schema::new(fields))
     }
 
-    fn batch(self, db: &Db, schema: SchemaRef) -> DfResult<RecordBatch> {
-        let columns = match self {
+    fn columns(self, db: &Db) -> Vec<ArrayRef> {
+        match self {
             ViewKind::Cluster => cluster_columns(&cluster_rows(db)),
             ViewKind::StatReplication => replication_columns(db),
-        };
-        Ok(RecordBatch::try_new(schema, columns)?)
+        }
     }
 }
 
@@ -313,16 +311,36 @@ fn replication_columns(db: &Db) -> Vec<ArrayRef> {
     ]
 }
 
-/// A view whose rows are computed at each scan.
-#[derive(Debug)]
-struct LiveView {
-    db: Db,
-    kind: ViewKind,
+/// How a [`ComputedView`] computes its columns.
+type ViewColumns = Box<dyn Fn(&dyn DfSession) -> Vec<ArrayRef> + Send + Sync>;
+
+pub struct ComputedView {
     schema: SchemaRef,
+    columns: ViewColumns,
+}
+
+impl std::fmt::Debug for ComputedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComputedView")
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl ComputedView {
+    pub fn new(
+        schema: SchemaRef,
+        columns: impl Fn(&dyn DfSession) -> Vec<ArrayRef> + Send + Sync + 'static,
+    ) -> Self {
+        ComputedView {
+            schema,
+            columns: Box::new(columns),
+        }
+    }
 }
 
 #[async_trait]
-impl TableProvider for LiveView {
+impl TableProvider for ComputedView {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -338,7 +356,7 @@ impl TableProvider for LiveView {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = self.kind.batch(&self.db, self.schema.clone())?;
+        let batch = RecordBatch::try_new(self.schema.clone(), (self.columns)(state))?;
         MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
             .scan(state, projection, filters, limit)
             .await

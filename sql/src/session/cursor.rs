@@ -22,7 +22,7 @@ use super::state::{Session, Txn};
 use crate::error::{ErrorKind, Result, SqlError};
 use crate::ident::normalize;
 use crate::output::{Output, batches_stream};
-use crate::pg::cursors::CursorInfo;
+use crate::pg::views::CursorInfo;
 
 /// An open cursor.
 pub(crate) struct Cursor {

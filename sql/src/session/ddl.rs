@@ -302,6 +302,9 @@ impl Session {
         else {
             return Err(SqlError::internal("not a DROP"));
         };
+        if object_type == ObjectType::Index {
+            return self.drop_indexes(&names, if_exists);
+        }
         if object_type != ObjectType::Table {
             return Err(SqlError::unsupported(format!(
                 "DROP {object_type} is not supported"

@@ -23,6 +23,7 @@ mod ddl;
 mod dml;
 mod engine;
 mod execute;
+mod index;
 mod prepared;
 mod set;
 mod state;

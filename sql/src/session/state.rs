@@ -29,7 +29,7 @@ pub struct Session {
     /// Open named cursors by name (`DECLARE`).
     pub(super) cursors: std::collections::HashMap<String, super::cursor::Cursor>,
     /// What `pg_cursors` shows of `cursors` (kept in step by the cursor module).
-    pub(super) cursor_list: Arc<crate::pg::cursors::OpenCursors>,
+    pub(super) cursor_list: Arc<crate::pg::views::OpenCursors>,
     pub(super) settings: BTreeMap<String, String>,
     /// `statement_timeout` parsed, kept in step with `settings` by
     /// [`Session::store_setting`]: every Execute reads it.
@@ -61,7 +61,7 @@ impl Session {
         let stmt = Arc::new(StatementContext::default());
         let mut config = session_config(&engine.options);
         config.set_extension(stmt.clone());
-        let cursor_list = Arc::new(crate::pg::cursors::OpenCursors::default());
+        let cursor_list = Arc::new(crate::pg::views::OpenCursors::default());
         config.set_extension(cursor_list.clone());
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(

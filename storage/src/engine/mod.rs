@@ -46,7 +46,7 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::scan::{ScanIter, ScanOptions};
 use crate::snapshot::Snapshot;
-use crate::types::{ColumnDef, TableDef, TableId, TableOptions, Value};
+use crate::types::{ColumnDef, IndexDef, TableDef, TableId, TableOptions, Value};
 use crate::view::{Projection, ReadAt, Row, View};
 
 pub use commit::CommitInfo;
@@ -273,6 +273,32 @@ impl Db {
         self.catalog().validate(&op)?;
         self.write(WriteBatch::catalog_only(op))?;
         self.table(name)
+    }
+
+    /// Declare an index on a table (see [`IndexDef`]: the key order serves it).
+    pub fn create_index(&self, table: &str, index: IndexDef) -> Result<Arc<TableDef>> {
+        let _ddl = lock(&self.engine.ddl);
+        let id = self.table(table)?.id;
+        let op = CatalogOp::CreateIndex { id, index };
+        self.catalog().validate(&op)?;
+        self.write(WriteBatch::catalog_only(op))?;
+        self.table(table)
+    }
+
+    /// Drop a declared index by name.
+    pub fn drop_index(&self, name: &str) -> Result<()> {
+        let _ddl = lock(&self.engine.ddl);
+        let catalog = self.catalog();
+        let (t, _) = catalog
+            .index(name)
+            .ok_or_else(|| Error::NoSuchIndex(name.to_string()))?;
+        let op = CatalogOp::DropIndex {
+            id: t.id,
+            name: name.to_string(),
+        };
+        catalog.validate(&op)?;
+        self.write(WriteBatch::catalog_only(op))?;
+        Ok(())
     }
 
     /// Change a table's TTL and retention.
