@@ -64,7 +64,8 @@ impl Catalog {
         match op {
             CatalogOp::CreateTable(def) => {
                 def.validate()?;
-                if self.by_name.contains_key(&def.name) {
+                // Tables and indexes share one namespace of relation names.
+                if self.by_name.contains_key(&def.name) || self.index(&def.name).is_some() {
                     return Err(Error::TableExists(def.name.clone()));
                 }
                 if def.id.0 < self.next_id || self.by_id.contains_key(&def.id) {
