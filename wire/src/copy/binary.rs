@@ -265,6 +265,57 @@ mod tests {
         }
     }
 
+    /// Seeded random mutations of a valid stream (bytes flipped, dropped, inserted,
+    /// the stream cut), fed in random chunks: the parser never panics, and every
+    /// refusal is 22P04.
+    #[test]
+    fn mutated_streams_never_panic_and_fail_as_22p04() {
+        let base = stream(
+            &[
+                vec![Some(&[1u8, 2, 3, 4, 5, 6, 7, 8][..]), None],
+                vec![Some(&[0u8; 40][..]), Some(&[9u8][..])],
+            ],
+            true,
+        );
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..5000 {
+            let mut s = base.clone();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % (s.len() + 1);
+                match next() % 4 {
+                    0 if at < s.len() => s[at] ^= 1 << (next() % 8),
+                    1 if at < s.len() => {
+                        s.remove(at);
+                    }
+                    2 => s.insert(at, next() as u8),
+                    _ => s.truncate(at),
+                }
+            }
+            let mut p = BinaryParser::default();
+            let mut fed = 0;
+            let mut result = Ok(());
+            while fed < s.len() && result.is_ok() {
+                let n = 1 + (next() as usize) % 16;
+                let end = (fed + n).min(s.len());
+                p.feed(&s[fed..end]);
+                fed = end;
+                result = read_all(&mut p, false).map(|_| ());
+            }
+            if result.is_ok() {
+                result = read_all(&mut p, true).map(|_| ());
+            }
+            if let Err(e) = result {
+                assert_eq!(e.code(), "22P04", "{e}");
+            }
+        }
+    }
+
     #[test]
     fn malformed_streams_are_22p04() {
         let good = stream(&[vec![Some(&[1u8, 2, 3, 4][..])]], true);
