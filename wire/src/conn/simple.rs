@@ -22,10 +22,9 @@ use super::state::*;
 
 impl Connection {
     pub(super) async fn simple_query(&mut self, sql: &str) -> std::io::Result<()> {
-        self.statement = loggable(sql);
         let stmts = match self.session.parse(sql) {
             Ok(s) => s,
-            Err(e) => return self.send_error(e.into()).await,
+            Err(e) => return self.fail_simple(sql, e.into()).await,
         };
         if stmts.is_empty() {
             return self
@@ -38,10 +37,17 @@ impl Connection {
             let result = self.simple_statement(stmt).await?;
             self.shared.metrics.statement(started.elapsed());
             if let Err(e) = result {
-                return self.send_error(e).await;
+                return self.fail_simple(sql, e).await;
             }
         }
         Ok(())
+    }
+
+    /// A simple query failed: its text is shortened for the log line only now, so a
+    /// query that succeeds costs nothing for it.
+    async fn fail_simple(&mut self, sql: &str, e: WireError) -> std::io::Result<()> {
+        self.statement = loggable(sql);
+        self.send_error(e).await
     }
 
     /// Run one statement of a simple query; the outer error is the socket's.
@@ -50,7 +56,7 @@ impl Connection {
         stmt: Statement,
     ) -> std::io::Result<Result<(), WireError>> {
         if let Statement::Deallocate { name, .. } = &stmt {
-            return self.deallocate(&name.value).await.map(Ok);
+            return self.deallocate(&name.value).await;
         }
         match CopyCommand::recognize(&stmt) {
             Some(Ok(c)) => return super::copy::run_copy(self, c).await,
@@ -85,15 +91,19 @@ impl Connection {
         Ok(Ok(()))
     }
 
-    pub(super) async fn deallocate(&mut self, name: &str) -> std::io::Result<()> {
+    /// `DEALLOCATE name | ALL`; an unknown name fails the statement (and, as any
+    /// error, the rest of its query string).
+    pub(super) async fn deallocate(
+        &mut self,
+        name: &str,
+    ) -> std::io::Result<Result<(), WireError>> {
         if name.eq_ignore_ascii_case("all") {
             self.statements.clear();
         } else if self.statements.remove(name).is_none() {
-            return self
-                .send_error(ProtocolError::NoSuchStatement(name.to_string()).into())
-                .await;
+            return Ok(Err(ProtocolError::NoSuchStatement(name.to_string()).into()));
         }
-        self.complete("DEALLOCATE".into()).await
+        self.complete("DEALLOCATE".into()).await?;
+        Ok(Ok(()))
     }
 
     /// Send rows from a result stream: at most `limit` (0: all). Returns whether the
