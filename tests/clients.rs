@@ -1,6 +1,7 @@
 //! End-to-end: real drivers against the real server, each driven by a session script
 //! in `tests/clients/`: psycopg 3 with pandas and SQLAlchemy (Python), the bulk and
-//! Arrow paths of asyncpg, psycopg, ADBC and polars (Python), pgjdbc (the Debian
+//! Arrow paths of asyncpg, psycopg, ADBC and polars (Python), a dbt-postgres project
+//! (`dbt run` and `dbt test`), pgjdbc (the Debian
 //! package, Java) and node-postgres (npm `pg`). A missing client is skipped
 //! with a message, or fails the test under `HINDSIGHT_REQUIRE_CLIENTS=1` (`.ci/run`
 //! installs them all and sets it).
@@ -48,6 +49,22 @@ fn bulk_and_arrow_paths_of_asyncpg_psycopg_adbc_polars() {
         &server,
         Command::new("python3").arg(format!("{CLIENTS}/bulk_drivers.py")),
         "bulk drivers ok",
+    );
+}
+
+#[test]
+fn dbt_runs_and_tests_a_project_of_tables_and_views() {
+    if !client_available(
+        "dbt with the postgres adapter and psycopg",
+        Command::new("sh").args(["-c", "dbt --version && python3 -c 'import psycopg'"]),
+    ) {
+        return;
+    }
+    let server = TestServer::start(&[]);
+    run_client_session(
+        &server,
+        Command::new("python3").arg(format!("{CLIENTS}/dbt_project.py")),
+        "dbt project ok",
     );
 }
 

@@ -151,6 +151,58 @@ async fn simple_protocol_runs_several_statements_and_reports_tags() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_string_of_several_statements_is_one_implicit_transaction() {
+    let server = TestServer::start(&[]);
+    let c = seeded(&server).await;
+    let other = server.connect().await;
+    // The index fails: the table, its rows and the insert before it roll back.
+    let e = c
+        .batch_execute(
+            "CREATE TABLE a (id BIGINT PRIMARY KEY, x DOUBLE PRECISION);
+             INSERT INTO a VALUES (1, 1.5);
+             INSERT INTO driver_stats (driver_id, event_ts, trips) VALUES (9, now(), 9);
+             CREATE INDEX a_x ON a (x)",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::FEATURE_NOT_SUPPORTED));
+    let gone = other.simple_query("SELECT * FROM a").await.unwrap_err();
+    assert_eq!(gone.code(), Some(&SqlState::UNDEFINED_TABLE));
+    assert_eq!(
+        bigint(
+            &other,
+            "SELECT count(*) FROM driver_stats WHERE driver_id = 9"
+        )
+        .await,
+        0
+    );
+    // The session is idle again (not in a failed block) and the same string
+    // without the bad statement commits as a whole.
+    c.batch_execute(
+        "CREATE TABLE a (id BIGINT PRIMARY KEY, x DOUBLE PRECISION);
+         INSERT INTO a VALUES (1, 1.5);
+         ALTER TABLE a RENAME TO a2;
+         CREATE VIEW av AS SELECT id, x * 2 AS x2 FROM a2",
+    )
+    .await
+    .unwrap();
+    assert_eq!(bigint(&other, "SELECT count(*) FROM av").await, 1);
+    assert_eq!(bigint(&other, "SELECT id FROM a2").await, 1);
+    // A string that opens its own block runs statement by statement, as PostgreSQL does.
+    c.batch_execute("BEGIN; DROP VIEW av; DROP TABLE a2; ROLLBACK")
+        .await
+        .unwrap();
+    assert_eq!(bigint(&other, "SELECT count(*) FROM av").await, 1);
+    // A runtime error after DDL rolls the DDL back as well.
+    let e = c
+        .batch_execute("DROP VIEW av; SELECT 1 / (SELECT count(*) - 1 FROM a2)")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::DIVISION_BY_ZERO));
+    assert_eq!(bigint(&other, "SELECT count(*) FROM av").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_of_and_any_array_parameters() {
     let server = TestServer::start(&[]);
     let c = seeded(&server).await;

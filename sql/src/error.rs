@@ -46,6 +46,12 @@ pub enum ErrorKind {
     InvalidCursorName,
     /// DECLARE of a cursor name already open (42P03).
     DuplicateCursor,
+    /// A statement for one kind of relation applied to another (42809).
+    WrongObjectType,
+    /// A view that cannot be defined or expanded (42P17).
+    InvalidObjectDefinition,
+    /// DROP of a relation that views still read, without CASCADE (2BP01).
+    DependentObjectsStillExist,
     QueryCanceled,
     /// A statement exceeds an implementation limit (the size of one write batch).
     ProgramLimitExceeded,
@@ -132,6 +138,7 @@ fn from_storage(e: &StorageError) -> SqlError {
         StorageError::NoSuchIndex(_) => ErrorKind::UndefinedObject,
         StorageError::TableExists(_) => ErrorKind::DuplicateTable,
         StorageError::ColumnExists { .. } => ErrorKind::DuplicateColumn,
+        StorageError::NoSuchColumn { .. } => ErrorKind::UndefinedColumn,
         StorageError::InvalidSchema(_) => ErrorKind::InvalidParameterValue,
         StorageError::InvalidValue { .. } => ErrorKind::DatatypeMismatch,
         StorageError::NullViolation(_) => ErrorKind::NotNullViolation,

@@ -188,6 +188,7 @@ macro_rules! slt_tests {
 
 slt_tests! {
     ddl => "ddl.slt",
+    views => "views.slt",
     writes => "writes.slt",
     current_state => "current_state.slt",
     as_of => "as_of.slt",

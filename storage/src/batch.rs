@@ -54,8 +54,9 @@ struct PendingOp {
 pub struct WriteBatch {
     buf: Vec<u8>,
     ops: Vec<PendingOp>,
-    /// Boxed: DDL is rare, and a batch stays small in every transaction.
-    pub(crate) catalog: Option<Box<CatalogOp>>,
+    /// Catalog changes, in order; applied before the rows at commit (a row of a
+    /// table dropped in the same batch is skipped).
+    pub(crate) catalog: Vec<CatalogOp>,
 }
 
 impl WriteBatch {
@@ -69,7 +70,7 @@ impl WriteBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.catalog.is_none()
+        self.ops.is_empty() && self.catalog.is_empty()
     }
 
     /// Approximate encoded size in bytes.
@@ -82,15 +83,22 @@ impl WriteBatch {
         self.ops.iter().map(|o| o.table)
     }
 
-    pub(crate) fn catalog_only(op: CatalogOp) -> Self {
+    /// A batch holding one catalog change.
+    pub fn catalog_only(op: CatalogOp) -> Self {
         WriteBatch {
-            catalog: Some(Box::new(op)),
+            catalog: vec![op],
             ..Self::default()
         }
     }
 
+    /// The catalog changes of this batch, in order.
+    pub fn catalog_ops(&self) -> &[CatalogOp] {
+        &self.catalog
+    }
+
     /// Append all writes of `other` (used by transactions that build in pieces).
     pub fn extend(&mut self, other: &WriteBatch) {
+        self.catalog.extend(other.catalog.iter().cloned());
         let base = self.buf.len();
         self.buf.extend_from_slice(&other.buf);
         for op in &other.ops {
@@ -272,11 +280,23 @@ impl WriteBatch {
     /// lies outside the batch buffer (both would be bugs); nothing is half written
     /// into a log, since the caller appends `out` only on success.
     pub(crate) fn encode(&self, seq: u64, commit_micros: i64, out: &mut Vec<u8>) -> Result<()> {
+        self.encode_resolved(&Resolved::unchanged(self), seq, commit_micros, out)
+    }
+
+    /// Encode with the catalog changes and table ids of `resolved` (the commit's
+    /// resolution of this batch's provisional ids).
+    pub(crate) fn encode_resolved(
+        &self,
+        resolved: &Resolved,
+        seq: u64,
+        commit_micros: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         out.put_u64(seq);
         out.put_i64(commit_micros);
-        let n = self.ops.len() + usize::from(self.catalog.is_some());
+        let n = self.ops.len() + resolved.catalog.len();
         out.put_varint(n as u64);
-        if let Some(op) = &self.catalog {
+        for op in &resolved.catalog {
             out.put_u8(OP_CATALOG);
             let json = serde_json::to_vec(op).map_err(|e| Error::encode("a catalog change", e))?;
             out.put_bytes_prefixed(&json);
@@ -286,7 +306,7 @@ impl WriteBatch {
                 OpKind::Put => OP_PUT,
                 OpKind::Delete => OP_DELETE,
             });
-            out.put_u32(op.table.0);
+            out.put_u32(resolved.table(op.table).0);
             out.put_i64(op.et.unwrap_or(commit_micros));
             if op.row_id {
                 out.put_bytes_prefixed(&row_id_key(seq, ordinal as u32));
@@ -349,6 +369,31 @@ pub(crate) struct DecodedOp {
     pub et: i64,
     pub key: Range<usize>,
     pub row: Range<usize>,
+}
+
+/// A batch's catalog changes and table ids as the commit resolved them: provisional
+/// ids of created tables replaced by real ones.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub catalog: Vec<CatalogOp>,
+    pub ids: Vec<(TableId, TableId)>,
+}
+
+impl Resolved {
+    fn unchanged(b: &WriteBatch) -> Resolved {
+        Resolved {
+            catalog: b.catalog.clone(),
+            ids: Vec::new(),
+        }
+    }
+
+    /// The real id of `t`.
+    pub fn table(&self, t: TableId) -> TableId {
+        self.ids
+            .iter()
+            .find(|(from, _)| *from == t)
+            .map_or(t, |(_, to)| *to)
+    }
 }
 
 /// A decoded WAL payload.

@@ -11,24 +11,88 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::types::{ColumnDef, IndexDef, TableDef, TableId, TableOptions};
+use crate::types::{ColumnDef, IndexDef, TableDef, TableId, TableOptions, ViewDef};
 
 /// A change to the catalog, carried in a WAL batch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CatalogOp {
     CreateTable(TableDef),
-    DropTable { id: TableId },
-    AddColumn { id: TableId, column: ColumnDef },
-    SetOptions { id: TableId, options: TableOptions },
-    CreateIndex { id: TableId, index: IndexDef },
-    DropIndex { id: TableId, name: String },
+    DropTable {
+        id: TableId,
+    },
+    AddColumn {
+        id: TableId,
+        column: ColumnDef,
+    },
+    SetOptions {
+        id: TableId,
+        options: TableOptions,
+    },
+    CreateIndex {
+        id: TableId,
+        index: IndexDef,
+    },
+    DropIndex {
+        id: TableId,
+        name: String,
+    },
+    RenameTable {
+        id: TableId,
+        name: String,
+    },
+    RenameColumn {
+        id: TableId,
+        from: String,
+        to: String,
+    },
+    /// Create a view, or replace the one of the same name when `replace`.
+    CreateView {
+        view: ViewDef,
+        replace: bool,
+    },
+    DropView {
+        name: String,
+    },
+    RenameView {
+        from: String,
+        to: String,
+    },
 }
 
-/// All live tables.
+impl CatalogOp {
+    /// The table this operation changes, if it names one by id.
+    fn table_mut(&mut self) -> Option<&mut TableId> {
+        match self {
+            CatalogOp::CreateTable(def) => Some(&mut def.id),
+            CatalogOp::DropTable { id }
+            | CatalogOp::AddColumn { id, .. }
+            | CatalogOp::SetOptions { id, .. }
+            | CatalogOp::CreateIndex { id, .. }
+            | CatalogOp::DropIndex { id, .. }
+            | CatalogOp::RenameTable { id, .. }
+            | CatalogOp::RenameColumn { id, .. } => Some(id),
+            CatalogOp::CreateView { .. }
+            | CatalogOp::DropView { .. }
+            | CatalogOp::RenameView { .. } => None,
+        }
+    }
+
+    /// Replace table ids found in `map` (provisional ids resolved at commit).
+    pub(crate) fn remap(&mut self, map: &[(TableId, TableId)]) {
+        if let Some(id) = self.table_mut()
+            && let Some((_, to)) = map.iter().find(|(from, _)| from == id)
+        {
+            *id = *to;
+        }
+    }
+}
+
+/// All live tables and views.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     by_id: BTreeMap<TableId, Arc<TableDef>>,
     by_name: HashMap<String, TableId>,
+    views: BTreeMap<String, Arc<ViewDef>>,
     next_id: u32,
 }
 
@@ -36,6 +100,9 @@ pub struct Catalog {
 struct Snapshot {
     next_table_id: u32,
     tables: Vec<TableDef>,
+    /// Absent while there are none, so older catalogs read unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    views: Vec<ViewDef>,
 }
 
 impl Catalog {
@@ -54,21 +121,55 @@ impl Catalog {
         self.by_id.values()
     }
 
+    /// A view by name.
+    pub fn view(&self, name: &str) -> Option<&Arc<ViewDef>> {
+        self.views.get(name)
+    }
+
+    /// Every view, by name.
+    pub fn views(&self) -> impl Iterator<Item = &Arc<ViewDef>> {
+        self.views.values()
+    }
+
     /// The id the next created table gets.
     pub(crate) fn next_table_id(&self) -> TableId {
         TableId(self.next_id.max(1))
     }
 
-    /// Check that `op` can be applied.
+    /// True if a table, view or index is called `name`.
+    pub fn relation_exists(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+            || self.views.contains_key(name)
+            || self.index(name).is_some()
+    }
+
+    fn check_free(&self, name: &str) -> Result<()> {
+        if self.relation_exists(name) {
+            return Err(Error::TableExists(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Check that `op` can be applied to the durable catalog (real table ids only).
     pub(crate) fn validate(&self, op: &CatalogOp) -> Result<()> {
+        if let CatalogOp::CreateTable(def) = op
+            && (def.id.is_provisional() || def.id.0 < self.next_id)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "table id {} reused or not resolved",
+                def.id
+            )));
+        }
+        self.check(op)
+    }
+
+    /// Check that `op` can be applied, whatever kind of id a new table has.
+    fn check(&self, op: &CatalogOp) -> Result<()> {
         match op {
             CatalogOp::CreateTable(def) => {
                 def.validate()?;
-                // Tables and indexes share one namespace of relation names.
-                if self.by_name.contains_key(&def.name) || self.index(&def.name).is_some() {
-                    return Err(Error::TableExists(def.name.clone()));
-                }
-                if def.id.0 < self.next_id || self.by_id.contains_key(&def.id) {
+                self.check_free(&def.name)?;
+                if self.by_id.contains_key(&def.id) {
                     return Err(Error::InvalidArgument(format!(
                         "table id {} reused",
                         def.id
@@ -104,10 +205,7 @@ impl Catalog {
             }
             CatalogOp::CreateIndex { id, index } => {
                 let t = self.existing(*id)?;
-                // Tables and indexes share one namespace of relation names.
-                if self.by_name.contains_key(&index.name) || self.index(&index.name).is_some() {
-                    return Err(Error::TableExists(index.name.clone()));
-                }
+                self.check_free(&index.name)?;
                 let mut probe = (**t).clone();
                 probe.indexes.push(index.clone());
                 probe.validate()?;
@@ -118,8 +216,60 @@ impl Catalog {
                     return Err(Error::NoSuchIndex(name.clone()));
                 }
             }
+            CatalogOp::RenameTable { id, name } => {
+                self.existing(*id)?;
+                self.check_free(name)?;
+            }
+            CatalogOp::RenameColumn { id, from, to } => self.check_column_rename(*id, from, to)?,
+            CatalogOp::CreateView { .. }
+            | CatalogOp::DropView { .. }
+            | CatalogOp::RenameView { .. } => {
+                self.check_view(op)?;
+            }
         }
         Ok(())
+    }
+
+    fn check_column_rename(&self, id: TableId, from: &str, to: &str) -> Result<()> {
+        let t = self.existing(id)?;
+        let at = t.column_index(from).ok_or_else(|| Error::NoSuchColumn {
+            table: t.name.clone(),
+            column: from.to_string(),
+        })?;
+        if t.column_index(to).is_some() {
+            return Err(Error::ColumnExists {
+                table: t.name.clone(),
+                column: to.to_string(),
+            });
+        }
+        let mut probe = (**t).clone();
+        probe.columns[at].name = to.to_string();
+        probe.validate()
+    }
+
+    fn check_view(&self, op: &CatalogOp) -> Result<()> {
+        match op {
+            CatalogOp::CreateView { view, replace } => {
+                if !(*replace && self.views.contains_key(&view.name)) {
+                    self.check_free(&view.name)?;
+                }
+            }
+            CatalogOp::DropView { name } => {
+                self.existing_view(name)?;
+            }
+            CatalogOp::RenameView { from, to } => {
+                self.existing_view(from)?;
+                self.check_free(to)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn existing_view(&self, name: &str) -> Result<&Arc<ViewDef>> {
+        self.views
+            .get(name)
+            .ok_or_else(|| Error::NoSuchTable(name.to_string()))
     }
 
     /// The table and declaration of the index named `name`.
@@ -135,12 +285,30 @@ impl Catalog {
             .ok_or_else(|| Error::NoSuchTable(format!("#{id}")))
     }
 
-    /// Validate and apply `op`.
+    /// Validate and apply `op` to the durable catalog.
     pub(crate) fn apply(&mut self, op: &CatalogOp) -> Result<()> {
         self.validate(op)?;
+        self.apply_checked(op);
+        Ok(())
+    }
+
+    /// This catalog with the uncommitted changes `ops` applied (a transaction's view
+    /// of the catalog; new tables keep their provisional ids).
+    pub fn with_pending(&self, ops: &[CatalogOp]) -> Result<Catalog> {
+        let mut c = self.clone();
+        for op in ops {
+            c.check(op)?;
+            c.apply_checked(op);
+        }
+        Ok(c)
+    }
+
+    fn apply_checked(&mut self, op: &CatalogOp) {
         match op {
             CatalogOp::CreateTable(def) => {
-                self.next_id = def.id.0 + 1;
+                if !def.id.is_provisional() {
+                    self.next_id = def.id.0 + 1;
+                }
                 self.by_name.insert(def.name.clone(), def.id);
                 self.by_id.insert(def.id, Arc::new(def.clone()));
             }
@@ -169,8 +337,57 @@ impl Catalog {
                     Arc::make_mut(t).indexes.retain(|i| &i.name != name);
                 }
             }
+            CatalogOp::RenameTable { id, name } => {
+                if let Some(t) = self.by_id.get_mut(id) {
+                    self.by_name.remove(&t.name);
+                    Arc::make_mut(t).name = name.clone();
+                    self.by_name.insert(name.clone(), *id);
+                }
+            }
+            CatalogOp::RenameColumn { id, from, to } => {
+                if let Some(t) = self.by_id.get_mut(id)
+                    && let Some(at) = t.column_index(from)
+                {
+                    Arc::make_mut(t).columns[at].name = to.clone();
+                }
+            }
+            CatalogOp::CreateView { view, .. } => {
+                self.views.insert(view.name.clone(), Arc::new(view.clone()));
+            }
+            CatalogOp::DropView { name } => {
+                self.views.remove(name);
+            }
+            CatalogOp::RenameView { from, to } => {
+                if let Some(v) = self.views.remove(from) {
+                    let mut v = (*v).clone();
+                    v.name = to.clone();
+                    self.views.insert(to.clone(), Arc::new(v));
+                }
+            }
         }
-        Ok(())
+    }
+
+    /// Replace the provisional ids of the tables `batch` creates with the next real
+    /// ids, check every change against this catalog in order, and check that every
+    /// row goes to a table that exists (or is dropped by the same batch, whose rows
+    /// are then skipped). Returns the id map (empty when nothing was renumbered).
+    pub(crate) fn resolve(
+        &self,
+        ops: &mut [CatalogOp],
+    ) -> Result<(Catalog, Vec<(TableId, TableId)>)> {
+        let mut scratch = self.clone();
+        let mut map = Vec::new();
+        for op in ops.iter_mut() {
+            if let CatalogOp::CreateTable(def) = op
+                && def.id.is_provisional()
+            {
+                let real = scratch.next_table_id();
+                map.push((def.id, real));
+            }
+            op.remap(&map);
+            scratch.apply(op)?;
+        }
+        Ok((scratch, map))
     }
 
     /// JSON snapshot for the manifest.
@@ -178,6 +395,7 @@ impl Catalog {
         let snap = Snapshot {
             next_table_id: self.next_id,
             tables: self.by_id.values().map(|t| (**t).clone()).collect(),
+            views: self.views.values().map(|v| (**v).clone()).collect(),
         };
         serde_json::to_vec(&snap).map_err(|e| Error::encode("the catalog snapshot", e))
     }
@@ -195,6 +413,12 @@ impl Catalog {
                 return Err(format!("table name {} appears twice", t.name));
             }
             c.by_id.insert(t.id, Arc::new(t));
+        }
+        for v in snap.views {
+            if c.relation_exists(&v.name) {
+                return Err(format!("relation name {} appears twice", v.name));
+            }
+            c.views.insert(v.name.clone(), Arc::new(v));
         }
         Ok(c)
     }
@@ -301,5 +525,60 @@ mod tests {
         .unwrap();
         assert!(c.index("t_id").is_none());
         assert_eq!(c.to_json().unwrap(), before);
+    }
+
+    #[test]
+    fn views_and_renames_share_the_namespace_and_round_trip() {
+        let mut c = Catalog::default();
+        c.apply(&CatalogOp::CreateTable(def(1, "t"))).unwrap();
+        let before = c.to_json().unwrap();
+        assert!(!String::from_utf8_lossy(&before).contains("views"));
+        let view = |name: &str, sql: &str| ViewDef {
+            name: name.into(),
+            sql: sql.into(),
+            columns: vec!["id".into()],
+            types: vec!["Int64".into()],
+        };
+        let create = |v: ViewDef, replace| CatalogOp::CreateView { view: v, replace };
+        c.apply(&create(view("v", "SELECT id FROM t"), false))
+            .unwrap();
+        assert!(matches!(
+            c.apply(&create(view("t", "SELECT 1"), true)),
+            Err(Error::TableExists(_))
+        ));
+        c.apply(&create(view("v", "SELECT id FROM t WHERE id > 1"), true))
+            .unwrap();
+        assert!(matches!(
+            c.apply(&CatalogOp::RenameTable {
+                id: TableId(1),
+                name: "v".into()
+            }),
+            Err(Error::TableExists(_))
+        ));
+        c.apply(&CatalogOp::RenameTable {
+            id: TableId(1),
+            name: "t2".into(),
+        })
+        .unwrap();
+        c.apply(&CatalogOp::RenameColumn {
+            id: TableId(1),
+            from: "x".into(),
+            to: "y".into(),
+        })
+        .unwrap();
+        c.apply(&CatalogOp::RenameView {
+            from: "v".into(),
+            to: "w".into(),
+        })
+        .unwrap();
+        let back = Catalog::from_json(&c.to_json().unwrap()).unwrap();
+        assert_eq!(back.view("w").unwrap().sql, "SELECT id FROM t WHERE id > 1");
+        assert!(back.view("v").is_none() && back.table("t").is_none());
+        assert_eq!(back.table("t2").unwrap().columns[1].name, "y");
+        c.apply(&CatalogOp::DropView { name: "w".into() }).unwrap();
+        assert!(matches!(
+            c.apply(&CatalogOp::DropView { name: "w".into() }),
+            Err(Error::NoSuchTable(_))
+        ));
     }
 }

@@ -40,6 +40,10 @@ pub enum Error {
     #[error("table \"{0}\" already exists")]
     TableExists(String),
 
+    /// The table has no column of this name.
+    #[error("column \"{column}\" of relation \"{table}\" does not exist")]
+    NoSuchColumn { table: String, column: String },
+
     /// A column with this name already exists in the table.
     #[error("column \"{column}\" of table \"{table}\" already exists")]
     ColumnExists { table: String, column: String },

@@ -78,6 +78,6 @@ pub use snapshot::Snapshot;
 pub use timefmt::{civil_from_days, fmt_micros};
 pub use types::{
     ColumnDef, ColumnRole, DataType, IndexDef, MAX_COLUMNS, ScalarType, TableDef, TableId,
-    TableOptions, Value,
+    TableOptions, Value, ViewDef,
 };
 pub use view::{Projection, ReadAt, Row, SystemAt};

@@ -58,16 +58,21 @@ impl Snapshot {
                 ..self.clone()
             });
         }
-        let mem = MemTable::new(0, self.seq, self.view.catalog.clone());
+        let catalog = match batch.catalog_ops() {
+            [] => self.view.catalog.clone(),
+            ops => Arc::new(self.view.catalog.with_pending(ops)?),
+        };
+        let mem = MemTable::new(0, self.seq, catalog.clone());
         let mut payload = Vec::with_capacity(batch.approximate_bytes() + 32);
         batch.encode(OVERLAY_SEQ, self.now, &mut payload)?;
         let payload: Payload = Arc::new(payload);
         let decoded = batch::decode(&payload)
             .map_err(|e| Error::corruption("<overlay>", e.offset as u64, e.detail))?;
-        mem.apply(&payload, &decoded, &self.view.catalog);
+        mem.apply(&payload, &decoded, &catalog);
         Ok(Snapshot {
             overlay: Some(Arc::new(View {
                 overlay: Some(Arc::new(mem)),
+                catalog,
                 ..(*self.view).clone()
             })),
             ..self.clone()
@@ -108,15 +113,14 @@ impl Snapshot {
         self.now
     }
 
-    /// The catalog as of the snapshot.
-    pub fn catalog(&self) -> &Catalog {
-        &self.view.catalog
+    /// The catalog as of the snapshot, with the overlay's uncommitted changes.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.view_at(SystemAt::Current).catalog
     }
 
     /// A table by name.
     pub fn table(&self, name: &str) -> Result<Arc<TableDef>> {
-        self.view
-            .catalog
+        self.catalog()
             .table(name)
             .cloned()
             .ok_or_else(|| Error::NoSuchTable(name.to_string()))

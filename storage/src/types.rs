@@ -17,6 +17,17 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TableId(pub u32);
 
+impl TableId {
+    /// The first provisional id: a table created in an uncommitted batch is named by
+    /// one until the commit gives it its real id (real ids stay far below).
+    pub const PROVISIONAL: u32 = 1 << 31;
+
+    /// True for an id not yet resolved by a commit.
+    pub fn is_provisional(self) -> bool {
+        self.0 >= Self::PROVISIONAL
+    }
+}
+
 impl fmt::Display for TableId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
@@ -322,6 +333,21 @@ pub struct IndexDef {
     pub columns: Vec<usize>,
     /// Declared UNIQUE (only over the whole key, which is unique by construction).
     pub unique: bool,
+}
+
+/// A view: a named query, stored as SQL text and planned when used. The storage
+/// engine only keeps it; the SQL layer validated the text when it was created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub name: String,
+    /// The query (`SELECT ...`) as written, normalised by the SQL layer.
+    pub sql: String,
+    /// Output column names (the view's own column list, or the query's names).
+    pub columns: Vec<String>,
+    /// The Arrow type of each column when the view was created (its `Display`
+    /// form), for catalog listings; the query is planned again at each use.
+    #[serde(default)]
+    pub types: Vec<String>,
 }
 
 /// The role a column plays in a table.

@@ -39,7 +39,9 @@ use sqlparser::ast::{
     Statement, Value, VisitMut, VisitorMut,
 };
 
-use super::views::{CURSORS_VIEW, INDEXES_VIEW, cursors_view, indexes_view};
+use super::views::{
+    COMPUTED_VIEWS, CURSORS_VIEW, INDEXES_VIEW, VIEWS_VIEW, cursors_view, indexes_view, views_view,
+};
 use crate::error::Result;
 use crate::plan::catalog::{CATALOG, SCHEMA};
 use crate::plan::system::STAT_REPLICATION_VIEW;
@@ -148,7 +150,7 @@ impl VisitorMut for AggregateScalarSubqueries {
 }
 
 /// `pg_catalog` is always first on PostgreSQL's search path: an unqualified name of
-/// one of the views Hindsight adds there (`pg_cursors`, `pg_indexes`) means that view.
+/// one of the views Hindsight adds there (`pg_cursors`, `pg_indexes`, `pg_views`) means that view.
 struct QualifyViews;
 
 impl VisitorMut for QualifyViews {
@@ -156,7 +158,7 @@ impl VisitorMut for QualifyViews {
 
     fn pre_visit_relation(&mut self, name: &mut ObjectName) -> ControlFlow<()> {
         if let [ObjectNamePart::Identifier(only)] = name.0.as_slice()
-            && [CURSORS_VIEW, INDEXES_VIEW].contains(&only.value.to_ascii_lowercase().as_str())
+            && COMPUTED_VIEWS.contains(&only.value.to_ascii_lowercase().as_str())
         {
             name.0
                 .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
@@ -291,6 +293,9 @@ impl SchemaProvider for WithLiveViews {
         if name.eq_ignore_ascii_case(INDEXES_VIEW) {
             return Ok(Some(Arc::new(indexes_view(self.db.clone()))));
         }
+        if name.eq_ignore_ascii_case(VIEWS_VIEW) {
+            return Ok(Some(Arc::new(views_view(self.db.clone()))));
+        }
         self.inner.table(name).await
     }
 
@@ -343,11 +348,11 @@ impl CatalogInfo for DeclaredSchemas {
         table: &str,
     ) -> std::result::Result<Option<SchemaRef>, DataFusionError> {
         if catalog == CATALOG && schema == SCHEMA {
-            return Ok(self
-                .db
-                .catalog()
-                .table(table)
-                .map(|def| Arc::new(def.arrow_schema(None))));
+            let c = self.db.catalog();
+            if let Some(view) = c.view(table) {
+                return Ok(Some(crate::plan::views::view_schema(view)));
+            }
+            return Ok(c.table(table).map(|def| Arc::new(def.arrow_schema(None))));
         }
         CatalogInfo::table_schema(&self.list, catalog, schema, table).await
     }

@@ -1,6 +1,7 @@
 //! `pg_catalog` views computed when they are scanned: `pg_cursors` (the session's
 //! open cursors, as psycopg reads them before it closes a server-side cursor) and
-//! `pg_indexes` (primary keys and declared indexes). A leaf of the `pg` floor.
+//! `pg_indexes` (primary keys and declared indexes), `pg_views` (views and their
+//! definitions). A leaf of the `pg` floor.
 //!
 //! Invariant: `pg_cursors` shows the session that queries it: each session puts its
 //! [`OpenCursors`] into its DataFusion config, keeps it in step with its cursors,
@@ -16,6 +17,10 @@ use crate::plan::system::ComputedView;
 /// The names of the views in `pg_catalog`.
 pub(crate) const CURSORS_VIEW: &str = "pg_cursors";
 pub(crate) const INDEXES_VIEW: &str = "pg_indexes";
+pub(crate) const VIEWS_VIEW: &str = "pg_views";
+
+/// The views Hindsight computes in `pg_catalog` (an unqualified name means them).
+pub(crate) const COMPUTED_VIEWS: [&str; 3] = [CURSORS_VIEW, INDEXES_VIEW, VIEWS_VIEW];
 
 /// One open cursor as the view lists it.
 #[derive(Clone, Debug)]
@@ -160,4 +165,28 @@ fn quote_ident(name: &str) -> String {
     } else {
         format!("\"{}\"", name.replace('"', "\"\""))
     }
+}
+
+/// The `pg_views` view: every view with its definition as stored.
+pub(crate) fn views_view(db: hindsight_storage::Db) -> ComputedView {
+    let text = |n: &str| Field::new(n, DataType::Utf8, true);
+    let schema = Arc::new(Schema::new(vec![
+        text("schemaname"),
+        text("viewname"),
+        text("viewowner"),
+        text("definition"),
+    ]));
+    ComputedView::new(schema, move |_| {
+        let catalog = db.catalog();
+        let views: Vec<_> = catalog.views().collect();
+        let col = |f: &dyn Fn(&hindsight_storage::ViewDef) -> Option<String>| -> ArrayRef {
+            Arc::new(views.iter().map(|v| f(v)).collect::<StringArray>())
+        };
+        vec![
+            col(&|_| Some(crate::plan::catalog::SCHEMA.into())),
+            col(&|v| Some(v.name.clone())),
+            col(&|_| Some("postgres".into())),
+            col(&|v| Some(format!("{};", v.sql))),
+        ]
+    })
 }

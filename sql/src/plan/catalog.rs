@@ -3,8 +3,10 @@
 //!
 //! Invariant: the storage catalog is the only source of truth for user tables; these
 //! providers hold no table state of their own, so DDL is visible to the next statement
-//! of every session. Other schemas (`pg_catalog`) are registered once per engine and
-//! are read-only views derived from the catalog.
+//! of every session. Each session plans with its own [`HsCatalog`], which adds its
+//! open transaction's uncommitted DDL (see [`StatementContext::catalog`]); the
+//! engine's own instance (what `pg_catalog` enumerates) sees committed tables only.
+//! Other schemas (`pg_catalog`) are registered once per engine and shared.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -14,7 +16,9 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use hindsight_storage::Db;
 
+use crate::plan::context::StatementContext;
 use crate::plan::provider::{HsTable, ReadSpec};
+use crate::plan::views::ListedView;
 
 /// The catalog name clients see (`current_database()`).
 pub const CATALOG: &str = "hindsight";
@@ -32,8 +36,20 @@ pub struct HsCatalog {
 impl HsCatalog {
     pub fn new(db: Db) -> Self {
         HsCatalog {
-            schema: Arc::new(HsSchema { db }),
+            schema: Arc::new(HsSchema { db, stmt: None }),
             system: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// The same database as one session plans it: its transaction's DDL included.
+    pub(crate) fn for_session(&self, stmt: Arc<StatementContext>) -> Self {
+        let system = self.system.read().unwrap_or_else(|e| e.into_inner());
+        HsCatalog {
+            schema: Arc::new(HsSchema {
+                db: self.schema.db.clone(),
+                stmt: Some(stmt),
+            }),
+            system: RwLock::new(system.clone()),
         }
     }
 }
@@ -74,25 +90,50 @@ impl CatalogProvider for HsCatalog {
 #[derive(Debug)]
 pub struct HsSchema {
     db: Db,
+    /// The session this instance plans for (`None`: the engine's instance).
+    stmt: Option<Arc<StatementContext>>,
+}
+
+impl HsSchema {
+    fn catalog(&self) -> Arc<hindsight_storage::Catalog> {
+        match &self.stmt {
+            Some(stmt) => stmt.catalog(&self.db),
+            None => self.db.catalog(),
+        }
+    }
 }
 
 #[async_trait]
 impl SchemaProvider for HsSchema {
     fn table_names(&self) -> Vec<String> {
-        self.db.catalog().tables().map(|t| t.name.clone()).collect()
+        let catalog = self.catalog();
+        let tables = catalog.tables().map(|t| t.name.clone());
+        tables
+            .chain(catalog.views().map(|v| v.name.clone()))
+            .collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         if let Some(view) = crate::plan::system::view(name, &self.db) {
             return Ok(Some(view));
         }
-        Ok(self.db.catalog().table(name).map(|def| {
-            Arc::new(HsTable::new(def.clone(), ReadSpec::Current, false)) as Arc<dyn TableProvider>
-        }))
+        let catalog = self.catalog();
+        if let Some(def) = catalog.table(name) {
+            return Ok(Some(Arc::new(HsTable::new(
+                def.clone(),
+                ReadSpec::Current,
+                false,
+            ))));
+        }
+        Ok(catalog
+            .view(name)
+            .map(|v| Arc::new(ListedView::new(v)) as Arc<dyn TableProvider>))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.db.catalog().table(name).is_some()
+        let catalog = self.catalog();
+        catalog.table(name).is_some()
+            || catalog.view(name).is_some()
             || crate::plan::system::view(name, &self.db).is_some()
     }
 }

@@ -6,13 +6,17 @@
 //! providers and operators read them when the physical plan is created. Invariant: a
 //! statement's scans all use the same snapshot, so a statement sees one consistent
 //! state of the database.
+//!
+//! It also carries the catalog changes of the session's open transaction, so that
+//! planning (which may happen before a statement's snapshot is taken, e.g. at Parse)
+//! sees the committed catalog as of now plus the transaction's own DDL.
 
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session as DfSession;
 use datafusion::common::ScalarValue;
-use hindsight_storage::Snapshot;
+use hindsight_storage::{Catalog, CatalogOp, Db, Snapshot};
 
 use crate::error::{Result, SqlError};
 
@@ -21,6 +25,8 @@ struct Inner {
     snapshot: Option<Snapshot>,
     params: Vec<ScalarValue>,
     stash: Vec<Vec<RecordBatch>>,
+    /// Catalog changes of the open transaction, not yet committed.
+    pending_catalog: Vec<CatalogOp>,
 }
 
 /// The state of the statement being planned and executed in a session.
@@ -54,6 +60,28 @@ impl StatementContext {
             .snapshot
             .clone()
             .ok_or_else(|| SqlError::internal("no statement is running in this session"))
+    }
+
+    /// Record the open transaction's catalog changes (empty when none is open).
+    pub(crate) fn set_pending_catalog(&self, ops: &[CatalogOp]) {
+        let mut g = self.lock();
+        if g.pending_catalog.as_slice() != ops {
+            g.pending_catalog = ops.to_vec();
+        }
+    }
+
+    /// The catalog this session plans against: the committed one plus its open
+    /// transaction's changes. Changes that no longer apply (another session
+    /// committed a conflicting one) are left out here; the commit will refuse them.
+    pub(crate) fn catalog(&self, db: &Db) -> Arc<Catalog> {
+        let committed = db.catalog();
+        let g = self.lock();
+        if g.pending_catalog.is_empty() {
+            return committed;
+        }
+        committed
+            .with_pending(&g.pending_catalog)
+            .map_or(committed, Arc::new)
     }
 
     /// Parameter values of the running statement.

@@ -341,7 +341,11 @@ impl FastLookup {
             args.as_ref().map(|a| a.args.as_slice()),
             version.as_ref(),
         )?;
-        let def = db.catalog().table(&table)?.clone();
+        let def = crate::plan::context::of(state)
+            .ok()?
+            .catalog(db)
+            .table(&table)?
+            .clone();
         if def.key.is_empty() {
             return None;
         }

@@ -16,3 +16,4 @@ pub(crate) mod rewrite;
 pub(crate) mod scanplan;
 pub mod system;
 pub(crate) mod timeexpr;
+pub(crate) mod views;

@@ -48,12 +48,16 @@ impl HsRelationPlanner {
     }
 
     fn table(&self, name: &str) -> Result<Arc<TableDef>, SqlError> {
-        self.db.catalog().table(name).cloned().ok_or_else(|| {
-            SqlError::new(
-                ErrorKind::UndefinedTable,
-                format!("relation \"{name}\" does not exist"),
-            )
-        })
+        self.stmt
+            .catalog(&self.db)
+            .table(name)
+            .cloned()
+            .ok_or_else(|| {
+                SqlError::new(
+                    ErrorKind::UndefinedTable,
+                    format!("relation \"{name}\" does not exist"),
+                )
+            })
     }
 }
 
@@ -320,7 +324,7 @@ impl RelationPlanner for HsRelationPlanner {
                 table_with_joins,
                 alias: Some(alias),
             } if alias.name.value == asof::MARKER => {
-                let plan = asof::plan(&self.db, *table_with_joins, ctx)?;
+                let plan = asof::plan(&self.stmt.catalog(&self.db), *table_with_joins, ctx)?;
                 Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(
                     plan, None,
                 ))))

@@ -397,7 +397,7 @@ impl Session {
     pub fn copy_in(&self, table: &str, columns: &[String], binary: bool) -> Result<CopyIn> {
         self.check_not_failed()?;
         self.check_writable("COPY FROM")?;
-        let def = self.engine.db().table(table)?;
+        let def = self.table_def(table)?;
         let targets = if columns.is_empty() {
             (0..def.columns.len()).collect()
         } else {

@@ -1,4 +1,5 @@
-//! CREATE TABLE (also `AS SELECT` and `IF NOT EXISTS`), DROP TABLE, ALTER TABLE.
+//! CREATE TABLE (also `AS SELECT` and `IF NOT EXISTS`). The table and the rows of
+//! `AS SELECT` are one batch: they commit together (DROP and ALTER: `alter`).
 //!
 //! ```sql
 //! CREATE TABLE driver_stats (
@@ -14,10 +15,12 @@ use std::sync::Arc;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType as ArrowType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use hindsight_storage::{ColumnDef, DataType, ScalarType, TableDef, TableOptions, WriteBatch};
+use hindsight_storage::{
+    CatalogOp, ColumnDef, DataType, ScalarType, TableDef, TableOptions, WriteBatch,
+};
 use sqlparser::ast::{
-    AlterTable, AlterTableOperation, ColumnOption, CreateTable, CreateTableOptions,
-    Expr as SqlExpr, ObjectType, SqlOption, Statement, TableConstraint, Value as SqlValue,
+    ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, SqlOption, Statement,
+    TableConstraint, Value as SqlValue,
 };
 
 use super::state::Session;
@@ -43,13 +46,13 @@ fn option_text(v: &SqlExpr) -> Option<String> {
 
 /// Parsed `WITH (...)` options.
 #[derive(Default)]
-struct WithOptions {
-    event_time: Option<String>,
-    ttl: Option<i64>,
-    retention: Option<i64>,
+pub(super) struct WithOptions {
+    pub(super) event_time: Option<String>,
+    pub(super) ttl: Option<i64>,
+    pub(super) retention: Option<i64>,
 }
 
-fn parse_options(opts: &[SqlOption]) -> Result<WithOptions> {
+pub(super) fn parse_options(opts: &[SqlOption]) -> Result<WithOptions> {
     let mut out = WithOptions::default();
     for o in opts {
         let SqlOption::KeyValue { key, value } = o else {
@@ -201,19 +204,13 @@ fn cast_to_table(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch>
 
 impl Session {
     pub(crate) async fn create_table(&mut self, ct: CreateTable) -> Result<Output> {
-        let name = ct
-            .name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(normalize)
-            .ok_or_else(|| SqlError::syntax("bad table name"))?;
+        let name = super::index::last_name(&ct.name);
         if ct.temporary || ct.external || ct.or_replace {
             return Err(SqlError::unsupported(
                 "TEMPORARY, EXTERNAL and OR REPLACE tables are not supported",
             ));
         }
-        if self.engine.db().catalog().table(&name).is_some() {
+        if self.catalog().relation_exists(&name) {
             if ct.if_not_exists {
                 return Ok(Output::command("CREATE TABLE"));
             }
@@ -247,21 +244,25 @@ impl Session {
             ttl_micros: opts.ttl,
             retention_micros: opts.retention,
         };
-        let def = TableDef::new(name, columns, key, event_time, options);
-        let def = self.engine.db().create_table(def)?;
-        let Some(rows) = rows else {
-            return Ok(Output::command("CREATE TABLE"));
-        };
-        let schema = Arc::new(def.arrow_schema(None));
-        let mut wb = WriteBatch::new();
+        let mut def = TableDef::new(name, columns, key, event_time, options);
+        def.id = self.engine.db().provisional_table_id();
+        def.created_micros = self.engine.db().now_micros();
+        def.validate()?;
+        let mut wb = WriteBatch::catalog_only(CatalogOp::CreateTable(def.clone()));
         let mut n = 0u64;
-        for b in rows {
-            let b = cast_to_table(&b, &schema)?;
-            wb.put_arrow(&def, &b)?;
-            n += b.num_rows() as u64;
+        if let Some(rows) = &rows {
+            let schema = Arc::new(def.arrow_schema(None));
+            for b in rows {
+                let b = cast_to_table(b, &schema)?;
+                wb.put_arrow(&def, &b)?;
+                n += b.num_rows() as u64;
+            }
         }
         self.write(wb)?;
-        Ok(Output::count("SELECT", n))
+        Ok(match rows {
+            Some(_) => Output::count("SELECT", n),
+            None => Output::command("CREATE TABLE"),
+        })
     }
 
     /// Run the query of CREATE TABLE ... AS: its rows, and its columns as the
@@ -289,114 +290,5 @@ impl Session {
             ));
         }
         self.collect_plan(&plan).await
-    }
-
-    pub(crate) fn drop(&mut self, stmt: Statement) -> Result<Output> {
-        let Statement::Drop {
-            object_type,
-            if_exists,
-            names,
-            cascade,
-            ..
-        } = stmt
-        else {
-            return Err(SqlError::internal("not a DROP"));
-        };
-        if object_type == ObjectType::Index {
-            return self.drop_indexes(&names, if_exists);
-        }
-        if object_type != ObjectType::Table {
-            return Err(SqlError::unsupported(format!(
-                "DROP {object_type} is not supported"
-            )));
-        }
-        let _ = cascade;
-        for n in &names {
-            let name =
-                n.0.last()
-                    .and_then(|p| p.as_ident())
-                    .map(normalize)
-                    .unwrap_or_default();
-            match self.engine.db().drop_table(&name) {
-                Ok(()) => {}
-                Err(hindsight_storage::Error::NoSuchTable(_)) if if_exists => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(Output::command("DROP TABLE"))
-    }
-
-    pub(crate) fn alter_table(&mut self, at: AlterTable) -> Result<Output> {
-        let name = at
-            .name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(normalize)
-            .unwrap_or_default();
-        let def = match self.engine.db().table(&name) {
-            Ok(d) => d,
-            Err(hindsight_storage::Error::NoSuchTable(_)) if at.if_exists => {
-                return Ok(Output::command("ALTER TABLE"));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        for op in at.operations {
-            match op {
-                AlterTableOperation::AddColumn {
-                    if_not_exists,
-                    column_def,
-                    ..
-                } => {
-                    let cname = normalize(&column_def.name);
-                    if def.column_index(&cname).is_some() && if_not_exists {
-                        continue;
-                    }
-                    let mut col = ColumnDef::new(cname, storage_type(&column_def.data_type)?);
-                    for o in &column_def.options {
-                        match &o.option {
-                            ColumnOption::Null => {}
-                            ColumnOption::NotNull => col.nullable = false,
-                            other => {
-                                return Err(SqlError::unsupported(format!(
-                                    "column option {other} is not supported"
-                                )));
-                            }
-                        }
-                    }
-                    if !col.nullable {
-                        return Err(SqlError::unsupported(format!(
-                            "column \"{}\" added to an existing table must be nullable: older versions have no value",
-                            col.name
-                        )));
-                    }
-                    self.engine.db().add_column(&name, col)?;
-                }
-                AlterTableOperation::SetOptionsParens { options } => {
-                    let parsed = parse_options(&options)?;
-                    if parsed.event_time.is_some() {
-                        return Err(SqlError::unsupported(
-                            "the event-time column cannot be changed",
-                        ));
-                    }
-                    let current = self.engine.db().table(&name)?;
-                    let mut o = current.options.clone();
-                    if parsed.ttl.is_some() {
-                        o.ttl_micros = parsed.ttl;
-                    }
-                    if parsed.retention.is_some() {
-                        o.retention_micros = parsed.retention;
-                    }
-                    self.engine.db().set_table_options(&name, o)?;
-                }
-                other => {
-                    return Err(SqlError::unsupported(format!(
-                        "ALTER TABLE {other} is not supported"
-                    ))
-                    .with_hint("supported: ADD COLUMN, SET (ttl = '...', retention = '...')"));
-                }
-            }
-        }
-        Ok(Output::command("ALTER TABLE"))
     }
 }

@@ -51,10 +51,6 @@ fn quote(name: &str) -> String {
 }
 
 impl Session {
-    fn table_def(&self, name: &str) -> Result<Arc<TableDef>> {
-        Ok(self.engine.db().table(name)?)
-    }
-
     /// Plan a DML statement the way executing it would (for parameter types).
     pub(crate) async fn plan_dml_for_types(&self, stmt: Statement) -> Result<LogicalPlan> {
         match stmt {

@@ -10,6 +10,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionConfig;
@@ -19,6 +20,7 @@ use sqlparser::ast::Statement;
 use crate::dialect;
 use crate::error::Result;
 use crate::pg::catalog::ClientCompat;
+use crate::plan::apply::{ApplyPlanner, PerRowSubqueries};
 use crate::plan::asof::AsofPlanner;
 use crate::plan::catalog::{CATALOG, HsCatalog, SCHEMA};
 
@@ -50,6 +52,9 @@ pub struct Engine {
     /// The session state every session starts from: catalog (with `pg_catalog`),
     /// functions, planners. Built once; sessions clone it.
     pub(super) template: SessionState,
+    /// The database as the engine sees it (committed tables; `pg_catalog`);
+    /// sessions plan with a copy that adds their transaction's DDL.
+    pub(super) catalog: Arc<HsCatalog>,
     compat: ClientCompat,
 }
 
@@ -69,14 +74,16 @@ impl Engine {
                 db: db.clone(),
                 asof_rows_per_thread: options.asof_rows_per_thread,
             }))
+            .with_optimizer_rules(optimizer_rules())
             .build();
         base.catalog_list()
-            .register_catalog(CATALOG.to_string(), catalog);
+            .register_catalog(CATALOG.to_string(), catalog.clone());
         let template = crate::pg::catalog::install(base, &db)?;
         Ok(Arc::new(Engine {
             db,
             options,
             template,
+            catalog,
             compat: ClientCompat::new(),
         }))
     }
@@ -93,6 +100,15 @@ impl Engine {
             None => dialect::parse(sql),
         }
     }
+}
+
+/// DataFusion's optimizer rules, after Hindsight's [`PerRowSubqueries`] (first, so
+/// that it sees subqueries before projection pruning drops the outer columns they
+/// read; it offers each to DataFusion's decorrelation before running it per row).
+fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let mut rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![Arc::new(PerRowSubqueries)];
+    rules.extend(Optimizer::new().rules);
+    rules
 }
 
 /// DataFusion settings every session starts with.
@@ -123,10 +139,13 @@ impl QueryPlanner for HsQueryPlanner {
         plan: &LogicalPlan,
         session: &dyn DfSession,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(AsofPlanner {
-            db: self.db.clone(),
-            rows_per_thread: self.asof_rows_per_thread,
-        })])
+        DefaultPhysicalPlanner::with_extension_planners(vec![
+            Arc::new(AsofPlanner {
+                db: self.db.clone(),
+                rows_per_thread: self.asof_rows_per_thread,
+            }),
+            Arc::new(ApplyPlanner),
+        ])
         .create_physical_plan(plan, session)
         .await
     }

@@ -60,7 +60,7 @@ impl Session {
         match stmt {
             Statement::StartTransaction { .. } => {
                 if let Txn::Idle = self.txn {
-                    self.txn = Txn::Open(WriteBatch::new());
+                    self.set_txn(Txn::Open(WriteBatch::new()));
                     self.savepoints.clear();
                 }
                 Ok(Output::command("BEGIN"))
@@ -78,7 +78,7 @@ impl Session {
                 let at = self.find_savepoint(&normalize_ident(&name))?;
                 self.savepoints.truncate(at + 1);
                 if let Some((_, before)) = self.savepoints.last() {
-                    self.txn = Txn::Open(before.clone());
+                    self.set_txn(Txn::Open(before.clone()));
                 }
                 Ok(Output::command("ROLLBACK"))
             }
@@ -88,7 +88,7 @@ impl Session {
                 self.commit()
             }
             Statement::Rollback { .. } => {
-                self.txn = Txn::Idle;
+                self.set_txn(Txn::Idle);
                 self.savepoints.clear();
                 self.end_transaction_cursors();
                 Ok(Output::command("ROLLBACK"))
@@ -112,6 +112,7 @@ impl Session {
             Statement::Delete(d) => self.delete(d, params).await,
             Statement::CreateTable(ct) => self.create_table(ct).await,
             Statement::CreateIndex(ci) => self.create_index(ci),
+            Statement::CreateView(cv) => self.create_view(cv).await,
             Statement::Drop { .. } => self.drop(stmt),
             Statement::AlterTable(at) => self.alter_table(at),
             Statement::Vacuum(v) => self.vacuum(v).await,
@@ -136,7 +137,7 @@ impl Session {
                 .and_then(|p| p.as_ident())
                 .map(crate::ident::normalize)
                 .unwrap_or_default();
-            if self.engine.db.catalog().table(&table).is_none() {
+            if self.catalog().table(&table).is_none() {
                 return Err(SqlError::new(
                     ErrorKind::UndefinedTable,
                     format!("relation \"{table}\" does not exist"),
@@ -167,7 +168,8 @@ impl Session {
     }
 
     /// Plan a statement with DataFusion (catalog, relation planner, as-of join).
-    pub(crate) async fn plan(&self, stmt: Statement) -> Result<LogicalPlan> {
+    pub(crate) async fn plan(&self, mut stmt: Statement) -> Result<LogicalPlan> {
+        crate::plan::views::expand(&mut stmt, &self.catalog(), rewrite_input)?;
         Ok(self
             .state
             .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
@@ -211,8 +213,12 @@ impl Session {
 }
 
 /// The rewrites every statement gets before it runs or is prepared: ASOF JOIN
-/// syntax, and bytea literals read as PostgreSQL reads them.
+/// syntax, and bytea literals read as PostgreSQL reads them. A view keeps its query
+/// as written; it is rewritten each time it is used.
 pub(super) fn rewrite_input(stmt: &mut Statement) {
+    if matches!(stmt, Statement::CreateView(_)) {
+        return;
+    }
     rewrite_asof(stmt);
     crate::pg::literals::bytea_casts(stmt);
 }
@@ -229,6 +235,7 @@ fn write_command(stmt: &Statement) -> Option<&'static str> {
         Statement::Delete(_) => "DELETE",
         Statement::CreateTable(_) => "CREATE TABLE",
         Statement::CreateIndex(_) => "CREATE INDEX",
+        Statement::CreateView(_) => "CREATE VIEW",
         Statement::Drop { .. } => "DROP",
         Statement::AlterTable(_) => "ALTER TABLE",
         _ => return None,

@@ -9,7 +9,7 @@
 //! by construction). Any other column list, method, expression, partial index or
 //! INCLUDE list is refused with 0A000 and the reason.
 
-use hindsight_storage::IndexDef;
+use hindsight_storage::{CatalogOp, IndexDef};
 use sqlparser::ast::{CreateIndex, Expr, IndexType, ObjectName};
 
 use super::state::Session;
@@ -17,7 +17,8 @@ use crate::error::{ErrorKind, Result, SqlError};
 use crate::ident::normalize;
 use crate::output::Output;
 
-fn last_name(n: &ObjectName) -> String {
+/// The relation an object name names (the last part, normalised).
+pub(super) fn last_name(n: &ObjectName) -> String {
     n.0.last()
         .and_then(|p| p.as_ident())
         .map(normalize)
@@ -27,7 +28,7 @@ fn last_name(n: &ObjectName) -> String {
 impl Session {
     pub(super) fn create_index(&mut self, ci: CreateIndex) -> Result<Output> {
         let table = last_name(&ci.table_name);
-        let def = self.engine.db().table(&table)?;
+        let def = self.table_def(&table)?;
         if let Some(using) = &ci.using
             && !matches!(using, IndexType::BTree)
         {
@@ -71,27 +72,28 @@ impl Session {
             Some(n) => last_name(n),
             None => format!("{table}_{}_idx", names.join("_")),
         };
-        let db = self.engine.db();
-        if ci.if_not_exists && (db.table(&name).is_ok() || db.catalog().index(&name).is_some()) {
+        if ci.if_not_exists && self.catalog().relation_exists(&name) {
             return Ok(Output::command("CREATE INDEX"));
         }
-        db.create_index(
-            &table,
-            IndexDef {
+        self.change_catalog(CatalogOp::CreateIndex {
+            id: def.id,
+            index: IndexDef {
                 name,
                 columns,
                 unique: ci.unique,
             },
-        )?;
+        })?;
         Ok(Output::command("CREATE INDEX"))
     }
 
     pub(super) fn drop_indexes(&mut self, names: &[ObjectName], if_exists: bool) -> Result<Output> {
         for n in names {
-            match self.engine.db().drop_index(&last_name(n)) {
-                Ok(()) => {}
-                Err(hindsight_storage::Error::NoSuchIndex(_)) if if_exists => {}
-                Err(e) => return Err(e.into()),
+            let name = last_name(n);
+            let owner = self.catalog().index(&name).map(|(t, _)| t.id);
+            match owner {
+                Some(id) => self.change_catalog(CatalogOp::DropIndex { id, name })?,
+                None if if_exists => {}
+                None => return Err(hindsight_storage::Error::NoSuchIndex(name).into()),
             }
         }
         Ok(Output::command("DROP INDEX"))

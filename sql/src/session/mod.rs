@@ -9,14 +9,16 @@
 //! Transactions: `BEGIN` opens a write batch; writes append to it and reads see it
 //! through a storage overlay (read-your-writes); `COMMIT` writes it atomically;
 //! `ROLLBACK` drops it. After an error inside a transaction, every statement but
-//! `ROLLBACK`/`COMMIT` fails until the block ends (PostgreSQL behaviour). DDL runs
-//! immediately even inside a transaction block (it is not rolled back).
+//! `ROLLBACK`/`COMMIT` fails until the block ends (PostgreSQL behaviour). DDL is
+//! part of the transaction: it commits and rolls back with it.
 //!
 //! Rooms: this file (the session, statement dispatch, planning helpers);
 //! `engine` (what sessions share); `prepared` (prepare/execute, point lookups);
 //! `transaction` (blocks, savepoints, writes); `set` (settings); and the statement
-//! executors that write: `dml` (INSERT/UPDATE/DELETE), `ddl`, `copy` (COPY FROM).
+//! executors that write: `dml` (INSERT/UPDATE/DELETE), `ddl` (CREATE TABLE),
+//! `alter` (DROP, ALTER TABLE), `index`, `view` (CREATE VIEW), `copy` (COPY FROM).
 
+mod alter;
 mod copy;
 mod cursor;
 mod ddl;
@@ -28,6 +30,7 @@ mod prepared;
 mod set;
 mod state;
 mod transaction;
+mod view;
 
 pub use copy::CopyIn;
 pub use engine::{Engine, EngineOptions};

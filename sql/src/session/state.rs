@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -14,6 +15,7 @@ use hindsight_storage::WriteBatch;
 
 use super::engine::{Engine, session_config};
 use crate::error::{ErrorKind, Result, SqlError};
+use crate::plan::catalog::CATALOG;
 use crate::plan::context::StatementContext;
 use crate::plan::relation::HsRelationPlanner;
 use crate::settings::DEFAULT_SETTINGS;
@@ -68,7 +70,13 @@ impl Session {
                 engine.options.query_memory_limit,
             )))
             .build_arc()?;
+        let catalogs = Arc::new(MemoryCatalogProviderList::new());
+        catalogs.register_catalog(
+            CATALOG.to_string(),
+            Arc::new(engine.catalog.for_session(stmt.clone())),
+        );
         let state = SessionStateBuilder::new_from_existing(engine.template.clone())
+            .with_catalog_list(catalogs)
             .with_config(config)
             .with_runtime_env(runtime)
             .with_relation_planners(vec![Arc::new(HsRelationPlanner::new(

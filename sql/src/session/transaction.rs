@@ -2,9 +2,21 @@
 //! reads see through a storage overlay; COMMIT writes it atomically; ROLLBACK and
 //! savepoints drop all or part of it. After an error inside a block every statement
 //! but ROLLBACK/COMMIT fails until the block ends (PostgreSQL behaviour).
+//!
+//! DDL is transactional: a catalog change is one more entry of the batch, so it
+//! commits or rolls back with the rows; until then only this session sees it (its
+//! planner reads the committed catalog plus the batch's changes, kept in the
+//! statement context by [`Session::set_txn`] and [`Session::write`]). A table created
+//! in the block has a provisional id until the commit gives it its real one.
+//!
+//! A simple-protocol query string of several statements runs as one implicit block
+//! ([`Session::begin_implicit`] / [`Session::end_implicit`]) unless it controls its
+//! transaction itself.
 
 use datafusion::common::ScalarValue;
-use hindsight_storage::{Snapshot, WriteBatch};
+use std::sync::Arc;
+
+use hindsight_storage::{Catalog, CatalogOp, Snapshot, TableDef, WriteBatch};
 use sqlparser::ast::Statement;
 
 use super::state::{Session, Txn};
@@ -39,7 +51,72 @@ impl Session {
     /// An error outside the SQL layer (e.g. a failed COPY) aborts an open transaction.
     pub fn mark_failed(&mut self) {
         if let Txn::Open(_) = self.txn {
-            self.txn = Txn::Failed;
+            self.set_txn(Txn::Failed);
+        }
+    }
+
+    /// Change the transaction state, keeping the planner's view of the transaction's
+    /// catalog changes in step.
+    pub(super) fn set_txn(&mut self, txn: Txn) {
+        self.txn = txn;
+        self.sync_pending_catalog();
+    }
+
+    fn sync_pending_catalog(&self) {
+        let ops: &[CatalogOp] = match &self.txn {
+            Txn::Open(batch) => batch.catalog_ops(),
+            _ => &[],
+        };
+        self.stmt.set_pending_catalog(ops);
+    }
+
+    /// The catalog this session's statements see: committed tables plus the open
+    /// transaction's DDL.
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        self.stmt.catalog(&self.engine.db)
+    }
+
+    /// A table of [`Session::catalog`], or 42P01.
+    pub(crate) fn table_def(&self, name: &str) -> Result<Arc<TableDef>> {
+        self.catalog().table(name).cloned().ok_or_else(|| {
+            SqlError::new(
+                ErrorKind::UndefinedTable,
+                format!("relation \"{name}\" does not exist"),
+            )
+        })
+    }
+
+    /// Make a catalog change: part of the open transaction, or committed now.
+    pub(crate) fn change_catalog(&mut self, op: CatalogOp) -> Result<()> {
+        self.write(WriteBatch::catalog_only(op))
+    }
+
+    /// Open the implicit transaction of a multi-statement query string, unless a
+    /// block is already open. Returns whether one was opened.
+    pub fn begin_implicit(&mut self) -> bool {
+        if !matches!(self.txn, Txn::Idle) {
+            return false;
+        }
+        self.savepoints.clear();
+        self.set_txn(Txn::Open(WriteBatch::new()));
+        true
+    }
+
+    /// End the implicit transaction opened by [`Session::begin_implicit`]: commit it
+    /// when every statement succeeded (`ok`), else roll it back. A commit that fails
+    /// (e.g. a conflicting catalog change) is the query string's error.
+    pub fn end_implicit(&mut self, ok: bool) -> Result<()> {
+        self.savepoints.clear();
+        self.end_transaction_cursors();
+        match std::mem::replace(&mut self.txn, Txn::Idle) {
+            Txn::Open(batch) if ok => {
+                self.sync_pending_catalog();
+                self.write(batch)
+            }
+            _ => {
+                self.sync_pending_catalog();
+                Ok(())
+            }
         }
     }
 
@@ -76,7 +153,9 @@ impl Session {
 
     /// `COMMIT`: write the open block's batch atomically (an aborted block rolls back).
     pub(super) fn commit(&mut self) -> Result<Output> {
-        match std::mem::replace(&mut self.txn, Txn::Idle) {
+        let txn = std::mem::replace(&mut self.txn, Txn::Idle);
+        self.sync_pending_catalog();
+        match txn {
             Txn::Open(batch) => {
                 self.write(batch)?;
                 Ok(Output::command("COMMIT"))
@@ -128,6 +207,9 @@ impl Session {
         match &mut self.txn {
             Txn::Open(pending) => {
                 pending.extend(&batch);
+                if !batch.catalog_ops().is_empty() {
+                    self.sync_pending_catalog();
+                }
                 Ok(())
             }
             _ => {
@@ -149,7 +231,7 @@ impl Session {
         if result.is_err()
             && let Txn::Open(_) = self.txn
         {
-            self.txn = Txn::Failed;
+            self.set_txn(Txn::Failed);
         }
     }
 }

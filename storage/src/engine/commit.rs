@@ -21,11 +21,12 @@ use std::time::Duration;
 
 use super::replica::{Outcome, ReplicaSlot};
 use super::{Db, Engine, SyncPolicy, lock};
-use crate::batch::{self, WriteBatch};
+use crate::batch::{self, Resolved, WriteBatch};
 use crate::catalog::{Catalog, CatalogOp};
 use crate::error::{Error, Result};
 use crate::memtable::{MemTable, Payload};
 use crate::raftlog::AppliedPoint;
+use crate::types::TableId;
 use crate::view::View;
 use crate::wal::{LogWriter, MAX_FRAME_LEN};
 
@@ -108,7 +109,7 @@ fn take_group(waiting: &mut VecDeque<(Ticket, WriteBatch)>) -> Vec<(Ticket, Writ
     let mut group = Vec::new();
     let mut bytes = 0;
     while let Some((_, b)) = waiting.front() {
-        let ddl = b.catalog.is_some();
+        let ddl = !b.catalog.is_empty();
         if !group.is_empty() && (ddl || bytes >= 8 << 20) {
             break;
         }
@@ -242,13 +243,16 @@ impl Engine {
         let (mut seq, mut micros) = (w.last_seq, w.last_micros);
         for (ticket, b) in group {
             let ticket = *ticket;
-            if let Err(e) = validate(&w.catalog, b) {
-                results.push((ticket, Err(e)));
-                continue;
-            }
+            let resolved = match resolve(&w.catalog, b) {
+                Ok(r) => r,
+                Err(e) => {
+                    results.push((ticket, Err(e)));
+                    continue;
+                }
+            };
             let next_micros = self.opts.clock.now().max(micros);
             let mut payload = Vec::with_capacity(b.approximate_bytes() + 32);
-            if let Err(e) = b.encode(seq + 1, next_micros, &mut payload) {
+            if let Err(e) = b.encode_resolved(&resolved, seq + 1, next_micros, &mut payload) {
                 results.push((ticket, Err(e)));
                 continue;
             }
@@ -422,21 +426,37 @@ fn clone_error(e: &Error, msg: &str) -> Error {
     }
 }
 
-/// Check a batch against the catalog it will be applied to.
-fn validate(catalog: &Catalog, b: &WriteBatch) -> Result<()> {
-    if let Some(op) = &b.catalog {
-        catalog.validate(op)?;
-    }
+/// Check a batch against the catalog it will be applied to: its catalog changes in
+/// order (the tables it creates get their real ids), then that every row goes to a
+/// table that exists after them or that the batch itself drops (such rows are
+/// skipped when applied).
+fn resolve(catalog: &Catalog, b: &WriteBatch) -> Result<Resolved> {
+    let mut ops = b.catalog_ops().to_vec();
+    let (after, ids) = if ops.is_empty() {
+        (None, Vec::new())
+    } else {
+        let (after, ids) = catalog.resolve(&mut ops)?;
+        (Some(after), ids)
+    };
+    let resolved = Resolved { catalog: ops, ids };
+    let after = after.as_ref().unwrap_or(catalog);
+    let dropped = |t: TableId| {
+        resolved
+            .catalog
+            .iter()
+            .any(|op| matches!(op, CatalogOp::DropTable { id } if *id == t))
+    };
     let mut last = None;
     for t in b.tables() {
         if last != Some(t) {
-            if catalog.table_by_id(t).is_none() {
+            let real = resolved.table(t);
+            if after.table_by_id(real).is_none() && !dropped(real) {
                 return Err(Error::NoSuchTable(format!("#{t} (dropped)")));
             }
             last = Some(t);
         }
     }
-    Ok(())
+    Ok(resolved)
 }
 
 #[cfg(test)]
@@ -573,5 +593,63 @@ mod tests {
         );
         let row = db.get(&t, &[Value::Int64(1)], &ReadAt::latest(1)).unwrap();
         assert!(row.is_some(), "reads are still served");
+    }
+
+    #[test]
+    fn a_batch_creates_tables_with_rows_and_the_commit_gives_them_real_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(AtomicI64::new(1_000));
+        let db = open(dir.path(), &clock);
+        // Two transactions create tables under provisional ids; the one that
+        // commits second still gets a fresh real id, and its rows follow.
+        let batch_with_table = |name: &str, v: i64| {
+            let mut t = def(name);
+            t.id = db.provisional_table_id();
+            let mut b = WriteBatch::catalog_only(CatalogOp::CreateTable(t.clone()));
+            b.extend(&put(&t, 1, v));
+            (t, b)
+        };
+        let (ta, a) = batch_with_table("a", 10);
+        let (tb, b) = batch_with_table("b", 20);
+        assert!(ta.id.is_provisional() && tb.id.is_provisional());
+        db.write(b).unwrap();
+        db.write(a).unwrap();
+        let (a, b) = (db.table("a").unwrap(), db.table("b").unwrap());
+        assert!(!a.id.is_provisional() && !b.id.is_provisional());
+        assert!(b.id < a.id, "ids follow commit order");
+        let value = |db: &Db, t: &TableDef| {
+            db.get(t, &[Value::Int64(1)], &ReadAt::latest(1_000))
+                .unwrap()
+                .unwrap()
+                .values[1]
+                .clone()
+        };
+        assert_eq!(value(&db, &a), Value::Int64(10));
+        assert_eq!(value(&db, &b), Value::Int64(20));
+        // A table the batch drops takes the batch's own rows for it along; a batch
+        // that renames a table it created commits under the new name.
+        let mut c = def("c");
+        c.id = db.provisional_table_id();
+        let mut batch = WriteBatch::catalog_only(CatalogOp::CreateTable(c.clone()));
+        batch.extend(&put(&c, 1, 1));
+        batch.extend(&put(&a, 2, 2));
+        batch.extend(&WriteBatch::catalog_only(CatalogOp::DropTable { id: a.id }));
+        batch.extend(&WriteBatch::catalog_only(CatalogOp::RenameTable {
+            id: c.id,
+            name: "c2".into(),
+        }));
+        db.write(batch).unwrap();
+        assert!(db.table("a").is_err() && db.table("c").is_err());
+        let c2 = db.table("c2").unwrap();
+        // Replay gives the same catalog and rows.
+        drop(db);
+        let db = open(dir.path(), &clock);
+        assert_eq!(db.table("c2").unwrap().id, c2.id);
+        assert_eq!(value(&db, &c2), Value::Int64(1));
+        assert_eq!(value(&db, &db.table("b").unwrap()), Value::Int64(20));
+        // A provisional id never reaches the log unresolved.
+        let mut stray = def("stray");
+        stray.id = db.provisional_table_id();
+        assert!(db.write(put(&stray, 1, 1)).is_err());
     }
 }

@@ -10,9 +10,9 @@
 //!
 //! The read API lives in [`crate::snapshot`].
 //!
-//! Locks, always taken in this order: `ddl` (one catalog change at a time, held
-//! around the change's commit), `queue` (writers), `commit` (the WAL, the
-//! authoritative catalog, sequence allocation; held by the commit leader), `book`
+//! Locks, always taken in this order: `queue` (writers), `commit` (the WAL, the
+//! authoritative catalog, sequence allocation, the real ids of created tables;
+//! held by the commit leader; catalog changes are validated under it), `book`
 //! (the manifest, file numbers, compaction cursors, and every change of the
 //! published [`View`]). Flush and compaction hold `flush_lock` / `compact_lock` for
 //! their whole run and `book` only to install their result.
@@ -34,7 +34,7 @@ mod testutil;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -82,7 +82,8 @@ pub(crate) struct Engine {
     progress: Condvar,
     flush_lock: Mutex<()>,
     compact_lock: Mutex<()>,
-    ddl: Mutex<()>,
+    /// Source of provisional table ids (see [`TableId::PROVISIONAL`]).
+    provisional: AtomicU32,
     bg_error: Mutex<Option<String>>,
     closed: AtomicBool,
     counters: Counters,
@@ -188,7 +189,7 @@ impl Db {
             progress: Condvar::new(),
             flush_lock: Mutex::new(()),
             compact_lock: Mutex::new(()),
-            ddl: Mutex::new(()),
+            provisional: AtomicU32::new(0),
             bg_error: Mutex::new(None),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
@@ -244,70 +245,64 @@ impl Db {
         Snapshot::new(view, seq, self.engine.opts.clock.now())
     }
 
+    /// A fresh provisional table id, for a table created by a batch not yet
+    /// committed: the commit replaces it with the table's real id.
+    pub fn provisional_table_id(&self) -> TableId {
+        let n = self.engine.provisional.fetch_add(1, Ordering::Relaxed);
+        TableId(TableId::PROVISIONAL | (n & (TableId::PROVISIONAL - 1)))
+    }
+
+    /// Commit one catalog change alone (changes are validated at commit).
+    fn change_catalog(&self, op: CatalogOp) -> Result<()> {
+        self.write(WriteBatch::catalog_only(op))?;
+        Ok(())
+    }
+
     /// Create a table; the definition's id and creation time are assigned here.
     pub fn create_table(&self, mut def: TableDef) -> Result<Arc<TableDef>> {
-        let _ddl = lock(&self.engine.ddl);
-        let catalog = self.catalog();
-        def.id = catalog.next_table_id();
+        def.id = self.provisional_table_id();
         def.created_micros = self.now_micros();
         let name = def.name.clone();
-        let op = CatalogOp::CreateTable(def);
-        catalog.validate(&op)?;
-        self.write(WriteBatch::catalog_only(op))?;
+        self.change_catalog(CatalogOp::CreateTable(def))?;
         self.table(&name)
     }
 
     /// Drop a table and delete its files.
     pub fn drop_table(&self, name: &str) -> Result<()> {
-        let _ddl = lock(&self.engine.ddl);
         let id = self.table(name)?.id;
-        self.write(WriteBatch::catalog_only(CatalogOp::DropTable { id }))?;
-        Ok(())
+        self.change_catalog(CatalogOp::DropTable { id })
     }
 
     /// Append a nullable column to a table (older versions read it as NULL).
     pub fn add_column(&self, name: &str, column: ColumnDef) -> Result<Arc<TableDef>> {
-        let _ddl = lock(&self.engine.ddl);
         let id = self.table(name)?.id;
-        let op = CatalogOp::AddColumn { id, column };
-        self.catalog().validate(&op)?;
-        self.write(WriteBatch::catalog_only(op))?;
+        self.change_catalog(CatalogOp::AddColumn { id, column })?;
         self.table(name)
     }
 
     /// Declare an index on a table (see [`IndexDef`]: the key order serves it).
     pub fn create_index(&self, table: &str, index: IndexDef) -> Result<Arc<TableDef>> {
-        let _ddl = lock(&self.engine.ddl);
         let id = self.table(table)?.id;
-        let op = CatalogOp::CreateIndex { id, index };
-        self.catalog().validate(&op)?;
-        self.write(WriteBatch::catalog_only(op))?;
+        self.change_catalog(CatalogOp::CreateIndex { id, index })?;
         self.table(table)
     }
 
     /// Drop a declared index by name.
     pub fn drop_index(&self, name: &str) -> Result<()> {
-        let _ddl = lock(&self.engine.ddl);
         let catalog = self.catalog();
         let (t, _) = catalog
             .index(name)
             .ok_or_else(|| Error::NoSuchIndex(name.to_string()))?;
-        let op = CatalogOp::DropIndex {
+        self.change_catalog(CatalogOp::DropIndex {
             id: t.id,
             name: name.to_string(),
-        };
-        catalog.validate(&op)?;
-        self.write(WriteBatch::catalog_only(op))?;
-        Ok(())
+        })
     }
 
     /// Change a table's TTL and retention.
     pub fn set_table_options(&self, name: &str, options: TableOptions) -> Result<Arc<TableDef>> {
-        let _ddl = lock(&self.engine.ddl);
         let id = self.table(name)?.id;
-        let op = CatalogOp::SetOptions { id, options };
-        self.catalog().validate(&op)?;
-        self.write(WriteBatch::catalog_only(op))?;
+        self.change_catalog(CatalogOp::SetOptions { id, options })?;
         self.table(name)
     }
 

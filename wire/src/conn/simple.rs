@@ -1,6 +1,11 @@
 //! The simple query protocol: a query string of one or more statements, each run
 //! and answered in turn, and the row streaming both protocols share (rows are
 //! buffered and flushed once the buffer passes `ROW_FLUSH_BYTES`).
+//!
+//! As in PostgreSQL, a string of several statements outside a transaction block
+//! runs as one implicit transaction (DDL included): the first error rolls back the
+//! statements before it. A string that controls its transaction itself (BEGIN,
+//! COMMIT, ROLLBACK, savepoints) runs statement by statement instead.
 
 use std::time::Instant;
 
@@ -32,13 +37,23 @@ impl Connection {
                 .feed(B::EmptyQueryResponse(EmptyQueryResponse::new()).into())
                 .await;
         }
+        let implicit = stmts.len() > 1
+            && !stmts.iter().any(controls_transaction)
+            && self.session.begin_implicit();
         for stmt in stmts {
             let started = Instant::now();
             let result = self.simple_statement(stmt).await?;
             self.shared.metrics.statement(started.elapsed());
             if let Err(e) = result {
+                if implicit {
+                    // Rolling back cannot fail; the statement's error is the answer.
+                    let _ = self.session.end_implicit(false);
+                }
                 return self.fail_simple(sql, e).await;
             }
+        }
+        if implicit && let Err(e) = self.session.end_implicit(true) {
+            return self.fail_simple(sql, e.into()).await;
         }
         Ok(())
     }
@@ -164,4 +179,16 @@ impl Connection {
         }
         self.socket.feed(Outgoing::Raw(out.take())).await
     }
+}
+
+/// True for the statements that begin or end a transaction block themselves.
+fn controls_transaction(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+    )
 }

@@ -165,7 +165,7 @@ impl ExtensionPlanner for AsofPlanner {
         let ctx = context::of(session).map_err(SqlError::into_datafusion)?;
         let snapshot = ctx.snapshot().map_err(SqlError::into_datafusion)?;
         let params = ctx.params();
-        let def = self.db.catalog().table(&n.table).cloned().ok_or_else(|| {
+        let def = snapshot.catalog().table(&n.table).cloned().ok_or_else(|| {
             SqlError::new(
                 ErrorKind::UndefinedTable,
                 format!("relation \"{}\" does not exist", n.table),

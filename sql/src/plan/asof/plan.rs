@@ -10,7 +10,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::planner::RelationPlannerContext;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Extension, LogicalPlan, Operator};
-use hindsight_storage::{Db, TableDef};
+use hindsight_storage::{Catalog, TableDef};
 use sqlparser::ast::{JoinConstraint, JoinOperator, TableFactor, TableVersion, TableWithJoins};
 
 use super::contract::{MATCH_HINT, MatchOp, ON_HINT, contract_error};
@@ -19,13 +19,13 @@ use crate::error::{ErrorKind, SqlError};
 
 /// Plan the marker nested join `(left ASOF JOIN right ...)` built by `rewrite`.
 pub(crate) fn plan(
-    db: &Db,
+    catalog: &Catalog,
     twj: TableWithJoins,
     ctx: &mut dyn RelationPlannerContext,
 ) -> DfResult<LogicalPlan> {
     let left = ctx.plan(twj.relation)?;
     let (relation, match_condition, constraint) = asof_parts(twj.joins)?;
-    let right = right_table(db, relation, ctx)?;
+    let right = right_table(catalog, relation, ctx)?;
     let et_name = joinable(&right.def)?;
     let right_schema = DFSchema::try_from_qualified_schema(
         TableReference::bare(right.qualifier.clone()),
@@ -103,7 +103,7 @@ struct RightTable {
 }
 
 fn right_table(
-    db: &Db,
+    catalog: &Catalog,
     relation: TableFactor,
     ctx: &mut dyn RelationPlannerContext,
 ) -> DfResult<RightTable> {
@@ -126,7 +126,7 @@ fn right_table(
         .and_then(|p| p.as_ident())
         .map(|i| ctx.normalize_ident(i.clone()))
         .unwrap_or_default();
-    let def = db.catalog().table(&table).cloned().ok_or_else(|| {
+    let def = catalog.table(&table).cloned().ok_or_else(|| {
         SqlError::new(
             ErrorKind::UndefinedTable,
             format!("relation \"{table}\" does not exist"),

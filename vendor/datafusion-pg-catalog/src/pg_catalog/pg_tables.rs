@@ -59,8 +59,16 @@ impl<C: CatalogInfo> PgTablesTable<C> {
                         .table_names(&catalog_name, &schema_name)
                         .await?
                     {
-                        // Now process all tables in this schema
+                        // Now process all tables in this schema (base tables only:
+                        // views are listed by pg_views, as in PostgreSQL)
                         for table_name in catalog_table_names {
+                            let table_type = this
+                                .catalog_list
+                                .table_type(&catalog_name, &schema_name, &table_name)
+                                .await?;
+                            if table_type == Some(datafusion::datasource::TableType::View) {
+                                continue;
+                            }
                             schema_names.push(schema_name.to_string());
                             table_names.push(table_name.to_string());
                             table_owners.push("postgres".to_string());
