@@ -1,9 +1,11 @@
 //! Planning and time travel: the catalog DataFusion sees, the table provider over
 //! the versioned store, time expressions, the as-of join, relation planning of
 //! `as_of`/`history`/`FOR SYSTEM_TIME AS OF`, the AST rewrites, parameter typing and
-//! the point-lookup fast path, the live system views. Imports only the leaves (error, ident, dialect,
+//! the point-lookup fast path, the live system views, correlated subqueries run per
+//! outer row (`apply`). Imports only the leaves (error, ident, dialect,
 //! types, offload), never `pg` or `session`.
 
+pub(crate) mod apply;
 pub mod asof;
 pub(crate) mod catalog;
 pub(crate) mod context;

@@ -13,7 +13,6 @@ use super::rules::CurrentUserVariableToSessionUserFunctionCall;
 use super::rules::FixArrayLiteral;
 use super::rules::FixVersionColumnName;
 use super::rules::PrependUnqualifiedPgTableName;
-use super::rules::RemoveSubqueryFromProjection;
 use super::rules::ResolveUnqualifiedIdentifier;
 use super::rules::RewriteArrayAnyAllOperation;
 use super::rules::RewritePgCatalogOperator;
@@ -326,7 +325,8 @@ impl PostgresCompatibilityParser {
             // values BEFORE RemoveSubqueryFromProjection runs, so the
             // emitted scalar subqueries it produces get its LIMIT 1 stamp.
             Arc::new(RewriteRegCastToSubquery::new()),
-            Arc::new(RemoveSubqueryFromProjection),
+            // Hindsight runs subqueries in projections (per row where DataFusion
+            // cannot decorrelate them), so they are not replaced by NULL.
             Arc::new(FixVersionColumnName),
         ];
 
