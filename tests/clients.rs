@@ -1,6 +1,7 @@
 //! End-to-end: real drivers against the real server, each driven by a session script
 //! in `tests/clients/`: psycopg 3 with pandas and SQLAlchemy (Python), the bulk and
-//! Arrow paths of asyncpg, psycopg, ADBC and polars (Python), a dbt-postgres project
+//! Arrow paths of asyncpg, psycopg, ADBC and polars (Python), psycopg2, pg8000 and
+//! SQLAlchemy over each (Python), a dbt-postgres project
 //! (`dbt run` and `dbt test`), pgjdbc (the Debian
 //! package, Java) and node-postgres (npm `pg`). A missing client is skipped
 //! with a message, or fails the test under `HINDSIGHT_REQUIRE_CLIENTS=1` (`.ci/run`
@@ -49,6 +50,23 @@ fn bulk_and_arrow_paths_of_asyncpg_psycopg_adbc_polars() {
         &server,
         Command::new("python3").arg(format!("{CLIENTS}/bulk_drivers.py")),
         "bulk drivers ok",
+    );
+}
+
+#[test]
+fn psycopg2_pg8000_and_sqlalchemy_over_each() {
+    if !client_available(
+        "python3 with psycopg2, pg8000, psycopg, pandas and sqlalchemy",
+        Command::new("python3")
+            .args(["-c", "import psycopg2, pg8000, psycopg, pandas, sqlalchemy"]),
+    ) {
+        return;
+    }
+    let server = TestServer::start(&[]);
+    run_client_session(
+        &server,
+        Command::new("python3").arg(format!("{CLIENTS}/classic_drivers.py")),
+        "classic drivers ok",
     );
 }
 

@@ -249,10 +249,10 @@ impl Catalog {
 
     fn check_view(&self, op: &CatalogOp) -> Result<()> {
         match op {
-            CatalogOp::CreateView { view, replace } => {
-                if !(*replace && self.views.contains_key(&view.name)) {
-                    self.check_free(&view.name)?;
-                }
+            CatalogOp::CreateView { view, replace }
+                if !(*replace && self.views.contains_key(&view.name)) =>
+            {
+                self.check_free(&view.name)?;
             }
             CatalogOp::DropView { name } => {
                 self.existing_view(name)?;

@@ -38,6 +38,7 @@ pub(crate) fn functions(pg_type: &[RecordBatch], db: &Db) -> Vec<ScalarUDF> {
         ScalarUDF::from(PgTypeof::new()),
         quote_literal_udf("quote_literal"),
         quote_literal_udf("quote_nullable"),
+        super::like::like_escape_udf(),
     ]
 }
 

@@ -7,6 +7,7 @@ pub mod binary;
 pub(crate) mod catalog;
 pub(crate) mod functions;
 pub(crate) mod introspection;
+pub(crate) mod like;
 pub mod literals;
 pub mod text;
 pub(crate) mod views;

@@ -218,6 +218,9 @@ impl OptimizerRule for PerRowSubqueries {
                 }
             }
             LogicalPlan::Projection(_) | LogicalPlan::Filter(_) if node_has_subquery(&plan) => {
+                if aggregates_outer_values(&plan) {
+                    return Ok(Transformed::yes(lift_node(plan)?));
+                }
                 let mut tried = Transformed::no(plan);
                 if matches!(tried.data, LogicalPlan::Filter(_)) {
                     tried = tried.transform_data(|p| {
@@ -273,6 +276,28 @@ fn lateral_apply(j: Join) -> DfResult<Transformed<LogicalPlan>> {
         schema: j.schema.clone(),
     };
     Ok(Transformed::yes(extension(node)))
+}
+
+/// True if a subquery of the node aggregates an expression of outer columns
+/// (`max(json_build_object(outer.a, ...))`): DataFusion's decorrelation would
+/// produce a plan that names a column it does not have.
+fn aggregates_outer_values(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_subqueries(|sub| {
+        sub.apply(|p| {
+            if let LogicalPlan::Aggregate(a) = p
+                && a.aggr_expr.iter().any(|e| {
+                    e.exists(|e| Ok(matches!(e, Expr::OuterReferenceColumn(..))))
+                        .unwrap_or(false)
+                })
+            {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+    });
+    found
 }
 
 fn node_has_subquery(plan: &LogicalPlan) -> bool {

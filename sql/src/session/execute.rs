@@ -213,7 +213,7 @@ impl Session {
 }
 
 /// The rewrites every statement gets before it runs or is prepared: ASOF JOIN
-/// syntax, and bytea literals read as PostgreSQL reads them. A view keeps its query
+/// syntax, bytea literals read as PostgreSQL reads them, LIKE's ESCAPE character. A view keeps its query
 /// as written; it is rewritten each time it is used.
 pub(super) fn rewrite_input(stmt: &mut Statement) {
     if matches!(stmt, Statement::CreateView(_)) {
@@ -221,6 +221,7 @@ pub(super) fn rewrite_input(stmt: &mut Statement) {
     }
     rewrite_asof(stmt);
     crate::pg::literals::bytea_casts(stmt);
+    crate::pg::like::like_escapes(stmt);
 }
 
 fn first_words(s: &str) -> String {

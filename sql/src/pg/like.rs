@@ -1,0 +1,140 @@
+//! `LIKE` / `ILIKE` with an `ESCAPE` character other than backslash (SQLAlchemy
+//! sends `nspname NOT LIKE 'pg/_%' ESCAPE '/'`). DataFusion only knows backslash
+//! escapes, so the pattern is translated to them: `x LIKE p ESCAPE 'c'` becomes
+//! `x LIKE __hindsight_like_escape(p, 'c')`. A pattern with `ESCAPE ''` has no
+//! escape character at all, as in PostgreSQL.
+//!
+//! Invariant: the translated pattern matches exactly what the original matches
+//! under PostgreSQL's rules (an escaped character is literal; an unescaped
+//! backslash is an ordinary character when another escape character is set).
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use sqlparser::ast::{Expr, Statement, Value, VisitMut, VisitorMut};
+
+/// Name of the translating function.
+pub(crate) const LIKE_ESCAPE_FUNCTION: &str = "__hindsight_like_escape";
+
+/// Rewrite every LIKE / ILIKE with a non-backslash ESCAPE in `stmt`.
+pub(crate) fn like_escapes(stmt: &mut Statement) {
+    let _ = stmt.visit(&mut LikeEscapes);
+}
+
+struct LikeEscapes;
+
+impl VisitorMut for LikeEscapes {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let (Expr::Like {
+            pattern,
+            escape_char,
+            ..
+        }
+        | Expr::ILike {
+            pattern,
+            escape_char,
+            ..
+        }) = expr
+        else {
+            return ControlFlow::Continue(());
+        };
+        let Some(esc) = escape_char.as_ref().map(|v| v.value.clone()) else {
+            return ControlFlow::Continue(());
+        };
+        if matches!(&esc, Value::SingleQuotedString(s) if s == "\\") {
+            return ControlFlow::Continue(());
+        }
+        let call = crate::plan::rewrite::func(
+            LIKE_ESCAPE_FUNCTION,
+            vec![(**pattern).clone(), Expr::value(esc)],
+        );
+        **pattern = call;
+        *escape_char = None;
+        ControlFlow::Continue(())
+    }
+}
+
+/// `pattern` with escape character `esc` (none if empty) as a backslash-escaped
+/// pattern; `None` for an escape string longer than one character.
+pub(crate) fn translate(pattern: &str, esc: &str) -> Option<String> {
+    let mut escs = esc.chars();
+    let esc = escs.next();
+    if escs.next().is_some() {
+        return None;
+    }
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if Some(c) == esc {
+            match chars.next() {
+                Some(n @ ('%' | '_' | '\\')) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                Some(n) => out.push(n),
+                None => return None,
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+/// `__hindsight_like_escape(pattern, escape)`.
+pub(crate) fn like_escape_udf() -> ScalarUDF {
+    create_udf(
+        LIKE_ESCAPE_FUNCTION,
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let text = |i: usize| {
+                arrays
+                    .get(i)
+                    .and_then(|a| a.as_any().downcast_ref::<StringArray>())
+                    .ok_or_else(|| DataFusionError::Plan("LIKE ... ESCAPE expects text".into()))
+            };
+            let (patterns, escapes) = (text(0)?, text(1)?);
+            let mut out = Vec::with_capacity(patterns.len());
+            for i in 0..patterns.len() {
+                if patterns.is_null(i) || escapes.is_null(i) {
+                    out.push(None);
+                    continue;
+                }
+                let t = translate(patterns.value(i), escapes.value(i)).ok_or_else(|| {
+                    DataFusionError::Execution(
+                        "invalid escape string: it must be empty or one character".into(),
+                    )
+                })?;
+                out.push(Some(t));
+            }
+            Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::translate;
+
+    #[test]
+    fn escapes_translate_to_backslash_escapes() {
+        assert_eq!(translate("pg/_%", "/").as_deref(), Some("pg\\_%"));
+        assert_eq!(translate("a//b", "/").as_deref(), Some("a/b"));
+        assert_eq!(translate("a\\b%", "/").as_deref(), Some("a\\\\b%"));
+        assert_eq!(translate("50#%", "#").as_deref(), Some("50\\%"));
+        assert_eq!(translate("a_b", "").as_deref(), Some("a_b"));
+        assert_eq!(translate("bad/", "/"), None);
+        assert_eq!(translate("x", "ab"), None);
+    }
+}
