@@ -10,4 +10,5 @@ pub(crate) mod introspection;
 pub(crate) mod like;
 pub mod literals;
 pub mod text;
+pub(crate) mod textcast;
 pub(crate) mod views;

@@ -57,8 +57,8 @@ impl Session {
         };
         match object_type {
             ObjectType::Index => self.drop_indexes(&names, if_exists),
-            ObjectType::Table => self.drop_tables(&names, if_exists, cascade),
-            ObjectType::View => self.drop_views(&names, if_exists, cascade),
+            ObjectType::Table => self.drop_relations(&names, false, if_exists, cascade),
+            ObjectType::View => self.drop_relations(&names, true, if_exists, cascade),
             other => Err(SqlError::unsupported(format!(
                 "DROP {other} is not supported"
             ))),
@@ -103,57 +103,46 @@ impl Session {
         Ok(())
     }
 
-    fn drop_tables(
+    /// DROP TABLE (`view == false`) or DROP VIEW of each name; dropping the other
+    /// kind is 42809, a missing one 42P01 unless IF EXISTS.
+    fn drop_relations(
         &mut self,
         names: &[ObjectName],
+        view: bool,
         if_exists: bool,
         cascade: bool,
     ) -> Result<Output> {
+        let (kind, other, hint) = if view {
+            ("view", "a view", "Use DROP TABLE to remove a table.")
+        } else {
+            ("table", "a table", "Use DROP VIEW to remove a view.")
+        };
         for n in names {
             let name = last_name(n);
             let catalog = self.catalog();
-            if let Some(t) = catalog.table(&name) {
-                self.drop_dependents(&name, "table", cascade)?;
-                self.change_catalog(CatalogOp::DropTable { id: t.id })?;
-            } else if catalog.view(&name).is_some() {
-                return Err(wrong_kind(
-                    &name,
-                    "a table",
-                    "Use DROP VIEW to remove a view.",
-                ));
-            } else if !if_exists {
-                return Err(hindsight_storage::Error::NoSuchTable(name).into());
-            }
+            let (table, is_view) = (catalog.table(&name).cloned(), catalog.view(&name).is_some());
+            let op = match (view, table) {
+                (false, Some(t)) => CatalogOp::DropTable { id: t.id },
+                (true, _) if is_view => CatalogOp::DropView { name: name.clone() },
+                (false, None) if is_view => return Err(wrong_kind(&name, other, hint)),
+                (true, Some(_)) => return Err(wrong_kind(&name, other, hint)),
+                _ if if_exists => continue,
+                _ if view => {
+                    return Err(SqlError::new(
+                        ErrorKind::UndefinedTable,
+                        format!("view \"{name}\" does not exist"),
+                    ));
+                }
+                _ => return Err(hindsight_storage::Error::NoSuchTable(name).into()),
+            };
+            self.drop_dependents(&name, kind, cascade)?;
+            self.change_catalog(op)?;
         }
-        Ok(Output::command("DROP TABLE"))
-    }
-
-    fn drop_views(
-        &mut self,
-        names: &[ObjectName],
-        if_exists: bool,
-        cascade: bool,
-    ) -> Result<Output> {
-        for n in names {
-            let name = last_name(n);
-            let catalog = self.catalog();
-            if catalog.view(&name).is_some() {
-                self.drop_dependents(&name, "view", cascade)?;
-                self.change_catalog(CatalogOp::DropView { name })?;
-            } else if catalog.table(&name).is_some() {
-                return Err(wrong_kind(
-                    &name,
-                    "a view",
-                    "Use DROP TABLE to remove a table.",
-                ));
-            } else if !if_exists {
-                return Err(SqlError::new(
-                    ErrorKind::UndefinedTable,
-                    format!("view \"{name}\" does not exist"),
-                ));
-            }
-        }
-        Ok(Output::command("DROP VIEW"))
+        Ok(Output::command(if view {
+            "DROP VIEW"
+        } else {
+            "DROP TABLE"
+        }))
     }
 
     pub(crate) fn alter_table(&mut self, at: AlterTable) -> Result<Output> {

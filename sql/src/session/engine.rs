@@ -75,6 +75,7 @@ impl Engine {
                 asof_rows_per_thread: options.asof_rows_per_thread,
             }))
             .with_optimizer_rules(optimizer_rules())
+            .with_analyzer_rule(Arc::new(crate::pg::textcast::PgTextCasts::new()))
             .build();
         base.catalog_list()
             .register_catalog(CATALOG.to_string(), catalog.clone());
