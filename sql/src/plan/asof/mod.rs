@@ -19,9 +19,14 @@
 //! sorted by (key, time) with `f`'s history, which storage returns already sorted by
 //! (key, event time descending). Memory is bounded by the spine (its rows and sort
 //! index) plus one entity's versions, never by the size of `f`.
+//!
+//! A right side that is not a Hindsight table (subquery, CTE, view) is planned as the
+//! equivalent `LEFT JOIN LATERAL (... ORDER BY time LIMIT 1)` (`general`), run per
+//! spine row.
 
 mod contract;
 mod exec;
+mod general;
 mod node;
 mod plan;
 mod spine;

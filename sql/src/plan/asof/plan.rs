@@ -23,8 +23,12 @@ pub(crate) fn plan(
     twj: TableWithJoins,
     ctx: &mut dyn RelationPlannerContext,
 ) -> DfResult<LogicalPlan> {
-    let left = ctx.plan(twj.relation)?;
     let (relation, match_condition, constraint) = asof_parts(twj.joins)?;
+    if !is_table(catalog, &relation, ctx) {
+        let lateral = super::general::lateral(twj.relation, relation, match_condition, constraint)?;
+        return ctx.plan(lateral);
+    }
+    let left = ctx.plan(twj.relation)?;
     let right = right_table(catalog, relation, ctx)?;
     let et_name = joinable(&right.def)?;
     let right_schema = DFSchema::try_from_qualified_schema(
@@ -73,6 +77,21 @@ pub(crate) fn plan(
     Ok(LogicalPlan::Extension(Extension {
         node: Arc::new(node),
     }))
+}
+
+/// True if the right side names a Hindsight table (else it is a subquery, a CTE, a
+/// view already expanded, or a table function other than a table read).
+fn is_table(catalog: &Catalog, relation: &TableFactor, ctx: &dyn RelationPlannerContext) -> bool {
+    let TableFactor::Table {
+        name, args: None, ..
+    } = relation
+    else {
+        return false;
+    };
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .is_some_and(|i| catalog.table(&ctx.normalize_ident(i.clone())).is_some())
 }
 
 /// The right side, MATCH_CONDITION and constraint of the marker's one as-of join.
