@@ -97,10 +97,14 @@ fn psql_describes_tables_schemas_and_databases() {
     let server = TestServer::start(&[]);
     let script = r#"
 CREATE TABLE driver_stats (driver_id BIGINT NOT NULL, event_ts TIMESTAMPTZ NOT NULL,
-  conv_rate DOUBLE PRECISION, tags TEXT[], PRIMARY KEY (driver_id)) WITH (event_time = 'event_ts');
+  conv_rate DOUBLE PRECISION, tags TEXT[], emb REAL[], ids BIGINT[], PRIMARY KEY (driver_id))
+  WITH (event_time = 'event_ts');
 CREATE TABLE labels (driver_id BIGINT, ts TIMESTAMPTZ, label BOOLEAN);
+CREATE VIEW recent AS SELECT driver_id, conv_rate FROM driver_stats;
 \echo == dt
 \dt
+\echo == dv
+\dv
 \echo == d
 \d driver_stats
 \echo == dn
@@ -136,9 +140,12 @@ CREATE TABLE labels (driver_id BIGINT, ts TIMESTAMPTZ, label BOOLEAN);
             "event_ts|timestamp with time zone||not null|",
             "conv_rate|double precision|||",
             "tags|text[]|||",
+            "emb|real[]|||",
+            "ids|bigint[]|||",
         ],
         "{stdout}"
     );
+    assert_eq!(section("dv"), ["public|recent|view|postgres"], "{stdout}");
     assert!(
         section("dn").contains(&"public|postgres".to_string()),
         "{stdout}"

@@ -239,8 +239,11 @@ impl<C: CatalogInfo> PgAttributeTable<C> {
             Ok(t @ Type::TIMESTAMP) => (t.oid(), 8, true, "d", "p"),
             Ok(t @ Type::TIMESTAMPTZ) => (t.oid(), 8, true, "d", "p"),
             Ok(t @ Type::NUMERIC) => (t.oid(), -1, false, "i", "m"),
-            Ok(t @ Type::INT4_ARRAY) => (t.oid(), -1, false, "i", "x"),
-            Ok(t @ Type::TEXT_ARRAY) => (t.oid(), -1, false, "i", "x"),
+            // Every array type (real[], float8[], int8[], ...), not only int4[] and
+            // text[]: the others used to show as text (Hindsight change).
+            Ok(t) if matches!(t.kind(), postgres_types::Kind::Array(_)) => {
+                (t.oid(), -1, false, "i", "x")
+            }
             _ => (Type::TEXT.oid(), -1, false, "i", "x"), // Default to text for unknown types
         }
     }
