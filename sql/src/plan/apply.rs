@@ -543,9 +543,13 @@ impl Job {
                 p.map_expressions(|e| {
                     e.transform(|e| {
                         if let Expr::OuterReferenceColumn(_, c) = &e
-                            && let Some(i) = self.outer_cols.iter().position(|o| o == c)
+                            && let Some(v) = self
+                                .outer_cols
+                                .iter()
+                                .position(|o| o == c)
+                                .and_then(|i| key.get(i))
                         {
-                            return Ok(Transformed::yes(Expr::Literal(key[i].clone(), None)));
+                            return Ok(Transformed::yes(Expr::Literal(v.clone(), None)));
                         }
                         Ok(Transformed::no(e))
                     })
@@ -598,7 +602,10 @@ fn scalar_column(
     results: &[Arc<RecordBatch>],
     schema: &SchemaRef,
 ) -> DfResult<RecordBatch> {
-    let field = schema.field(schema.fields().len() - 1);
+    let field = schema
+        .fields()
+        .last()
+        .ok_or_else(|| SqlError::internal("a scalar apply without its column").into_datafusion())?;
     let mut values = Vec::with_capacity(results.len());
     for r in results {
         values.push(match r.num_rows() {

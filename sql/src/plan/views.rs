@@ -182,10 +182,10 @@ fn view_alias(view: &ViewDef, written: Option<TableAlias>) -> TableAlias {
 /// The relations a view's query names: tables and views in FROM and joins, and
 /// the table argument of `history(...)` / `as_of(...)`.
 pub(crate) fn dependencies(view: &ViewDef) -> Result<Vec<String>> {
-    let mut stmts = crate::dialect::parse(&view.sql)?;
+    let stmts = crate::dialect::parse(&view.sql)?;
     let mut names = Names::default();
-    for s in &mut stmts {
-        let _ = VisitMut::visit(s, &mut names);
+    for s in &stmts {
+        let _ = Visit::visit(s, &mut names);
     }
     Ok(names.found)
 }
@@ -204,10 +204,10 @@ impl Names {
     }
 }
 
-impl VisitorMut for Names {
+impl Visitor for Names {
     type Break = ();
 
-    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         let TableFactor::Table { name, args, .. } = factor else {
             return ControlFlow::Continue(());
         };

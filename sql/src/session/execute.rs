@@ -82,17 +82,8 @@ impl Session {
                 }
                 Ok(Output::command("ROLLBACK"))
             }
-            Statement::Commit { .. } => {
-                self.savepoints.clear();
-                self.end_transaction_cursors();
-                self.commit()
-            }
-            Statement::Rollback { .. } => {
-                self.set_txn(Txn::Idle);
-                self.savepoints.clear();
-                self.end_transaction_cursors();
-                Ok(Output::command("ROLLBACK"))
-            }
+            Statement::Commit { .. } => self.end_block(true),
+            Statement::Rollback { .. } => self.end_block(false),
             Statement::Declare { stmts } => self.declare(stmts, params).await,
             Statement::Fetch {
                 name, direction, ..

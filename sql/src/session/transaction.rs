@@ -106,18 +106,19 @@ impl Session {
     /// when every statement succeeded (`ok`), else roll it back. A commit that fails
     /// (e.g. a conflicting catalog change) is the query string's error.
     pub fn end_implicit(&mut self, ok: bool) -> Result<()> {
+        self.end_block(ok).map(|_| ())
+    }
+
+    /// End the open block (explicit or implicit): COMMIT when `commit`, else
+    /// ROLLBACK; savepoints and cursors without HOLD end with it.
+    pub(super) fn end_block(&mut self, commit: bool) -> Result<Output> {
         self.savepoints.clear();
         self.end_transaction_cursors();
-        match std::mem::replace(&mut self.txn, Txn::Idle) {
-            Txn::Open(batch) if ok => {
-                self.sync_pending_catalog();
-                self.write(batch)
-            }
-            _ => {
-                self.sync_pending_catalog();
-                Ok(())
-            }
+        if commit {
+            return self.commit();
         }
+        self.set_txn(Txn::Idle);
+        Ok(Output::command("ROLLBACK"))
     }
 
     /// Refuse work while the transaction block is aborted.
@@ -152,7 +153,7 @@ impl Session {
     }
 
     /// `COMMIT`: write the open block's batch atomically (an aborted block rolls back).
-    pub(super) fn commit(&mut self) -> Result<Output> {
+    fn commit(&mut self) -> Result<Output> {
         let txn = std::mem::replace(&mut self.txn, Txn::Idle);
         self.sync_pending_catalog();
         match txn {
