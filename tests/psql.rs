@@ -101,6 +101,9 @@ CREATE TABLE driver_stats (driver_id BIGINT NOT NULL, event_ts TIMESTAMPTZ NOT N
   WITH (event_time = 'event_ts');
 CREATE TABLE labels (driver_id BIGINT, ts TIMESTAMPTZ, label BOOLEAN);
 CREATE VIEW recent AS SELECT driver_id, conv_rate FROM driver_stats;
+CREATE SCHEMA feat;
+CREATE TABLE feat.scores (id BIGINT PRIMARY KEY, s REAL);
+CREATE INDEX scores_by_id ON feat.scores (id);
 \echo == dt
 \dt
 \echo == dv
@@ -111,6 +114,13 @@ CREATE VIEW recent AS SELECT driver_id, conv_rate FROM driver_stats;
 \dn
 \echo == l
 \l
+\echo == di
+\di *.*
+\echo == dt feat
+\dt feat.*
+\echo == indexes
+\pset tuples_only off
+\d feat.scores
 "#;
     let (ok, stdout, stderr) = psql(&server, server.dir.path(), script);
     assert!(ok, "psql failed:\nstdout:\n{stdout}\nstderr:\n{stderr}");
@@ -152,6 +162,36 @@ CREATE VIEW recent AS SELECT driver_id, conv_rate FROM driver_stats;
     );
     assert!(
         section("l").iter().any(|l| l.starts_with("hindsight|")),
+        "{stdout}"
+    );
+    assert!(
+        section("dn").contains(&"feat|postgres".to_string()),
+        "{stdout}"
+    );
+    assert_eq!(
+        section("di"),
+        [
+            "feat|scores_by_id|index|postgres|scores",
+            "feat|scores_pkey|index|postgres|scores",
+            "public|driver_stats_pkey|index|postgres|driver_stats",
+        ],
+        "{stdout}"
+    );
+    assert_eq!(
+        section("dt feat"),
+        ["feat|scores|table|postgres"],
+        "{stdout}"
+    );
+    let indexes = section("indexes");
+    let at = indexes.iter().position(|l| l == "Indexes:");
+    assert_eq!(
+        at.map(|i| &indexes[i + 1..]),
+        Some(
+            &[
+                "    \"scores_pkey\" PRIMARY KEY, btree (id)".to_string(),
+                "    \"scores_by_id\" btree (id)".to_string(),
+            ][..]
+        ),
         "{stdout}"
     );
 }

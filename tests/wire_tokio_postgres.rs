@@ -992,3 +992,55 @@ async fn indexes_the_key_order_serves_are_recorded_and_others_refused() {
     .await;
     assert_eq!(n, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_tables_belong_to_their_session_and_go_with_it() {
+    let server = TestServer::start(&[]);
+    let a = server.connect().await;
+    let b = server.connect().await;
+    a.batch_execute(
+        "CREATE SCHEMA feat;
+         CREATE TABLE feat.t (id BIGINT PRIMARY KEY, v TEXT);
+         CREATE TEMP TABLE scratch (id BIGINT PRIMARY KEY, v TEXT);
+         INSERT INTO scratch VALUES (1, 'mine')",
+    )
+    .await
+    .unwrap();
+    let v: String = a
+        .query_one("SELECT v FROM scratch WHERE id = $1", &[&1i64])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "mine");
+    // another session neither sees it nor collides with its name
+    let e = b.query("SELECT * FROM scratch", &[]).await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::UNDEFINED_TABLE));
+    b.batch_execute("CREATE TEMP TABLE scratch (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    // a prepared statement over a schema-qualified table
+    a.execute("INSERT INTO feat.t VALUES ($1, $2)", &[&5i64, &"five"])
+        .await
+        .unwrap();
+    let v: String = b
+        .query_one("SELECT v FROM feat.t WHERE id = $1", &[&5i64])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "five");
+    let temp_schemas = "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pg_temp_%'";
+    assert_eq!(bigint(&b, temp_schemas).await, 2);
+    drop(a);
+    // the ended session's schema and table are dropped (when its connection closes)
+    let mut left = 2;
+    for _ in 0..100 {
+        left = bigint(&b, temp_schemas).await;
+        if left == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 1);
+    let tables = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'scratch'";
+    assert_eq!(bigint(&b, tables).await, 1);
+}

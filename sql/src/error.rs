@@ -20,6 +20,12 @@ pub enum ErrorKind {
     UndefinedObject,
     DuplicateTable,
     DuplicateColumn,
+    /// CREATE SCHEMA of a name taken (42P06).
+    DuplicateSchema,
+    /// A table definition PostgreSQL refuses (42P16).
+    InvalidTableDefinition,
+    /// A schema that does not exist (3F000).
+    InvalidSchemaName,
     FeatureNotSupported,
     InvalidParameterValue,
     InvalidTextRepresentation,
@@ -137,6 +143,9 @@ fn from_storage(e: &StorageError) -> SqlError {
         StorageError::NoSuchTable(_) => ErrorKind::UndefinedTable,
         StorageError::NoSuchIndex(_) => ErrorKind::UndefinedObject,
         StorageError::TableExists(_) => ErrorKind::DuplicateTable,
+        StorageError::NoSuchSchema(_) => ErrorKind::InvalidSchemaName,
+        StorageError::SchemaExists(_) => ErrorKind::DuplicateSchema,
+        StorageError::SchemaNotEmpty { .. } => ErrorKind::DependentObjectsStillExist,
         StorageError::ColumnExists { .. } => ErrorKind::DuplicateColumn,
         StorageError::NoSuchColumn { .. } => ErrorKind::UndefinedColumn,
         StorageError::InvalidSchema(_) => ErrorKind::InvalidParameterValue,
@@ -159,6 +168,9 @@ fn from_storage(e: &StorageError) -> SqlError {
     let message = match e {
         StorageError::NoSuchTable(t) => format!("relation \"{t}\" does not exist"),
         StorageError::TableExists(t) => format!("relation \"{t}\" already exists"),
+        StorageError::SchemaNotEmpty { schema, .. } => {
+            format!("cannot drop schema {schema} because other objects depend on it")
+        }
         other => other.to_string(),
     };
     let err = SqlError::new(kind, message);
@@ -166,6 +178,9 @@ fn from_storage(e: &StorageError) -> SqlError {
         StorageError::BatchTooLarge { .. } => {
             err.with_hint("one statement or COPY is one atomic batch: split the load into several")
         }
+        StorageError::SchemaNotEmpty { relation, .. } => err
+            .with_detail(format!("relation {relation} is in the schema"))
+            .with_hint("Use DROP ... CASCADE to drop the dependent objects too."),
         _ => err,
     }
 }
@@ -251,9 +266,7 @@ fn classify(e: &DataFusionError) -> SqlError {
             ArrowError::DivideByZero => {
                 SqlError::new(ErrorKind::DivisionByZero, "division by zero")
             }
-            ArrowError::CastError(m) | ArrowError::ParseError(m) => {
-                SqlError::new(ErrorKind::InvalidTextRepresentation, m.clone())
-            }
+            ArrowError::CastError(m) | ArrowError::ParseError(m) => bad_input(m),
             ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
                 SqlError::new(ErrorKind::NumericValueOutOfRange, m.clone())
             }
@@ -263,8 +276,8 @@ fn classify(e: &DataFusionError) -> SqlError {
         DataFusionError::Plan(m) => plan_error(m),
         DataFusionError::Execution(m) => {
             let m = strip(m);
-            if m.contains("Cannot cast") || m.contains("cast") {
-                SqlError::new(ErrorKind::InvalidTextRepresentation, m)
+            if m.contains("Cannot cast") || m.contains("cast") || m.contains("Error parsing") {
+                bad_input(&m)
             } else if m.contains("Divide by zero") || m.contains("division by zero") {
                 SqlError::new(ErrorKind::DivisionByZero, "division by zero")
             } else {
@@ -296,7 +309,17 @@ fn plan_error(m: &str) -> SqlError {
             format!("relation \"{name}\" does not exist"),
         );
     }
-    if m.contains("Invalid function") || m.contains("function") && m.contains("not found") {
+    if let Some(name) = m
+        .strip_prefix("Invalid function '")
+        .and_then(|r| r.split('\'').next())
+    {
+        return SqlError::new(
+            ErrorKind::UndefinedFunction,
+            format!("function {name} does not exist"),
+        )
+        .with_hint("No function matches the given name and argument types. You might need to add explicit type casts.");
+    }
+    if m.contains("function") && m.contains("not found") {
         return SqlError::new(ErrorKind::UndefinedFunction, m);
     }
     if m.contains("No field named") {
@@ -309,6 +332,40 @@ fn plan_error(m: &str) -> SqlError {
         return SqlError::new(ErrorKind::DatatypeMismatch, m);
     }
     SqlError::syntax(m)
+}
+
+/// A value that does not parse as its type, in PostgreSQL's words where the
+/// message names the value and type (`invalid input syntax for type bigint: "abc"`).
+fn bad_input(m: &str) -> SqlError {
+    let quoted = |s: &str| s.split('\'').nth(1).map(str::to_string);
+    // "Cannot cast string 'abc' to value of Int64 type", "Cannot cast value 'x' to
+    // value of Boolean type"
+    if let Some(rest) = m.strip_prefix("Cannot cast ")
+        && let Some(value) = quoted(rest)
+        && let Some(ty) = rest
+            .rsplit("to value of ")
+            .next()
+            .and_then(|t| t.strip_suffix(" type"))
+            .and_then(|t| t.parse::<datafusion::arrow::datatypes::DataType>().ok())
+    {
+        return SqlError::new(
+            ErrorKind::InvalidTextRepresentation,
+            format!(
+                "invalid input syntax for type {}: \"{value}\"",
+                crate::types::arrow_pg_type_name(&ty)
+            ),
+        );
+    }
+    // "Error parsing timestamp from 'x': ..."
+    if let Some(rest) = m.strip_prefix("Error parsing timestamp from ")
+        && let Some(value) = quoted(rest)
+    {
+        return SqlError::new(
+            ErrorKind::InvalidDatetimeFormat,
+            format!("invalid input syntax for type timestamp with time zone: \"{value}\""),
+        );
+    }
+    SqlError::new(ErrorKind::InvalidTextRepresentation, m.to_string())
 }
 
 /// Drop DataFusion's "Error during planning: " style prefixes.

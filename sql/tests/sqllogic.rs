@@ -189,6 +189,7 @@ macro_rules! slt_tests {
 slt_tests! {
     ddl => "ddl.slt",
     views => "views.slt",
+    schemas => "schemas.slt",
     subqueries => "subqueries.slt",
     writes => "writes.slt",
     current_state => "current_state.slt",

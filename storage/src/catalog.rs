@@ -4,6 +4,13 @@
 //! its batch is written, and applying the same operations in WAL order always gives
 //! the same catalog (replay and replicas agree). Table ids are never reused. The
 //! manifest stores a JSON snapshot of the catalog as of the WAL position it covers.
+//!
+//! Schemas (namespaces): relations are keyed by one string, their *relation key*.
+//! A relation of schema `public` is keyed by its bare name (as before schemas
+//! existed); one of another schema `s` by `s.name` ([`relation_key`]). Schema names
+//! and relation names in other schemas never contain `.`, so a key splits one way
+//! ([`split_relation_key`]). An index lives in its table's schema. A relation can be
+//! created only in a schema that exists; a schema can be dropped only when empty.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -57,6 +64,41 @@ pub enum CatalogOp {
         from: String,
         to: String,
     },
+    CreateSchema(SchemaDef),
+    DropSchema {
+        name: String,
+    },
+}
+
+/// A schema (namespace) other than `public`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaDef {
+    pub name: String,
+    /// The role named by `AUTHORIZATION`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// The schema every database has, whose relations are keyed by their bare names.
+pub const PUBLIC_SCHEMA: &str = "public";
+
+/// The key of relation `name` in `schema`.
+pub fn relation_key(schema: &str, name: &str) -> String {
+    if schema == PUBLIC_SCHEMA {
+        name.to_string()
+    } else {
+        format!("{schema}.{name}")
+    }
+}
+
+/// The schema and bare name of a relation key.
+pub fn split_relation_key(key: &str) -> (&str, &str) {
+    key.split_once('.').unwrap_or((PUBLIC_SCHEMA, key))
+}
+
+/// Schemas the server provides itself, which cannot be created.
+fn is_system_schema(name: &str) -> bool {
+    matches!(name, "pg_catalog" | "information_schema") || name.starts_with("pg_toast")
 }
 
 impl CatalogOp {
@@ -73,7 +115,9 @@ impl CatalogOp {
             | CatalogOp::RenameColumn { id, .. } => Some(id),
             CatalogOp::CreateView { .. }
             | CatalogOp::DropView { .. }
-            | CatalogOp::RenameView { .. } => None,
+            | CatalogOp::RenameView { .. }
+            | CatalogOp::CreateSchema(_)
+            | CatalogOp::DropSchema { .. } => None,
         }
     }
 
@@ -93,6 +137,7 @@ pub struct Catalog {
     by_id: BTreeMap<TableId, Arc<TableDef>>,
     by_name: HashMap<String, TableId>,
     views: BTreeMap<String, Arc<ViewDef>>,
+    schemas: BTreeMap<String, SchemaDef>,
     next_id: u32,
 }
 
@@ -103,6 +148,8 @@ struct Snapshot {
     /// Absent while there are none, so older catalogs read unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     views: Vec<ViewDef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    schemas: Vec<SchemaDef>,
 }
 
 impl Catalog {
@@ -131,6 +178,32 @@ impl Catalog {
         self.views.values()
     }
 
+    /// A schema other than `public` by name.
+    pub fn schema(&self, name: &str) -> Option<&SchemaDef> {
+        self.schemas.get(name)
+    }
+
+    /// Every schema other than `public`, by name.
+    pub fn schemas(&self) -> impl Iterator<Item = &SchemaDef> {
+        self.schemas.values()
+    }
+
+    /// True if `name` is `public` or a created schema.
+    pub fn schema_exists(&self, name: &str) -> bool {
+        name == PUBLIC_SCHEMA || self.schemas.contains_key(name)
+    }
+
+    /// The keys of every table, view and index in schema `name`.
+    pub fn relations_in(&self, name: &str) -> Vec<String> {
+        let tables = self.by_id.values().flat_map(|t| {
+            std::iter::once(t.name.clone()).chain(t.indexes.iter().map(|i| i.name.clone()))
+        });
+        tables
+            .chain(self.views.keys().cloned())
+            .filter(|k| split_relation_key(k).0 == name)
+            .collect()
+    }
+
     /// The id the next created table gets.
     pub(crate) fn next_table_id(&self) -> TableId {
         TableId(self.next_id.max(1))
@@ -143,9 +216,43 @@ impl Catalog {
             || self.index(name).is_some()
     }
 
+    /// Check that a new relation may take key `name`: free, in a schema that exists.
     fn check_free(&self, name: &str) -> Result<()> {
         if self.relation_exists(name) {
             return Err(Error::TableExists(name.to_string()));
+        }
+        let (schema, bare) = split_relation_key(name);
+        if !self.schema_exists(schema) || bare.contains('.') {
+            return Err(Error::NoSuchSchema(schema.to_string()));
+        }
+        Ok(())
+    }
+
+    fn check_schema(&self, op: &CatalogOp) -> Result<()> {
+        match op {
+            CatalogOp::CreateSchema(def) => {
+                if self.schema_exists(&def.name) || is_system_schema(&def.name) {
+                    return Err(Error::SchemaExists(def.name.clone()));
+                }
+                if def.name.is_empty() || def.name.contains('.') {
+                    return Err(Error::InvalidArgument(format!(
+                        "schema name \"{}\" is not valid: it must be non-empty and hold no '.'",
+                        def.name
+                    )));
+                }
+            }
+            CatalogOp::DropSchema { name } => {
+                if !self.schemas.contains_key(name) {
+                    return Err(Error::NoSuchSchema(name.clone()));
+                }
+                if let Some(first) = self.relations_in(name).into_iter().next() {
+                    return Err(Error::SchemaNotEmpty {
+                        schema: name.clone(),
+                        relation: first,
+                    });
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -226,6 +333,7 @@ impl Catalog {
             | CatalogOp::RenameView { .. } => {
                 self.check_view(op)?;
             }
+            CatalogOp::CreateSchema(_) | CatalogOp::DropSchema { .. } => self.check_schema(op)?,
         }
         Ok(())
     }
@@ -364,6 +472,12 @@ impl Catalog {
                     self.views.insert(to.clone(), Arc::new(v));
                 }
             }
+            CatalogOp::CreateSchema(def) => {
+                self.schemas.insert(def.name.clone(), def.clone());
+            }
+            CatalogOp::DropSchema { name } => {
+                self.schemas.remove(name);
+            }
         }
     }
 
@@ -396,6 +510,7 @@ impl Catalog {
             next_table_id: self.next_id,
             tables: self.by_id.values().map(|t| (**t).clone()).collect(),
             views: self.views.values().map(|v| (**v).clone()).collect(),
+            schemas: self.schemas.values().cloned().collect(),
         };
         serde_json::to_vec(&snap).map_err(|e| Error::encode("the catalog snapshot", e))
     }
@@ -407,6 +522,9 @@ impl Catalog {
             next_id: snap.next_table_id,
             ..Catalog::default()
         };
+        for d in snap.schemas {
+            c.schemas.insert(d.name.clone(), d);
+        }
         for t in snap.tables {
             t.validate().map_err(|e| e.to_string())?;
             if c.by_name.insert(t.name.clone(), t.id).is_some() {

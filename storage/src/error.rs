@@ -36,6 +36,20 @@ pub enum Error {
     #[error("index \"{0}\" does not exist")]
     NoSuchIndex(String),
 
+    /// The named schema does not exist.
+    #[error("schema \"{0}\" does not exist")]
+    NoSuchSchema(String),
+
+    /// A schema with this name already exists.
+    #[error("schema \"{0}\" already exists")]
+    SchemaExists(String),
+
+    /// A schema that still holds relations cannot be dropped.
+    #[error(
+        "cannot drop schema \"{schema}\" because other objects depend on it (relation \"{relation}\")"
+    )]
+    SchemaNotEmpty { schema: String, relation: String },
+
     /// A table with this name already exists.
     #[error("table \"{0}\" already exists")]
     TableExists(String),

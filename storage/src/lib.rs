@@ -60,7 +60,7 @@ mod wal;
 
 pub use arrowutil::value_array;
 pub use batch::{WriteBatch, encode_batch_keys};
-pub use catalog::{Catalog, CatalogOp};
+pub use catalog::{Catalog, CatalogOp, PUBLIC_SCHEMA, SchemaDef, relation_key, split_relation_key};
 pub use engine::{
     Clock, CommitInfo, Db, LevelStats, Member, Options, Outcome, Replicate, Role, RoleKind, Stamp,
     Stats, SyncPolicy,

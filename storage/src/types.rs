@@ -361,6 +361,11 @@ pub enum ColumnRole {
 }
 
 impl TableDef {
+    /// The table's name within its schema (its relation key without the schema).
+    pub fn bare_name(&self) -> &str {
+        crate::catalog::split_relation_key(&self.name).1
+    }
+
     /// Build a definition; `id` and `created_micros` are assigned by the engine.
     pub fn new(
         name: impl Into<String>,

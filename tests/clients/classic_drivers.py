@@ -5,10 +5,12 @@ running Hindsight server, called the way their users call them:
   bytea / timestamptz / float / array values, rollback of DDL, a LATERAL
   point-in-time join written by hand;
 - pg8000: the native API and the DB-API with parameters;
-- SQLAlchemy: create_all with an index the key serves, Core insert and an UPDATE
+- SQLAlchemy: create_all with an index the key serves (and in a schema of its
+  own), Core insert and an UPDATE
   that sets every column (the key to its own value, as the ORM does), ORM session
   add/update, reflection (get_table_names, get_columns, get_schema_names,
-  get_view_names, has_table), pandas to_sql / read_sql.
+  get_view_names, has_table, get_pk_constraint, get_indexes over pg8000),
+  pandas to_sql / read_sql.
 
 Every value is checked exactly. Usage: python3 classic_drivers.py PORT
 """
@@ -137,10 +139,47 @@ def sqlalchemy_session(url, suffix):
     assert "public" in insp.get_schema_names()
     assert insp.get_view_names() == []
     assert insp.has_table(name) and not insp.has_table("nope")
+    pk = insp.get_pk_constraint(name)
+    assert (pk["name"], pk["constrained_columns"]) == (f"{name}_pkey", ["id"]), pk
+    if suffix == "pg8000":  # psycopg and psycopg2 read pg_index.indoption as int2vector text
+        ixs = [(i["name"], i["column_names"], i["unique"]) for i in insp.get_indexes(name)]
+        assert ixs == [(f"{name}_by_id", ["id"], False)], ixs
     if suffix != "psycopg2":  # see the closing note: a DataFusion naming bug on this path
         cols = [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(name)]
         assert cols == [("id", "BIGINT", False), ("v", "DOUBLE PRECISION", True), ("label", "TEXT", True)], cols
+    schema_session(eng, f"feat_{suffix}")
     return eng
+
+
+def schema_session(eng, schema):
+    """create_all of tables in a schema of their own, reflection by schema, DROP SCHEMA."""
+    with eng.begin() as c:
+        c.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+    md = sa.MetaData(schema=schema)
+    t = sa.Table(
+        "scores", md,
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("s", sa.Float),
+        sa.Index("scores_by_id", "id"),
+    )
+    md.create_all(eng)
+    md.create_all(eng)
+    with eng.begin() as c:
+        c.execute(t.insert(), [{"id": 1, "s": 0.5}, {"id": 2, "s": 1.5}])
+        c.execute(t.update().where(t.c.id == 2).values(s=2.5))
+        assert c.execute(sa.select(t).order_by(t.c.id)).all() == [(1, 0.5), (2, 2.5)]
+        # the same name unqualified is another (absent) table: search_path is public
+        assert c.execute(sa.text(f"SELECT count(*) FROM {schema}.scores")).scalar() == 2
+    insp = sa.inspect(eng)
+    assert schema in insp.get_schema_names(), insp.get_schema_names()
+    assert insp.get_table_names(schema=schema) == ["scores"], insp.get_table_names(schema=schema)
+    assert insp.has_table("scores", schema=schema) and not insp.has_table("scores")
+    pd.DataFrame({"id": [3], "s": [3.5]}).to_sql("scores", eng, schema=schema, if_exists="append", index=False)
+    back = pd.read_sql(sa.select(t).order_by(t.c.id), eng)
+    assert back["s"].tolist() == [0.5, 2.5, 3.5], back
+    with eng.begin() as c:
+        c.execute(sa.schema.DropSchema(schema, cascade=True))
+    assert schema not in sa.inspect(eng).get_schema_names()
 
 
 def orm_session(eng):

@@ -27,7 +27,7 @@ use datafusion::datasource::TableType;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
 use datafusion::prelude::SessionContext;
-use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
+use datafusion_pg_catalog::pg_catalog::catalog_info::{CatalogInfo, IndexInfo};
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -40,10 +40,10 @@ use sqlparser::ast::{
 };
 
 use super::views::{
-    COMPUTED_VIEWS, CURSORS_VIEW, INDEXES_VIEW, VIEWS_VIEW, cursors_view, indexes_view, views_view,
+    COMPUTED_VIEWS, CURSORS_VIEW, INDEXES_VIEW, VIEWS_VIEW, cursors_view, views_view,
 };
 use crate::error::Result;
-use crate::plan::catalog::{CATALOG, SCHEMA};
+use crate::plan::catalog::CATALOG;
 use crate::plan::system::STAT_REPLICATION_VIEW;
 
 /// Words that mark a statement as a client's catalog query.
@@ -252,12 +252,16 @@ pub(crate) fn install(state: SessionState, db: &Db) -> Result<SessionState> {
         ctx.register_udf(f);
     }
     ctx.register_udf(crate::plan::system::transfer_leader_udf(db.clone()));
+    let provider = PgCatalogSchemaProvider::try_new(declared, static_tables, EmptyContextProvider)?;
+    ctx.register_udf(crate::pg::visibility::TableIsVisible::udf(
+        db.clone(),
+        provider.oid_cache(),
+    ));
+    for f in crate::pg::indexes::Definition::udfs(db, &provider.oid_cache()) {
+        ctx.register_udf(f);
+    }
     let pg_catalog = WithLiveViews {
-        inner: Arc::new(PgCatalogSchemaProvider::try_new(
-            declared,
-            static_tables,
-            EmptyContextProvider,
-        )?),
+        inner: Arc::new(provider),
         db: db.clone(),
     };
     if let Some(catalog) = ctx.catalog(CATALOG) {
@@ -291,7 +295,9 @@ impl SchemaProvider for WithLiveViews {
             return Ok(Some(Arc::new(cursors_view())));
         }
         if name.eq_ignore_ascii_case(INDEXES_VIEW) {
-            return Ok(Some(Arc::new(indexes_view(self.db.clone()))));
+            return Ok(Some(Arc::new(crate::pg::indexes::indexes_view(
+                self.db.clone(),
+            ))));
         }
         if name.eq_ignore_ascii_case(VIEWS_VIEW) {
             return Ok(Some(Arc::new(views_view(self.db.clone()))));
@@ -347,12 +353,13 @@ impl CatalogInfo for DeclaredSchemas {
         schema: &str,
         table: &str,
     ) -> std::result::Result<Option<SchemaRef>, DataFusionError> {
-        if catalog == CATALOG && schema == SCHEMA {
-            let c = self.db.catalog();
-            if let Some(view) = c.view(table) {
+        let c = self.db.catalog();
+        if catalog == CATALOG && c.schema_exists(schema) {
+            let key = hindsight_storage::relation_key(schema, table);
+            if let Some(view) = c.view(&key) {
                 return Ok(Some(crate::plan::views::view_schema(view)));
             }
-            return Ok(c.table(table).map(|def| Arc::new(def.arrow_schema(None))));
+            return Ok(c.table(&key).map(|def| Arc::new(def.arrow_schema(None))));
         }
         CatalogInfo::table_schema(&self.list, catalog, schema, table).await
     }
@@ -364,6 +371,22 @@ impl CatalogInfo for DeclaredSchemas {
         table: &str,
     ) -> std::result::Result<Option<TableType>, DataFusionError> {
         CatalogInfo::table_type(&self.list, catalog, schema, table).await
+    }
+
+    async fn table_indexes(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> std::result::Result<Vec<IndexInfo>, DataFusionError> {
+        if catalog != CATALOG {
+            return Ok(Vec::new());
+        }
+        Ok(crate::pg::indexes::index_infos(
+            &self.db.catalog(),
+            schema,
+            table,
+        ))
     }
 }
 

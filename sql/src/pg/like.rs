@@ -7,6 +7,12 @@
 //! Invariant: the translated pattern matches exactly what the original matches
 //! under PostgreSQL's rules (an escaped character is literal; an unescaped
 //! backslash is an ordinary character when another escape character is set).
+//!
+//! The same walk rewrites the one other expression form catalog queries use that
+//! DataFusion lacks: the set-returning `generate_subscripts(a, d)` beside `unnest(a)`
+//! in a select list (SQLAlchemy's key and index reflection) becomes
+//! `unnest(generate_series(1, array_length(a, d)))`; DataFusion runs the unnests of
+//! one select list in lockstep, as PostgreSQL runs its set-returning functions.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -27,10 +33,48 @@ pub(crate) fn like_escapes(stmt: &mut Statement) {
 
 struct LikeEscapes;
 
+/// `generate_subscripts(a, d)` as `unnest(generate_series(1, array_length(a, d)))`.
+fn generate_subscripts(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let name = f.name.0.last()?.as_ident()?;
+    if !name.value.eq_ignore_ascii_case("generate_subscripts") {
+        return None;
+    }
+    let sqlparser::ast::FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let args: Vec<Expr> = list
+        .args
+        .iter()
+        .map(|a| match a {
+            sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(e)) => {
+                Some(e.clone())
+            }
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let [array, dim] = args.as_slice() else {
+        return None;
+    };
+    use crate::plan::rewrite::func;
+    let one = Expr::value(Value::Number("1".into(), false));
+    let len = func("array_length", vec![array.clone(), dim.clone()]);
+    Some(func(
+        "unnest",
+        vec![func("generate_series", vec![one, len])],
+    ))
+}
+
 impl VisitorMut for LikeEscapes {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Some(rewritten) = generate_subscripts(expr) {
+            *expr = rewritten;
+            return ControlFlow::Continue(());
+        }
         let (Expr::Like {
             pattern,
             escape_char,

@@ -6,9 +6,11 @@
 pub mod binary;
 pub(crate) mod catalog;
 pub(crate) mod functions;
+pub(crate) mod indexes;
 pub(crate) mod introspection;
 pub(crate) mod like;
 pub mod literals;
 pub mod text;
 pub(crate) mod textcast;
 pub(crate) mod views;
+pub(crate) mod visibility;

@@ -1,7 +1,7 @@
 //! `pg_catalog` views computed when they are scanned: `pg_cursors` (the session's
 //! open cursors, as psycopg reads them before it closes a server-side cursor) and
-//! `pg_indexes` (primary keys and declared indexes), `pg_views` (views and their
-//! definitions). A leaf of the `pg` floor.
+//! `pg_views` (views and their definitions); `pg_indexes` is `pg::indexes`'. A leaf
+//! of the `pg` floor.
 //!
 //! Invariant: `pg_cursors` shows the session that queries it: each session puts its
 //! [`OpenCursors`] into its DataFusion config, keeps it in step with its cursors,
@@ -98,75 +98,6 @@ pub(crate) fn cursors_view() -> ComputedView {
     })
 }
 
-/// The `pg_indexes` view: each keyed table's primary key (`<table>_pkey`) and its
-/// declared indexes, with PostgreSQL's `indexdef` text.
-pub(crate) fn indexes_view(db: hindsight_storage::Db) -> ComputedView {
-    let text = |n: &str| Field::new(n, DataType::Utf8, true);
-    let schema = Arc::new(Schema::new(vec![
-        text("schemaname"),
-        text("tablename"),
-        text("indexname"),
-        text("tablespace"),
-        text("indexdef"),
-    ]));
-    ComputedView::new(schema, move |_| {
-        let mut rows: Vec<IndexRow> = Vec::new();
-        for t in db.catalog().tables() {
-            let cols = |c: &[usize]| {
-                c.iter()
-                    .filter_map(|&i| t.columns.get(i).map(|c| quote_ident(&c.name)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let mut add = |name: String, unique: bool, columns: &[usize]| {
-                let def = format!(
-                    "CREATE {}INDEX {} ON public.{} USING btree ({})",
-                    if unique { "UNIQUE " } else { "" },
-                    quote_ident(&name),
-                    quote_ident(&t.name),
-                    cols(columns)
-                );
-                rows.push((t.name.clone(), name, def));
-            };
-            if !t.key.is_empty() {
-                add(format!("{}_pkey", t.name), true, &t.key);
-            }
-            for ix in &t.indexes {
-                add(ix.name.clone(), ix.unique, &ix.columns);
-            }
-        }
-        let col = |f: &dyn Fn(&IndexRow) -> Option<String>| -> ArrayRef {
-            Arc::new(rows.iter().map(f).collect::<StringArray>())
-        };
-        vec![
-            col(&|_| Some("public".into())),
-            col(&|r| Some(r.0.clone())),
-            col(&|r| Some(r.1.clone())),
-            col(&|_| None),
-            col(&|r| Some(r.2.clone())),
-        ]
-    })
-}
-
-/// (table, index, indexdef) of a `pg_indexes` row.
-type IndexRow = (String, String, String);
-
-/// An identifier as PostgreSQL prints it: bare when it is lowercase, else quoted.
-fn quote_ident(name: &str) -> String {
-    let bare = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if bare {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
-
 /// The `pg_views` view: every view with its definition as stored.
 pub(crate) fn views_view(db: hindsight_storage::Db) -> ComputedView {
     let text = |n: &str| Field::new(n, DataType::Utf8, true);
@@ -182,9 +113,10 @@ pub(crate) fn views_view(db: hindsight_storage::Db) -> ComputedView {
         let col = |f: &dyn Fn(&hindsight_storage::ViewDef) -> Option<String>| -> ArrayRef {
             Arc::new(views.iter().map(|v| f(v)).collect::<StringArray>())
         };
+        let split = hindsight_storage::split_relation_key;
         vec![
-            col(&|_| Some(crate::plan::catalog::SCHEMA.into())),
-            col(&|v| Some(v.name.clone())),
+            col(&|v| Some(split(&v.name).0.to_string())),
+            col(&|v| Some(split(&v.name).1.to_string())),
             col(&|_| Some("postgres".into())),
             col(&|v| Some(format!("{};", v.sql))),
         ]

@@ -1,5 +1,6 @@
 //! The DataFusion catalog over the storage catalog: database `hindsight`, schema
-//! `public`, one table provider per storage table (current-state reads).
+//! `public` and every created schema, one table provider per storage table
+//! (current-state reads).
 //!
 //! Invariant: the storage catalog is the only source of truth for user tables; these
 //! providers hold no table state of their own, so DDL is visible to the next statement
@@ -14,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use hindsight_storage::Db;
+use hindsight_storage::{Db, relation_key, split_relation_key};
 
 use crate::plan::context::StatementContext;
 use crate::plan::provider::{HsTable, ReadSpec};
@@ -28,6 +29,7 @@ pub const SCHEMA: &str = "public";
 /// Database `hindsight`.
 #[derive(Debug)]
 pub struct HsCatalog {
+    /// `public` (the other user schemas are made on demand, with the same db/stmt).
     schema: Arc<HsSchema>,
     /// System schemas registered at engine start (`pg_catalog`).
     system: RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
@@ -36,7 +38,11 @@ pub struct HsCatalog {
 impl HsCatalog {
     pub fn new(db: Db) -> Self {
         HsCatalog {
-            schema: Arc::new(HsSchema { db, stmt: None }),
+            schema: Arc::new(HsSchema {
+                db,
+                stmt: None,
+                name: SCHEMA.to_string(),
+            }),
             system: RwLock::new(BTreeMap::new()),
         }
     }
@@ -48,6 +54,7 @@ impl HsCatalog {
             schema: Arc::new(HsSchema {
                 db: self.schema.db.clone(),
                 stmt: Some(stmt),
+                name: SCHEMA.to_string(),
             }),
             system: RwLock::new(system.clone()),
         }
@@ -57,7 +64,9 @@ impl HsCatalog {
 impl CatalogProvider for HsCatalog {
     fn schema_names(&self) -> Vec<String> {
         let system = self.system.read().unwrap_or_else(|e| e.into_inner());
+        let catalog = self.schema.catalog();
         std::iter::once(SCHEMA.to_string())
+            .chain(catalog.schemas().map(|s| s.name.clone()))
             .chain(system.keys().cloned())
             .collect()
     }
@@ -65,6 +74,13 @@ impl CatalogProvider for HsCatalog {
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == SCHEMA {
             return Some(self.schema.clone() as Arc<dyn SchemaProvider>);
+        }
+        if self.schema.catalog().schema(name).is_some() {
+            return Some(Arc::new(HsSchema {
+                db: self.schema.db.clone(),
+                stmt: self.schema.stmt.clone(),
+                name: name.to_string(),
+            }));
         }
         let system = self.system.read().unwrap_or_else(|e| e.into_inner());
         system.get(name).cloned()
@@ -85,13 +101,15 @@ impl CatalogProvider for HsCatalog {
     }
 }
 
-/// Schema `public`: the storage tables, and the live system views by name (they
-/// are not listed, so schema reflection shows only user tables).
+/// A user schema: its storage tables and views; in `public` also the live system
+/// views by name (they are not listed, so schema reflection shows only user tables).
 #[derive(Debug)]
 pub struct HsSchema {
     db: Db,
     /// The session this instance plans for (`None`: the engine's instance).
     stmt: Option<Arc<StatementContext>>,
+    /// The schema's name.
+    name: String,
 }
 
 impl HsSchema {
@@ -107,16 +125,22 @@ impl HsSchema {
 impl SchemaProvider for HsSchema {
     fn table_names(&self) -> Vec<String> {
         let catalog = self.catalog();
-        let tables = catalog.tables().map(|t| t.name.clone());
-        tables
-            .chain(catalog.views().map(|v| v.name.clone()))
+        let keys = catalog.tables().map(|t| t.name.clone());
+        keys.chain(catalog.views().map(|v| v.name.clone()))
+            .filter_map(|k| match split_relation_key(&k) {
+                (s, n) if s == self.name => Some(n.to_string()),
+                _ => None,
+            })
             .collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        if let Some(view) = crate::plan::system::view(name, &self.db) {
+        if self.name == SCHEMA
+            && let Some(view) = crate::plan::system::view(name, &self.db)
+        {
             return Ok(Some(view));
         }
+        let name = &relation_key(&self.name, name);
         let catalog = self.catalog();
         if let Some(def) = catalog.table(name) {
             return Ok(Some(Arc::new(HsTable::new(
@@ -132,8 +156,9 @@ impl SchemaProvider for HsSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         let catalog = self.catalog();
-        catalog.table(name).is_some()
-            || catalog.view(name).is_some()
-            || crate::plan::system::view(name, &self.db).is_some()
+        let key = relation_key(&self.name, name);
+        catalog.table(&key).is_some()
+            || catalog.view(&key).is_some()
+            || (self.name == SCHEMA && crate::plan::system::view(name, &self.db).is_some())
     }
 }

@@ -19,14 +19,32 @@ use datafusion::common::ScalarValue;
 use hindsight_storage::{Catalog, CatalogOp, Db, Snapshot};
 
 use crate::error::{Result, SqlError};
+use crate::plan::names::Names;
 
-#[derive(Default)]
 struct Inner {
     snapshot: Option<Snapshot>,
     params: Vec<ScalarValue>,
     stash: Vec<Vec<RecordBatch>>,
     /// Catalog changes of the open transaction, not yet committed.
     pending_catalog: Vec<CatalogOp>,
+    /// The schemas unqualified names are looked up in (`search_path`), the
+    /// session's temporary schema first once it has one.
+    search_path: Vec<String>,
+    /// The session's temporary schema (`pg_temp_N`), once it created a temporary table.
+    temp_schema: Option<String>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            snapshot: None,
+            params: Vec::new(),
+            stash: Vec::new(),
+            pending_catalog: Vec::new(),
+            search_path: crate::plan::names::default_search_path(),
+            temp_schema: None,
+        }
+    }
 }
 
 /// The state of the statement being planned and executed in a session.
@@ -82,6 +100,37 @@ impl StatementContext {
         committed
             .with_pending(&g.pending_catalog)
             .map_or(committed, Arc::new)
+    }
+
+    /// Set the schemas unqualified names are looked up in, in order.
+    pub(crate) fn set_search_path(&self, path: Vec<String>) {
+        self.lock().search_path = path;
+    }
+
+    /// Record the session's temporary schema (searched before `search_path`).
+    pub(crate) fn set_temp_schema(&self, schema: Option<String>) {
+        self.lock().temp_schema = schema;
+    }
+
+    /// The session's temporary schema, if it has one.
+    pub(crate) fn temp_schema(&self) -> Option<String> {
+        self.lock().temp_schema.clone()
+    }
+
+    /// The search path as `pg_table_is_visible`'s second argument.
+    pub(crate) fn visibility_path(&self) -> String {
+        let g = self.lock();
+        crate::pg::visibility::path_argument(g.temp_schema.as_deref(), &g.search_path)
+    }
+
+    /// Name resolution as this session plans: its catalog and search path (its
+    /// temporary schema first).
+    pub(crate) fn names(&self, db: &Db) -> Names {
+        let (temp, path) = {
+            let g = self.lock();
+            (g.temp_schema.clone(), g.search_path.clone())
+        };
+        Names::new(self.catalog(db), temp, path)
     }
 
     /// Parameter values of the running statement.

@@ -123,17 +123,18 @@ fn read_of(
     name: &ObjectName,
     args: Option<&[FunctionArg]>,
     version: Option<&TableVersion>,
-) -> Option<(String, ReadSpec, String)> {
+) -> Option<(Vec<String>, ReadSpec, String)> {
     let to_expr = |e: &Expr| {
         state
             .create_logical_expr(&e.to_string(), &DFSchema::empty())
             .ok()
     };
-    let name = normalize(name.0.last()?.as_ident()?);
+    let parts = crate::plan::names::parts(name)?;
+    let name = parts.last()?.clone();
     match (args, version) {
-        (None, None) => Some((name.clone(), ReadSpec::Current, name)),
+        (None, None) => Some((parts, ReadSpec::Current, name)),
         (None, Some(TableVersion::ForSystemTimeAsOf(e))) => {
-            Some((name.clone(), ReadSpec::SystemTime(to_expr(e)?), name))
+            Some((parts, ReadSpec::SystemTime(to_expr(e)?), name))
         }
         (Some(args), None) if name == "as_of" => {
             let mut pos = Vec::new();
@@ -155,7 +156,8 @@ fn read_of(
                 return None;
             };
             let table = match table {
-                Expr::Identifier(i) => normalize(i),
+                Expr::Identifier(i) => vec![normalize(i)],
+                Expr::CompoundIdentifier(p) => p.iter().map(normalize).collect(),
                 _ => return None,
             };
             let at = to_expr(at)?;
@@ -343,9 +345,8 @@ impl FastLookup {
         )?;
         let def = crate::plan::context::of(state)
             .ok()?
-            .catalog(db)
-            .table(&table)?
-            .clone();
+            .names(db)
+            .find_table(&table)?;
         if def.key.is_empty() {
             return None;
         }

@@ -10,6 +10,7 @@ pub mod asof;
 pub(crate) mod catalog;
 pub(crate) mod context;
 pub(crate) mod fastpath;
+pub(crate) mod names;
 pub(crate) mod params;
 pub(crate) mod placeholders;
 pub mod provider;

@@ -28,6 +28,7 @@ use sqlparser::ast::{
 use crate::error::{ErrorKind, SqlError};
 use crate::plan::asof;
 use crate::plan::context::StatementContext;
+use crate::plan::names::key_of;
 use crate::plan::provider::{HsTable, ReadSpec};
 
 /// Internal relation: current state with encoded keys.
@@ -112,11 +113,27 @@ fn object_name(ctx: &dyn RelationPlannerContext, name: &ObjectName) -> Option<St
         .map(|i| ctx.normalize_ident(i.clone()))
 }
 
+/// The relation key of a table name (already qualified by the search path, see
+/// [`crate::plan::names`]).
+pub(crate) fn table_key(ctx: &dyn RelationPlannerContext, name: &ObjectName) -> Option<String> {
+    let parts: Option<Vec<String>> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(|i| ctx.normalize_ident(i.clone())))
+        .collect();
+    key_of(&parts?)
+}
+
 /// A table name given as a function argument (`as_of(driver_stats, ...)`).
 fn table_arg(ctx: &dyn RelationPlannerContext, e: &SqlExpr) -> Option<String> {
     match e {
         SqlExpr::Identifier(i) => Some(ctx.normalize_ident(i.clone())),
-        SqlExpr::CompoundIdentifier(parts) => parts.last().map(|i| ctx.normalize_ident(i.clone())),
+        SqlExpr::CompoundIdentifier(parts) => key_of(
+            &parts
+                .iter()
+                .map(|i| ctx.normalize_ident(i.clone()))
+                .collect::<Vec<_>>(),
+        ),
         SqlExpr::Value(v) => match &v.value {
             sqlparser::ast::Value::SingleQuotedString(s) => Some(s.clone()),
             _ => None,
@@ -222,7 +239,7 @@ impl HsRelationPlanner {
         };
         let key_bytes = func == KEYS_FUNCTION;
         let qualifier = if key_bytes {
-            def.name.clone()
+            def.bare_name().to_string()
         } else {
             func.to_string()
         };
@@ -275,9 +292,9 @@ impl HsRelationPlanner {
                 .with_hint(hint));
             }
         };
-        let table = object_name(ctx, name).ok_or_else(|| SqlError::syntax("bad table name"))?;
+        let table = table_key(ctx, name).ok_or_else(|| SqlError::syntax("bad table name"))?;
         let def = self.table(&table)?;
-        let qualifier = def.name.clone();
+        let qualifier = def.bare_name().to_string();
         let plan = scan(def, ReadSpec::SystemTime(expr), false, qualifier)?;
         Ok(PlannedRelation::new(plan, alias))
     }

@@ -22,7 +22,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::TableType;
 use datafusion::physical_plan::ExecutionPlan;
 
-use hindsight_storage::{Catalog, ViewDef};
+use hindsight_storage::{PUBLIC_SCHEMA, ViewDef, split_relation_key};
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, Query, Statement, TableAlias,
     TableAliasColumnDef, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
@@ -30,7 +30,7 @@ use sqlparser::ast::{
 
 use crate::error::{ErrorKind, Result, SqlError};
 use crate::ident::normalize;
-use crate::plan::catalog::SCHEMA;
+use crate::plan::names::{self, Names, qualified_name};
 
 /// Most view references one statement may expand (nested ones included).
 const MAX_EXPANSIONS: usize = 256;
@@ -39,16 +39,19 @@ const MAX_EXPANSIONS: usize = 256;
 /// view's query gets the same.
 pub(crate) type Rewrite = fn(&mut Statement);
 
-/// Replace every view reference in `stmt` with the view's query.
-pub(crate) fn expand(stmt: &mut Statement, catalog: &Catalog, rewrite: Rewrite) -> Result<()> {
-    if catalog.views().next().is_none() {
+/// Replace every view reference in `stmt` with the view's query, and qualify every
+/// table reference that the search path resolves outside `public` (see
+/// [`crate::plan::names`]).
+pub(crate) fn expand(stmt: &mut Statement, names: &Names, rewrite: Rewrite) -> Result<()> {
+    let catalog = names.catalog();
+    if catalog.views().next().is_none() && catalog.schemas().next().is_none() {
         return Ok(());
     }
     let mut ctes = CteNames(Vec::new());
     let _ = Visit::visit(&*stmt, &mut ctes);
     let mut v = Expander {
-        catalog,
-        rewrite,
+        names,
+        rewrite: Some(rewrite),
         ctes: ctes.0,
         expanded: 0,
     };
@@ -56,6 +59,22 @@ pub(crate) fn expand(stmt: &mut Statement, catalog: &Catalog, rewrite: Rewrite) 
         ControlFlow::Continue(()) => Ok(()),
         ControlFlow::Break(e) => Err(e),
     }
+}
+
+/// Qualify every relation a view's query names outside `public` with its schema,
+/// as the search path resolves it now (views keep no other binding: see
+/// `session::alter`), so using the view later reads the same schema's relations
+/// whatever the search path is then.
+pub(crate) fn qualify(query: &mut Query, names: &Names) {
+    let mut ctes = CteNames(Vec::new());
+    let _ = Visit::visit(&*query, &mut ctes);
+    let mut v = Expander {
+        names,
+        rewrite: None,
+        ctes: ctes.0,
+        expanded: 0,
+    };
+    let _ = VisitMut::visit(query, &mut v);
 }
 
 /// A view's stored query, parsed and rewritten as a statement's query would be.
@@ -91,27 +110,71 @@ impl Visitor for CteNames {
 }
 
 struct Expander<'a> {
-    catalog: &'a Catalog,
-    rewrite: Rewrite,
+    names: &'a Names,
+    /// How an expanded view's query is rewritten; `None`: views are not expanded.
+    rewrite: Option<Rewrite>,
     ctes: Vec<String>,
     expanded: usize,
 }
 
 impl Expander<'_> {
-    /// The view a table name refers to: unqualified (and not a CTE) or `public.`.
-    fn view(&self, name: &ObjectName) -> Option<Arc<ViewDef>> {
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .map(|p| p.as_ident().map(normalize))
-            .collect::<Option<_>>()?;
-        let view = match parts.as_slice() {
-            [v] if !self.ctes.contains(v) => v,
-            [s, v] if s == SCHEMA => v,
-            [_, s, v] if s == SCHEMA => v,
-            _ => return None,
+    /// The relation key a table name refers to (a CTE's name refers to no relation).
+    fn resolve(&self, name: &ObjectName) -> Option<String> {
+        let parts = names::parts(name)?;
+        if let [only] = parts.as_slice()
+            && self.ctes.contains(only)
+        {
+            return None;
+        }
+        self.names.existing(&parts)
+    }
+
+    /// Qualify the table argument of `history(t)`, `as_of(t, ...)` and the like.
+    fn qualify_table_arg(&self, args: &mut [FunctionArg]) {
+        let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) = args.first_mut() else {
+            return;
         };
-        self.catalog.view(view).cloned()
+        let written = match e {
+            Expr::Identifier(i) => vec![normalize(i)],
+            Expr::CompoundIdentifier(parts) => parts.iter().map(normalize).collect(),
+            _ => return,
+        };
+        if let Some(def) = self.names.find_table(&written)
+            && split_relation_key(&def.name).0 != PUBLIC_SCHEMA
+        {
+            let ObjectName(parts) = qualified_name(&def.name);
+            *e = Expr::CompoundIdentifier(
+                parts.iter().filter_map(|p| p.as_ident()).cloned().collect(),
+            );
+        }
+    }
+
+    /// Replace a view reference with the view's query.
+    fn expand_view(
+        &mut self,
+        view: &ViewDef,
+        rewrite: Rewrite,
+        factor: &mut TableFactor,
+    ) -> Result<()> {
+        self.expanded += 1;
+        if self.expanded > MAX_EXPANSIONS {
+            return Err(SqlError::new(
+                ErrorKind::InvalidObjectDefinition,
+                format!("infinite recursion detected in view \"{}\"", view.name),
+            ));
+        }
+        let query = view_query(view, rewrite)?;
+        let TableFactor::Table { alias, .. } = factor else {
+            return Ok(());
+        };
+        let alias = view_alias(view, alias.take());
+        *factor = TableFactor::Derived {
+            lateral: false,
+            subquery: Box::new(query),
+            alias: Some(alias),
+            sample: None,
+        };
+        Ok(())
     }
 }
 
@@ -122,34 +185,42 @@ impl VisitorMut for Expander<'_> {
         let TableFactor::Table {
             name,
             alias,
-            args: None,
-            version: None,
+            args,
+            version,
             ..
         } = factor
         else {
             return ControlFlow::Continue(());
         };
-        let Some(view) = self.view(name) else {
+        if let Some(a) = args {
+            self.qualify_table_arg(&mut a.args);
+            return ControlFlow::Continue(());
+        }
+        let Some(key) = self.resolve(name) else {
             return ControlFlow::Continue(());
         };
-        self.expanded += 1;
-        if self.expanded > MAX_EXPANSIONS {
-            return ControlFlow::Break(SqlError::new(
-                ErrorKind::InvalidObjectDefinition,
-                format!("infinite recursion detected in view \"{}\"", view.name),
-            ));
+        let catalog = self.names.catalog().clone();
+        if let Some(view) = catalog.view(&key)
+            && let Some(rewrite) = self.rewrite
+            && version.is_none()
+        {
+            return match self.expand_view(view, rewrite, factor) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(e),
+            };
         }
-        let query = match view_query(&view, self.rewrite) {
-            Ok(q) => q,
-            Err(e) => return ControlFlow::Break(e),
-        };
-        let alias = view_alias(&view, alias.take());
-        *factor = TableFactor::Derived {
-            lateral: false,
-            subquery: Box::new(query),
-            alias: Some(alias),
-            sample: None,
-        };
+        let (schema, bare) = split_relation_key(&key);
+        if schema != PUBLIC_SCHEMA {
+            *name = qualified_name(&key);
+            if alias.is_none() {
+                *alias = Some(TableAlias {
+                    explicit: false,
+                    name: Ident::with_quote('"', bare),
+                    columns: Vec::new(),
+                    at: None,
+                });
+            }
+        }
         ControlFlow::Continue(())
     }
 }
@@ -159,7 +230,7 @@ impl VisitorMut for Expander<'_> {
 fn view_alias(view: &ViewDef, written: Option<TableAlias>) -> TableAlias {
     let alias = written.unwrap_or_else(|| TableAlias {
         explicit: false,
-        name: Ident::with_quote('"', view.name.clone()),
+        name: Ident::with_quote('"', split_relation_key(&view.name).1),
         columns: Vec::new(),
         at: None,
     });
@@ -179,32 +250,33 @@ fn view_alias(view: &ViewDef, written: Option<TableAlias>) -> TableAlias {
     }
 }
 
-/// The relations a view's query names: tables and views in FROM and joins, and
-/// the table argument of `history(...)` / `as_of(...)`.
-pub(crate) fn dependencies(view: &ViewDef) -> Result<Vec<String>> {
+/// The relations a view's query names (as relation keys, resolved with `names`):
+/// tables and views in FROM and joins, and the table argument of `history(...)` /
+/// `as_of(...)`.
+pub(crate) fn dependencies(view: &ViewDef, names: &Names) -> Result<Vec<String>> {
     let stmts = crate::dialect::parse(&view.sql)?;
-    let mut names = Names::default();
+    let mut found = Written::default();
     for s in &stmts {
-        let _ = Visit::visit(s, &mut names);
+        let _ = Visit::visit(s, &mut found);
     }
-    Ok(names.found)
-}
-
-/// Collects the relations table factors name.
-#[derive(Default)]
-struct Names {
-    found: Vec<String>,
-}
-
-impl Names {
-    fn note(&mut self, name: String) {
-        if !self.found.contains(&name) {
-            self.found.push(name);
+    let mut keys: Vec<String> = Vec::new();
+    for parts in found.0 {
+        let key = names
+            .existing(&parts)
+            .or_else(|| names::key_of(&parts))
+            .unwrap_or_default();
+        if !keys.contains(&key) {
+            keys.push(key);
         }
     }
+    Ok(keys)
 }
 
-impl Visitor for Names {
+/// Collects the names table factors give relations, as written.
+#[derive(Default)]
+struct Written(Vec<Vec<String>>);
+
+impl Visitor for Written {
     type Break = ();
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
@@ -212,15 +284,15 @@ impl Visitor for Names {
             return ControlFlow::Continue(());
         };
         match args {
-            None => {
-                if let Some(n) = name.0.last().and_then(|p| p.as_ident()) {
-                    self.note(normalize(n));
-                }
-            }
+            None => self.0.extend(names::parts(name)),
             Some(a) => {
-                for arg in &a.args {
-                    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(i))) = arg {
-                        self.note(normalize(i));
+                if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) = a.args.first() {
+                    match e {
+                        Expr::Identifier(i) => self.0.push(vec![normalize(i)]),
+                        Expr::CompoundIdentifier(p) => {
+                            self.0.push(p.iter().map(normalize).collect())
+                        }
+                        _ => {}
                     }
                 }
             }

@@ -16,18 +16,18 @@
 
 use std::sync::Arc;
 
-use hindsight_storage::{CatalogOp, ColumnDef, ViewDef};
+use hindsight_storage::{CatalogOp, ColumnDef, ViewDef, relation_key, split_relation_key};
 use sqlparser::ast::{
     AlterTable, AlterTableOperation, ColumnOption, ObjectName, ObjectType, RenameTableNameKind,
     Statement,
 };
 
 use super::ddl::parse_options;
-use super::index::last_name;
 use super::state::Session;
 use crate::error::{ErrorKind, Result, SqlError};
 use crate::ident::normalize;
 use crate::output::Output;
+use crate::plan::names::name_parts;
 use crate::plan::views::dependencies;
 use crate::types::storage_type;
 
@@ -59,17 +59,19 @@ impl Session {
             ObjectType::Index => self.drop_indexes(&names, if_exists),
             ObjectType::Table => self.drop_relations(&names, false, if_exists, cascade),
             ObjectType::View => self.drop_relations(&names, true, if_exists, cascade),
+            ObjectType::Schema => self.drop_schemas(&names, if_exists, cascade),
             other => Err(SqlError::unsupported(format!(
                 "DROP {other} is not supported"
             ))),
         }
     }
 
-    /// The views that read relation `name`.
+    /// The views that read relation `name` (a relation key).
     fn dependents(&self, name: &str) -> Result<Vec<Arc<ViewDef>>> {
         let mut out = Vec::new();
-        for v in self.catalog().views() {
-            if v.name != name && dependencies(v)?.iter().any(|d| d == name) {
+        let names = self.names();
+        for v in names.catalog().views() {
+            if v.name != name && dependencies(v, &names)?.iter().any(|d| d == name) {
                 out.push(v.clone());
             }
         }
@@ -103,6 +105,22 @@ impl Session {
         Ok(())
     }
 
+    /// Drop the table (or view) with relation key `key` and, with `cascade`, the views
+    /// that read it (2BP01 if there are some and no `cascade`). A relation already
+    /// gone (an earlier cascade dropped it) is skipped.
+    pub(super) fn drop_relation_key(&mut self, key: &str, view: bool, cascade: bool) -> Result<()> {
+        let catalog = self.catalog();
+        let op = match (view, catalog.table(key)) {
+            (false, Some(t)) => CatalogOp::DropTable { id: t.id },
+            (true, _) if catalog.view(key).is_some() => CatalogOp::DropView {
+                name: key.to_string(),
+            },
+            _ => return Ok(()),
+        };
+        self.drop_dependents(key, if view { "view" } else { "table" }, cascade)?;
+        self.change_catalog(op)
+    }
+
     /// DROP TABLE (`view == false`) or DROP VIEW of each name; dropping the other
     /// kind is 42809, a missing one 42P01 unless IF EXISTS.
     fn drop_relations(
@@ -112,20 +130,25 @@ impl Session {
         if_exists: bool,
         cascade: bool,
     ) -> Result<Output> {
-        let (kind, other, hint) = if view {
-            ("view", "a view", "Use DROP TABLE to remove a table.")
+        let (other, hint) = if view {
+            ("a view", "Use DROP TABLE to remove a table.")
         } else {
-            ("table", "a table", "Use DROP VIEW to remove a view.")
+            ("a table", "Use DROP VIEW to remove a view.")
         };
         for n in names {
-            let name = last_name(n);
-            let catalog = self.catalog();
-            let (table, is_view) = (catalog.table(&name).cloned(), catalog.view(&name).is_some());
-            let op = match (view, table) {
-                (false, Some(t)) => CatalogOp::DropTable { id: t.id },
-                (true, _) if is_view => CatalogOp::DropView { name: name.clone() },
-                (false, None) if is_view => return Err(wrong_kind(&name, other, hint)),
-                (true, Some(_)) => return Err(wrong_kind(&name, other, hint)),
+            let parts = name_parts(n)?;
+            let resolver = self.names();
+            let catalog = resolver.catalog();
+            let found = resolver.find(&parts, |k| catalog.relation_exists(k));
+            let (table, is_view) = match &found {
+                Some(k) => (catalog.table(k).is_some(), catalog.view(k).is_some()),
+                None => (false, false),
+            };
+            let name = parts.join(".");
+            match (found, view) {
+                (Some(key), false) if table => self.drop_relation_key(&key, false, cascade)?,
+                (Some(key), true) if is_view => self.drop_relation_key(&key, true, cascade)?,
+                (Some(_), _) if table || is_view => return Err(wrong_kind(&name, other, hint)),
                 _ if if_exists => continue,
                 _ if view => {
                     return Err(SqlError::new(
@@ -134,9 +157,7 @@ impl Session {
                     ));
                 }
                 _ => return Err(hindsight_storage::Error::NoSuchTable(name).into()),
-            };
-            self.drop_dependents(&name, kind, cascade)?;
-            self.change_catalog(op)?;
+            }
         }
         Ok(Output::command(if view {
             "DROP VIEW"
@@ -146,8 +167,12 @@ impl Session {
     }
 
     pub(crate) fn alter_table(&mut self, at: AlterTable) -> Result<Output> {
-        let name = last_name(&at.name);
-        let catalog = self.catalog();
+        let parts = name_parts(&at.name)?;
+        let resolver = self.names();
+        let catalog = resolver.catalog().clone();
+        let name = resolver
+            .find(&parts, |k| catalog.relation_exists(k))
+            .unwrap_or_else(|| parts.join("."));
         if catalog.view(&name).is_some() {
             return self.alter_view(&name, at.operations);
         }
@@ -239,7 +264,7 @@ impl Session {
             }
             AlterTableOperation::RenameTable { table_name } => CatalogOp::RenameTable {
                 id,
-                name: new_name(&table_name),
+                name: new_name(&table_name, name)?,
             },
             AlterTableOperation::RenameColumn {
                 old_column_name,
@@ -266,15 +291,22 @@ impl Session {
             };
             self.change_catalog(CatalogOp::RenameView {
                 from: name.to_string(),
-                to: new_name(&table_name),
+                to: new_name(&table_name, name)?,
             })?;
         }
         Ok(Output::command("ALTER TABLE"))
     }
 }
 
-fn new_name(kind: &RenameTableNameKind) -> String {
-    match kind {
-        RenameTableNameKind::As(n) | RenameTableNameKind::To(n) => last_name(n),
+/// The key a relation renamed from key `from` takes: the new name stays in its schema.
+fn new_name(kind: &RenameTableNameKind, from: &str) -> Result<String> {
+    let (RenameTableNameKind::As(n) | RenameTableNameKind::To(n)) = kind;
+    let schema = split_relation_key(from).0;
+    match name_parts(n)?.as_slice() {
+        [bare] => Ok(relation_key(schema, bare)),
+        [s, bare] if s == schema => Ok(relation_key(schema, bare)),
+        _ => Err(SqlError::syntax(format!(
+            "RENAME TO {n}: a relation is renamed within its schema; give the new name without one"
+        ))),
     }
 }

@@ -392,12 +392,15 @@ fn parse_column(values: &StringArray, ty: &DataType, type_name: &str) -> Result<
 }
 
 impl Session {
-    /// Open a COPY FROM into `table`; `columns` empty means all, in table order.
-    /// `binary`: its rows come in PostgreSQL's binary format ([`CopyIn::push_binary`]).
-    pub fn copy_in(&self, table: &str, columns: &[String], binary: bool) -> Result<CopyIn> {
+    /// Open a COPY FROM into the table named by `table` (its name's normalized
+    /// parts, resolved by the search path); `columns` empty means all, in table
+    /// order. `binary`: its rows come in PostgreSQL's binary format
+    /// ([`CopyIn::push_binary`]).
+    pub fn copy_in(&self, table: &[String], columns: &[String], binary: bool) -> Result<CopyIn> {
         self.check_not_failed()?;
         self.check_writable("COPY FROM")?;
-        let def = self.table_def(table)?;
+        let def = self.names().table(table)?;
+        let table = def.bare_name();
         let targets = if columns.is_empty() {
             (0..def.columns.len()).collect()
         } else {

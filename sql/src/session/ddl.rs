@@ -204,19 +204,34 @@ fn cast_to_table(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch>
 
 impl Session {
     pub(crate) async fn create_table(&mut self, ct: CreateTable) -> Result<Output> {
-        let name = super::index::last_name(&ct.name);
-        if ct.temporary || ct.external || ct.or_replace {
+        if ct.external || ct.or_replace || ct.on_commit.is_some() {
             return Err(SqlError::unsupported(
-                "TEMPORARY, EXTERNAL and OR REPLACE tables are not supported",
+                "EXTERNAL and OR REPLACE tables, and ON COMMIT, are not supported",
             ));
         }
+        let parts = crate::plan::names::name_parts(&ct.name)?;
+        let name = if ct.temporary {
+            let schema = self.temp_schema()?;
+            match parts.as_slice() {
+                [bare] => hindsight_storage::relation_key(&schema, bare),
+                [s, bare] if s == "pg_temp" => hindsight_storage::relation_key(&schema, bare),
+                _ => {
+                    return Err(SqlError::new(
+                        ErrorKind::InvalidTableDefinition,
+                        "cannot create temporary relation in non-temporary schema",
+                    ));
+                }
+            }
+        } else {
+            self.names().new_key(&parts)?
+        };
         if self.catalog().relation_exists(&name) {
             if ct.if_not_exists {
                 return Ok(Output::command("CREATE TABLE"));
             }
             return Err(SqlError::new(
                 ErrorKind::DuplicateTable,
-                format!("relation \"{name}\" already exists"),
+                format!("relation \"{}\" already exists", ct.name),
             ));
         }
         let opts = table_options(&ct)?;

@@ -38,14 +38,6 @@ use crate::plan::relation::{KEYS_FUNCTION, STASH_FUNCTION};
 
 const ORDINAL: &str = "__hindsight_ordinal";
 
-fn table_name(name: &sqlparser::ast::ObjectName) -> Result<String> {
-    name.0
-        .last()
-        .and_then(|p| p.as_ident())
-        .map(normalize)
-        .ok_or_else(|| SqlError::syntax(format!("bad table name {name}")))
-}
-
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -81,13 +73,14 @@ impl Session {
                 "INSERT into a table function is not supported",
             ));
         };
-        let def = self.table_def(&table_name(name)?)?;
+        let def = self.table_named(name)?;
+        ins.table = TableObject::TableName(crate::plan::names::qualified_name(&def.name));
         let on = ins.on.take();
         let alias = ins
             .table_alias
             .take()
             .map(|a| normalize(&a.alias))
-            .unwrap_or_else(|| def.name.clone());
+            .unwrap_or_else(|| def.bare_name().to_string());
         crate::pg::literals::rewrite_insert_literals(&mut ins, &def);
         if let Some(source) = ins.source.as_mut() {
             crate::plan::rewrite::name_query_outputs(source);
@@ -261,7 +254,7 @@ impl Session {
         let TableFactor::Table { name, .. } = &u.table.relation else {
             return Err(SqlError::unsupported("UPDATE needs a table"));
         };
-        let def = self.table_def(&table_name(name)?)?;
+        let def = self.table_named(name)?;
         // ORMs set every mapped column, the key and event time included, to the
         // values they already have: such assignments are kept only if no matched
         // row would change (checked below), and then assign the column to itself.
@@ -366,11 +359,11 @@ impl Session {
             return Err(SqlError::unsupported("DELETE needs a single table")
                 .with_hint("use DELETE FROM t USING other WHERE ..."));
         };
-        let def = self.table_def(&table_name(name)?)?;
+        let def = self.table_named(name)?;
         let q = alias
             .as_ref()
             .map(|a| normalize(&a.name))
-            .unwrap_or_else(|| def.name.clone());
+            .unwrap_or_else(|| def.bare_name().to_string());
         let et = def
             .event_time
             .and_then(|i| def.columns.get(i))
@@ -379,7 +372,7 @@ impl Session {
         let sql = format!(
             "SELECT {q}.{KEY_BYTES}, {et} FROM {KEYS_FUNCTION}({t}) AS {q}",
             q = quote(&q),
-            t = quote(&def.name),
+            t = crate::plan::names::quote_key(&def.name),
         );
         let mut stmt = crate::dialect::parse(&sql)?
             .pop()

@@ -56,6 +56,8 @@ pub struct Engine {
     /// sessions plan with a copy that adds their transaction's DDL.
     pub(super) catalog: Arc<HsCatalog>,
     compat: ClientCompat,
+    /// Numbers of the sessions' temporary schemas.
+    pub(super) temp_ids: super::temp::TempIds,
 }
 
 impl std::fmt::Debug for Engine {
@@ -80,12 +82,14 @@ impl Engine {
         base.catalog_list()
             .register_catalog(CATALOG.to_string(), catalog.clone());
         let template = crate::pg::catalog::install(base, &db)?;
+        super::temp::drop_stale_temp_schemas(&db)?;
         Ok(Arc::new(Engine {
             db,
             options,
             template,
             catalog,
             compat: ClientCompat::new(),
+            temp_ids: super::temp::TempIds::default(),
         }))
     }
 

@@ -104,6 +104,11 @@ impl Session {
             Statement::CreateTable(ct) => self.create_table(ct).await,
             Statement::CreateIndex(ci) => self.create_index(ci),
             Statement::CreateView(cv) => self.create_view(cv).await,
+            Statement::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => self.create_schema(schema_name, if_not_exists),
             Statement::Drop { .. } => self.drop(stmt),
             Statement::AlterTable(at) => self.alter_table(at),
             Statement::Vacuum(v) => self.vacuum(v).await,
@@ -122,18 +127,7 @@ impl Session {
     /// work runs on a blocking thread; the statement returns when it is done.
     async fn vacuum(&mut self, v: sqlparser::ast::VacuumStatement) -> Result<Output> {
         if let Some(name) = &v.table_name {
-            let table = name
-                .0
-                .last()
-                .and_then(|p| p.as_ident())
-                .map(crate::ident::normalize)
-                .unwrap_or_default();
-            if self.catalog().table(&table).is_none() {
-                return Err(SqlError::new(
-                    ErrorKind::UndefinedTable,
-                    format!("relation \"{table}\" does not exist"),
-                ));
-            }
+            self.table_named(name)?;
         }
         let db = self.engine.db.clone();
         tokio::task::spawn_blocking(move || db.compact_now())
@@ -160,7 +154,7 @@ impl Session {
 
     /// Plan a statement with DataFusion (catalog, relation planner, as-of join).
     pub(crate) async fn plan(&self, mut stmt: Statement) -> Result<LogicalPlan> {
-        crate::plan::views::expand(&mut stmt, &self.catalog(), rewrite_input)?;
+        crate::plan::views::expand(&mut stmt, &self.names(), rewrite_input)?;
         Ok(self
             .state
             .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
@@ -228,6 +222,7 @@ fn write_command(stmt: &Statement) -> Option<&'static str> {
         Statement::CreateTable(_) => "CREATE TABLE",
         Statement::CreateIndex(_) => "CREATE INDEX",
         Statement::CreateView(_) => "CREATE VIEW",
+        Statement::CreateSchema { .. } => "CREATE SCHEMA",
         Statement::Drop { .. } => "DROP",
         Statement::AlterTable(_) => "ALTER TABLE",
         _ => return None,

@@ -9,26 +9,19 @@
 //! by construction). Any other column list, method, expression, partial index or
 //! INCLUDE list is refused with 0A000 and the reason.
 
-use hindsight_storage::{CatalogOp, IndexDef};
+use hindsight_storage::{CatalogOp, IndexDef, relation_key, split_relation_key};
 use sqlparser::ast::{CreateIndex, Expr, IndexType, ObjectName};
 
 use super::state::Session;
 use crate::error::{ErrorKind, Result, SqlError};
 use crate::ident::normalize;
 use crate::output::Output;
-
-/// The relation an object name names (the last part, normalised).
-pub(super) fn last_name(n: &ObjectName) -> String {
-    n.0.last()
-        .and_then(|p| p.as_ident())
-        .map(normalize)
-        .unwrap_or_default()
-}
+use crate::plan::names::name_parts;
 
 impl Session {
     pub(super) fn create_index(&mut self, ci: CreateIndex) -> Result<Output> {
-        let table = last_name(&ci.table_name);
-        let def = self.table_def(&table)?;
+        let def = self.table_named(&ci.table_name)?;
+        let (schema, table) = split_relation_key(&def.name);
         if let Some(using) = &ci.using
             && !matches!(using, IndexType::BTree)
         {
@@ -68,10 +61,18 @@ impl Session {
             ))
             .with_hint("index a prefix of the table's PRIMARY KEY (lookups by key are already served by its order)"));
         }
-        let name = match &ci.name {
-            Some(n) => last_name(n),
+        let bare = match &ci.name {
+            Some(n) => match name_parts(n)?.as_slice() {
+                [one] => one.clone(),
+                _ => {
+                    return Err(SqlError::syntax(format!(
+                        "index name {n} may not be schema-qualified: an index is created in its table's schema"
+                    )));
+                }
+            },
             None => format!("{table}_{}_idx", names.join("_")),
         };
+        let name = relation_key(schema, &bare);
         if ci.if_not_exists && self.catalog().relation_exists(&name) {
             return Ok(Output::command("CREATE INDEX"));
         }
@@ -88,12 +89,14 @@ impl Session {
 
     pub(super) fn drop_indexes(&mut self, names: &[ObjectName], if_exists: bool) -> Result<Output> {
         for n in names {
-            let name = last_name(n);
-            let owner = self.catalog().index(&name).map(|(t, _)| t.id);
-            match owner {
-                Some(id) => self.change_catalog(CatalogOp::DropIndex { id, name })?,
+            let parts = name_parts(n)?;
+            let resolver = self.names();
+            let catalog = resolver.catalog();
+            let found = resolver.find(&parts, |k| catalog.index(k).is_some());
+            match found.and_then(|k| catalog.index(&k).map(|(t, _)| (t.id, k))) {
+                Some((id, name)) => self.change_catalog(CatalogOp::DropIndex { id, name })?,
                 None if if_exists => {}
-                None => return Err(hindsight_storage::Error::NoSuchIndex(name).into()),
+                None => return Err(hindsight_storage::Error::NoSuchIndex(parts.join(".")).into()),
             }
         }
         Ok(Output::command("DROP INDEX"))

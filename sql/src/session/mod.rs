@@ -16,7 +16,8 @@
 //! `engine` (what sessions share); `prepared` (prepare/execute, point lookups);
 //! `transaction` (blocks, savepoints, writes); `set` (settings); and the statement
 //! executors that write: `dml` (INSERT/UPDATE/DELETE), `ddl` (CREATE TABLE),
-//! `alter` (DROP, ALTER TABLE), `index`, `view` (CREATE VIEW), `copy` (COPY FROM).
+//! `alter` (DROP, ALTER TABLE), `index`, `view` (CREATE VIEW), `schema` (CREATE/DROP
+//! SCHEMA), `temp` (temporary tables), `copy` (COPY FROM).
 
 mod alter;
 mod copy;
@@ -27,8 +28,10 @@ mod engine;
 mod execute;
 mod index;
 mod prepared;
+mod schema;
 mod set;
 mod state;
+mod temp;
 mod transaction;
 mod view;
 

@@ -47,6 +47,12 @@ impl Session {
                             }
                             other => other.to_string(),
                         },
+                        // A quoted schema name in search_path keeps its quotes (and case).
+                        sqlparser::ast::Expr::Identifier(i)
+                            if name == "search_path" && i.quote_style.is_some() =>
+                        {
+                            i.to_string()
+                        }
                         sqlparser::ast::Expr::Identifier(i) => i.value.clone(),
                         other => other.to_string(),
                     })
@@ -119,6 +125,12 @@ impl Session {
                 .as_deref()
                 .and_then(|v| parse_timeout_ms(v).ok())
                 .unwrap_or(0);
+        }
+        if name == "search_path" {
+            self.stmt.set_search_path(match &value {
+                Some(v) => crate::plan::names::parse_search_path(v),
+                None => crate::plan::names::default_search_path(),
+            });
         }
         match value {
             Some(v) => self.settings.insert(name, v),
@@ -260,6 +272,18 @@ impl VisitorMut for SettingCalls<'_> {
             return ControlFlow::Continue(());
         };
         let name = name.value.to_ascii_lowercase();
+        if name == crate::pg::visibility::NAME {
+            if let FunctionArguments::List(list) = &mut f.args
+                && list.args.len() == 1
+            {
+                let path = self.session.stmt.visibility_path();
+                list.args
+                    .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                        SqlValue::SingleQuotedString(path),
+                    ))));
+            }
+            return ControlFlow::Continue(());
+        }
         if name != "current_setting" && name != "set_config" {
             return ControlFlow::Continue(());
         }

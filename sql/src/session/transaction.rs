@@ -17,12 +17,13 @@ use datafusion::common::ScalarValue;
 use std::sync::Arc;
 
 use hindsight_storage::{Catalog, CatalogOp, Snapshot, TableDef, WriteBatch};
-use sqlparser::ast::Statement;
+use sqlparser::ast::{ObjectName, Statement};
 
 use super::state::{Session, Txn};
 use crate::error::{ErrorKind, Result, SqlError};
 use crate::offload;
 use crate::output::Output;
+use crate::plan::names::Names;
 
 /// ReadyForQuery transaction status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +77,17 @@ impl Session {
         self.stmt.catalog(&self.engine.db)
     }
 
-    /// A table of [`Session::catalog`], or 42P01.
+    /// Name resolution for this session's next statement (catalog, search path).
+    pub(crate) fn names(&self) -> Names {
+        self.stmt.names(&self.engine.db)
+    }
+
+    /// The table an object name refers to (by the search path), or 42P01.
+    pub(crate) fn table_named(&self, name: &ObjectName) -> Result<Arc<TableDef>> {
+        self.names().table_named(name)
+    }
+
+    /// A table of [`Session::catalog`] by relation key, or 42P01.
     pub(crate) fn table_def(&self, name: &str) -> Result<Arc<TableDef>> {
         self.catalog().table(name).cloned().ok_or_else(|| {
             SqlError::new(

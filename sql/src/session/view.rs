@@ -10,11 +10,11 @@
 use hindsight_storage::{CatalogOp, ViewDef};
 use sqlparser::ast::{CreateView, Statement};
 
-use super::index::last_name;
 use super::state::Session;
 use crate::error::{ErrorKind, Result, SqlError};
 use crate::ident::normalize;
 use crate::output::Output;
+use crate::plan::names::name_parts;
 use crate::plan::rewrite::{DUP_MARK, name_query_outputs};
 use crate::plan::views::view_query;
 
@@ -26,7 +26,7 @@ impl Session {
             )
             .with_hint("create a plain view, or a table with CREATE TABLE ... AS"));
         }
-        let name = last_name(&cv.name);
+        let name = self.names().new_key(&name_parts(&cv.name)?)?;
         let catalog = self.catalog();
         let exists = catalog.relation_exists(&name);
         if exists && cv.if_not_exists {
@@ -35,12 +35,14 @@ impl Session {
         if exists && cv.or_replace && catalog.view(&name).is_none() {
             return Err(SqlError::new(
                 ErrorKind::WrongObjectType,
-                format!("\"{name}\" is not a view"),
+                format!("\"{}\" is not a view", cv.name),
             ));
         }
+        let mut query = cv.query;
+        crate::plan::views::qualify(&mut query, &self.names());
         let mut view = ViewDef {
             name,
-            sql: cv.query.to_string(),
+            sql: query.to_string(),
             columns: Vec::new(),
             types: Vec::new(),
         };

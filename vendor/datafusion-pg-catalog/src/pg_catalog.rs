@@ -28,6 +28,8 @@ use crate::pg_catalog::empty_table::EmptyTable;
 
 pub mod array_bounds_udf;
 pub mod catalog_info;
+mod pg_index;
+use pg_index::IndexCatalog;
 pub mod context;
 pub mod empty_table;
 pub mod format_type;
@@ -193,11 +195,13 @@ pub const PG_CATALOG_TABLES: &[&str] = &[
 ];
 
 #[derive(Debug, Hash, Eq, PartialEq, PartialOrd, Ord)]
-pub(crate) enum OidCacheKey {
+pub enum OidCacheKey {
     Catalog(String),
     Schema(String, String),
     /// Table by schema and table name
     Table(String, String, String),
+    /// Constraint (a primary key) by schema and constraint name
+    Constraint(String, String, String),
 }
 
 /// Canonical OID of the `pg_catalog` namespace in every PostgreSQL cluster
@@ -255,6 +259,47 @@ pub(crate) fn resolve_oid(
     }
 }
 
+/// A table's index with the OIDs it and its primary-key constraint have.
+pub(crate) struct ResolvedIndex {
+    pub(crate) info: catalog_info::IndexInfo,
+    pub(crate) oid: Oid,
+    /// The `pg_constraint` OID of a primary key's index.
+    pub(crate) constraint: Option<Oid>,
+}
+
+/// Resolve the OIDs of a table's indexes (and of its primary-key constraint),
+/// recording them in `into`. Every builder that reconciles table OIDs calls this,
+/// so an index keeps its OID whichever catalog table a query reads first.
+pub(crate) async fn resolve_index_oids<C: CatalogInfo>(
+    catalog_list: &C,
+    (catalog, schema, table): (&str, &str, &str),
+    oid_cache: &HashMap<OidCacheKey, Oid>,
+    oid_counter: &AtomicU32,
+    into: &mut HashMap<OidCacheKey, Oid>,
+) -> Result<Vec<ResolvedIndex>> {
+    let mut out = Vec::new();
+    for info in catalog_list.table_indexes(catalog, schema, table).await? {
+        let key = OidCacheKey::Table(catalog.to_string(), schema.to_string(), info.name.clone());
+        let oid = resolve_oid(&key, oid_cache, oid_counter);
+        into.insert(key, oid);
+        let constraint = if info.primary {
+            let key =
+                OidCacheKey::Constraint(catalog.to_string(), schema.to_string(), info.name.clone());
+            let con = resolve_oid(&key, oid_cache, oid_counter);
+            into.insert(key, con);
+            Some(con)
+        } else {
+            None
+        };
+        out.push(ResolvedIndex {
+            info,
+            oid,
+            constraint,
+        });
+    }
+    Ok(out)
+}
+
 // Create custom schema provider for pg_catalog
 #[derive(Debug)]
 pub struct PgCatalogSchemaProvider<C, P> {
@@ -285,7 +330,25 @@ impl<C: CatalogInfo, P: PgCatalogContextProvider> SchemaProvider for PgCatalogSc
     }
 }
 
+/// The OIDs `pg_class`, `pg_attribute` and `pg_namespace` gave the objects they
+/// listed last (shared, so functions taking an OID can name its object).
+pub type OidCache = Arc<RwLock<HashMap<OidCacheKey, Oid>>>;
+
 impl<C: CatalogInfo, P: PgCatalogContextProvider> PgCatalogSchemaProvider<C, P> {
+    fn index_table(&self, which: IndexCatalog) -> PgCatalogTable {
+        PgCatalogTable::Dynamic(Arc::new(pg_index::PgIndexTable::new(
+            which,
+            self.catalog_list.clone(),
+            self.oid_counter.clone(),
+            self.oid_cache.clone(),
+        )))
+    }
+
+    /// The OIDs this provider's tables assign (see [`OidCache`]).
+    pub fn oid_cache(&self) -> OidCache {
+        self.oid_cache.clone()
+    }
+
     pub fn try_new(
         catalog_list: C,
         static_tables: Arc<PgCatalogStaticTables>,
@@ -338,9 +401,7 @@ impl<C: CatalogInfo, P: PgCatalogContextProvider> PgCatalogSchemaProvider<C, P> 
             }
             PG_CATALOG_TABLE_PG_AUTHID => Ok(Some(self.static_tables.pg_authid.clone().into())),
 
-            PG_CATALOG_TABLE_PG_CONSTRAINT => {
-                Ok(Some(self.static_tables.pg_constraint.clone().into()))
-            }
+            PG_CATALOG_TABLE_PG_CONSTRAINT => Ok(Some(self.index_table(IndexCatalog::Constraint))),
 
             PG_CATALOG_TABLE_PG_DB_ROLE_SETTING => {
                 Ok(Some(self.static_tables.pg_db_role_setting.clone().into()))
@@ -368,7 +429,7 @@ impl<C: CatalogInfo, P: PgCatalogContextProvider> PgCatalogSchemaProvider<C, P> 
             PG_CATALOG_TABLE_PG_FOREIGN_TABLE => {
                 Ok(Some(self.static_tables.pg_foreign_table.clone().into()))
             }
-            PG_CATALOG_TABLE_PG_INDEX => Ok(Some(self.static_tables.pg_index.clone().into())),
+            PG_CATALOG_TABLE_PG_INDEX => Ok(Some(self.index_table(IndexCatalog::Index))),
             PG_CATALOG_TABLE_PG_INHERITS => Ok(Some(self.static_tables.pg_inherits.clone().into())),
             PG_CATALOG_TABLE_PG_INIT_PRIVS => {
                 Ok(Some(self.static_tables.pg_init_privs.clone().into()))

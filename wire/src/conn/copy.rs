@@ -260,7 +260,8 @@ fn copy_out_query(cmd: &CopyCommand) -> Result<String, WireError> {
                     .collect::<Vec<_>>()
                     .join(", "),
             };
-            Ok(format!("SELECT {cols} FROM {}", quote(&table)))
+            let table: Vec<String> = table.iter().map(|p| quote(p)).collect();
+            Ok(format!("SELECT {cols} FROM {}", table.join(".")))
         }
         _ => Err(unsupported("COPY TO needs a table or a query")),
     }

@@ -79,16 +79,21 @@ impl CopyCommand {
         })
     }
 
-    pub(crate) fn table(&self) -> Option<(String, Vec<String>)> {
+    /// The table's name (normalized parts) and the columns listed.
+    pub(crate) fn table(&self) -> Option<(Vec<String>, Vec<String>)> {
         match &self.source {
             CopySource::Table {
                 table_name,
                 columns,
             } => {
-                let name = table_name.0.last().and_then(|p| match p {
-                    ObjectNamePart::Identifier(i) => Some(normalize_ident(i)),
-                    ObjectNamePart::Function(_) => None,
-                })?;
+                let name = table_name
+                    .0
+                    .iter()
+                    .map(|p| match p {
+                        ObjectNamePart::Identifier(i) => Some(normalize_ident(i)),
+                        ObjectNamePart::Function(_) => None,
+                    })
+                    .collect::<Option<Vec<_>>>()?;
                 Some((name, columns.iter().map(normalize_ident).collect()))
             }
             CopySource::Query(_) => None,

@@ -88,10 +88,7 @@ fn is_table(catalog: &Catalog, relation: &TableFactor, ctx: &dyn RelationPlanner
     else {
         return false;
     };
-    name.0
-        .last()
-        .and_then(|p| p.as_ident())
-        .is_some_and(|i| catalog.table(&ctx.normalize_ident(i.clone())).is_some())
+    crate::plan::relation::table_key(ctx, name).is_some_and(|k| catalog.table(&k).is_some())
 }
 
 /// The right side, MATCH_CONDITION and constraint of the marker's one as-of join.
@@ -139,12 +136,7 @@ fn right_table(
             RIGHT_HINT,
         ));
     };
-    let table = name
-        .0
-        .last()
-        .and_then(|p| p.as_ident())
-        .map(|i| ctx.normalize_ident(i.clone()))
-        .unwrap_or_default();
+    let table = crate::plan::relation::table_key(ctx, &name).unwrap_or_else(|| name.to_string());
     let def = catalog.table(&table).cloned().ok_or_else(|| {
         SqlError::new(
             ErrorKind::UndefinedTable,

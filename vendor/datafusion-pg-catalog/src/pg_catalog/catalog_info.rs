@@ -7,6 +7,18 @@ use datafusion::{
     error::DataFusionError,
 };
 
+/// An index of a table as `pg_class`, `pg_index` and `pg_constraint` list it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexInfo {
+    /// The index's name (in its table's schema).
+    pub name: String,
+    /// Its columns' attribute numbers (1-based), in index order.
+    pub columns: Vec<i16>,
+    pub unique: bool,
+    /// The index of the table's primary key (a `p` constraint of the same name).
+    pub primary: bool,
+}
+
 /// Define the interface for retrieve catalog data for pg_catalog tables
 #[async_trait]
 pub trait CatalogInfo: Clone + Send + Sync + Debug + 'static {
@@ -36,6 +48,16 @@ pub trait CatalogInfo: Clone + Send + Sync + Debug + 'static {
         schema_name: &str,
         table_name: &str,
     ) -> Result<Option<TableType>, DataFusionError>;
+
+    /// The table's indexes (none unless the implementation knows of some).
+    async fn table_indexes(
+        &self,
+        _catalog_name: &str,
+        _schema_name: &str,
+        _table_name: &str,
+    ) -> Result<Vec<IndexInfo>, DataFusionError> {
+        Ok(Vec::new())
+    }
 }
 
 #[async_trait]

@@ -16,7 +16,7 @@ use tokio::sync::RwLock;
 use crate::pg_catalog::catalog_info::CatalogInfo;
 
 use super::oid_field;
-use super::{OidCacheKey, resolve_oid};
+use super::{OidCacheKey, resolve_index_oids, resolve_oid};
 
 #[derive(Debug, Clone)]
 pub(crate) struct PgAttributeTable<C> {
@@ -129,6 +129,14 @@ impl<C: CatalogInfo> PgAttributeTable<C> {
                             );
                             let table_oid = resolve_oid(&cache_key, &oid_cache, &this.oid_counter);
                             table_oid_cache.insert(cache_key, table_oid);
+                            resolve_index_oids(
+                                &this.catalog_list,
+                                (&catalog_name, &schema_name, &table_name),
+                                &oid_cache,
+                                &this.oid_counter,
+                                &mut table_oid_cache,
+                            )
+                            .await?;
 
                             if let Some(table_schema) = this
                                 .catalog_list
@@ -183,7 +191,9 @@ impl<C: CatalogInfo> PgAttributeTable<C> {
         oid_cache.retain(|key, _| match key {
             OidCacheKey::Catalog(..) => true,
             OidCacheKey::Schema(..) => true,
-            OidCacheKey::Table(..) => table_oid_cache.contains_key(key),
+            OidCacheKey::Table(..) | OidCacheKey::Constraint(..) => {
+                table_oid_cache.contains_key(key)
+            }
         });
         oid_cache.extend(table_oid_cache);
 

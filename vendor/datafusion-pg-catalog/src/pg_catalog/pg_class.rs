@@ -18,7 +18,21 @@ use tokio::sync::RwLock;
 
 use crate::pg_catalog::catalog_info::{CatalogInfo, table_type_to_string};
 
-use super::{OidCacheKey, resolve_oid};
+use super::{OidCacheKey, resolve_index_oids, resolve_oid};
+
+/// OID of the `btree` access method (`pg_am`).
+const BTREE_AM_OID: i32 = 403;
+
+/// One row of `pg_class`: a table, view or index.
+struct Rel {
+    oid: Oid,
+    name: String,
+    namespace: Oid,
+    kind: String,
+    natts: i16,
+    has_index: bool,
+    am: i32,
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct PgClassTable<C> {
@@ -67,6 +81,11 @@ impl<C: CatalogInfo> PgClassTable<C> {
             oid_field::oid_field("relrewrite", oid_field::kind::REGCLASS, true), // OID of a rule that rewrites this relation
             Field::new("relfrozenxid", DataType::Int32, false), // All transaction IDs before this have been replaced with a permanent ("frozen") transaction ID
             Field::new("relminmxid", DataType::Int32, false), // All Multixact IDs before this have been replaced with a transaction ID
+            Field::new(
+                "reloptions",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            ), // Access-method-specific options (none)
             Field::new("relpartbound", DataType::Utf8, true),
         ]));
 
@@ -113,6 +132,7 @@ impl<C: CatalogInfo> PgClassTable<C> {
         let mut relminmxids = Vec::new();
         let mut relpartbound = Vec::new();
 
+        let mut entries: Vec<Rel> = Vec::new();
         let mut oid_cache = this.oid_cache.write().await;
         // Every time when call pg_catalog we generate a new cache and drop the
         // original one in case that schemas or tables were dropped.
@@ -163,38 +183,34 @@ impl<C: CatalogInfo> PgClassTable<C> {
                                 // Get column count from schema
                                 let column_count = table_schema.fields().len() as i16;
 
-                                // Add table entry
-                                oids.push(table_oid as i32);
-                                relnames.push(table_name.clone());
-                                relnamespaces.push(schema_oid as i32);
-                                reltypes.push(0); // Simplified: we're not tracking data types
-                                reloftypes.push(None);
-                                relowners.push(0); // Simplified: no owner tracking
-                                relams.push(0); // Default access method
-                                relfilenodes.push(table_oid as i32); // Use OID as filenode
-                                reltablespaces.push(0); // Default tablespace
-                                relpages.push(1); // Default page count
-                                reltuples.push(0.0); // No row count stats
-                                relallvisibles.push(0);
-                                reltoastrelids.push(0);
-                                relhasindexes.push(false);
-                                relisshareds.push(false);
-                                relpersistences.push("p".to_string()); // Permanent
-                                relkinds.push(table_type_to_string(&table_type));
-                                relnattses.push(column_count);
-                                relcheckses.push(0);
-                                relhasruleses.push(false);
-                                relhastriggersses.push(false);
-                                relhassubclasses.push(false);
-                                relrowsecurities.push(false);
-                                relforcerowsecurities.push(false);
-                                relispopulateds.push(true);
-                                relreplidents.push("d".to_string()); // Default
-                                relispartitions.push(false);
-                                relrewrites.push(None);
-                                relfrozenxids.push(0);
-                                relminmxids.push(0);
-                                relpartbound.push("".to_string());
+                                let indexes = resolve_index_oids(
+                                    &this.catalog_list,
+                                    (&catalog_name, &schema_name, &table_name),
+                                    &oid_cache,
+                                    &this.oid_counter,
+                                    &mut swap_cache,
+                                )
+                                .await?;
+                                entries.push(Rel {
+                                    oid: table_oid,
+                                    name: table_name.clone(),
+                                    namespace: schema_oid,
+                                    kind: table_type_to_string(&table_type),
+                                    natts: column_count,
+                                    has_index: !indexes.is_empty(),
+                                    am: 0,
+                                });
+                                for index in indexes {
+                                    entries.push(Rel {
+                                        oid: index.oid,
+                                        name: index.info.name,
+                                        namespace: schema_oid,
+                                        kind: "i".to_string(),
+                                        natts: index.info.columns.len() as i16,
+                                        has_index: false,
+                                        am: BTREE_AM_OID,
+                                    });
+                                }
                             }
                         }
                     }
@@ -203,6 +219,40 @@ impl<C: CatalogInfo> PgClassTable<C> {
         }
 
         *oid_cache = swap_cache;
+
+        for rel in entries {
+            oids.push(rel.oid as i32);
+            relnames.push(rel.name);
+            relnamespaces.push(rel.namespace as i32);
+            reltypes.push(0); // Simplified: we're not tracking data types
+            reloftypes.push(None);
+            relowners.push(0); // Simplified: no owner tracking
+            relams.push(rel.am);
+            relfilenodes.push(rel.oid as i32); // Use OID as filenode
+            reltablespaces.push(0); // Default tablespace
+            relpages.push(1); // Default page count
+            reltuples.push(0.0); // No row count stats
+            relallvisibles.push(0);
+            reltoastrelids.push(0);
+            relhasindexes.push(rel.has_index);
+            relisshareds.push(false);
+            relpersistences.push("p".to_string()); // Permanent
+            relkinds.push(rel.kind);
+            relnattses.push(rel.natts);
+            relcheckses.push(0);
+            relhasruleses.push(false);
+            relhastriggersses.push(false);
+            relhassubclasses.push(false);
+            relrowsecurities.push(false);
+            relforcerowsecurities.push(false);
+            relispopulateds.push(true);
+            relreplidents.push("d".to_string()); // Default
+            relispartitions.push(false);
+            relrewrites.push(None);
+            relfrozenxids.push(0);
+            relminmxids.push(0);
+            relpartbound.push("".to_string());
+        }
 
         // Create Arrow arrays from the collected data
         let arrays: Vec<ArrayRef> = vec![
@@ -236,6 +286,10 @@ impl<C: CatalogInfo> PgClassTable<C> {
             Arc::new(Int32Array::from_iter(relrewrites.into_iter())),
             Arc::new(Int32Array::from(relfrozenxids)),
             Arc::new(Int32Array::from(relminmxids)),
+            datafusion::arrow::array::new_null_array(
+                &DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                relpartbound.len(),
+            ),
             Arc::new(StringArray::from(relpartbound)),
         ];
 

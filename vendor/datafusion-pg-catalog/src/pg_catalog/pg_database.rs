@@ -176,7 +176,7 @@ impl<C: CatalogInfo> PgDatabaseTable<C> {
             OidCacheKey::Schema(catalog, ..) => {
                 catalog_oid_cache.contains_key(&OidCacheKey::Catalog(catalog.clone()))
             }
-            OidCacheKey::Table(catalog, ..) => {
+            OidCacheKey::Table(catalog, ..) | OidCacheKey::Constraint(catalog, ..) => {
                 catalog_oid_cache.contains_key(&OidCacheKey::Catalog(catalog.clone()))
             }
         });

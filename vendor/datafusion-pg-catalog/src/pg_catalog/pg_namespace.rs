@@ -84,7 +84,8 @@ impl<C: CatalogInfo> PgNamespaceTable<C> {
         oid_cache.retain(|key, _| match key {
             OidCacheKey::Catalog(..) => true,
             OidCacheKey::Schema(..) => false,
-            OidCacheKey::Table(catalog, schema_name, _) => schema_oid_cache
+            OidCacheKey::Table(catalog, schema_name, _)
+            | OidCacheKey::Constraint(catalog, schema_name, _) => schema_oid_cache
                 .contains_key(&OidCacheKey::Schema(catalog.clone(), schema_name.clone())),
         });
         // add new schema cache
