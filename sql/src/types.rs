@@ -114,6 +114,34 @@ pub fn pg_type_name(t: DataType) -> String {
     }
 }
 
+/// The storage type that holds values of Arrow type `t` (CREATE TABLE AS, view
+/// columns), if one does.
+pub fn storage_type_of_arrow(t: &datafusion::arrow::datatypes::DataType) -> Option<DataType> {
+    use datafusion::arrow::datatypes::DataType as A;
+    let scalar = |t: &A| -> Option<ScalarType> {
+        Some(match t {
+            A::Boolean => ScalarType::Bool,
+            A::Int8 | A::Int16 | A::UInt8 => ScalarType::Int16,
+            A::Int32 | A::UInt16 => ScalarType::Int32,
+            A::Int64 | A::UInt32 | A::UInt64 => ScalarType::Int64,
+            A::Float16 | A::Float32 => ScalarType::Float32,
+            A::Float64 | A::Decimal128(..) | A::Decimal256(..) => ScalarType::Float64,
+            A::Utf8 | A::LargeUtf8 | A::Utf8View => ScalarType::Text,
+            A::Binary | A::LargeBinary | A::BinaryView => ScalarType::Bytes,
+            A::Date32 | A::Date64 => ScalarType::Date,
+            A::Timestamp(_, None) => ScalarType::Timestamp,
+            A::Timestamp(_, Some(_)) => ScalarType::TimestampTz,
+            _ => return None,
+        })
+    };
+    match t {
+        A::List(f) | A::LargeList(f) | A::FixedSizeList(f, _) => {
+            scalar(f.data_type()).map(DataType::List)
+        }
+        other => scalar(other).map(DataType::Scalar),
+    }
+}
+
 /// PostgreSQL's name of the type a value of Arrow type `t` has (what `pg_typeof`
 /// and messages say): the names of [`pg_type_name`] for the storage types, and the
 /// types DataFusion computes besides them.

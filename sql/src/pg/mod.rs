@@ -7,6 +7,7 @@ pub mod binary;
 pub(crate) mod catalog;
 pub(crate) mod functions;
 pub(crate) mod indexes;
+pub(crate) mod information_schema;
 pub(crate) mod introspection;
 pub(crate) mod like;
 pub mod literals;

@@ -15,9 +15,7 @@ use std::sync::Arc;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType as ArrowType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use hindsight_storage::{
-    CatalogOp, ColumnDef, DataType, ScalarType, TableDef, TableOptions, WriteBatch,
-};
+use hindsight_storage::{CatalogOp, ColumnDef, DataType, TableDef, TableOptions, WriteBatch};
 use sqlparser::ast::{
     ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr, SqlOption, Statement,
     TableConstraint, Value as SqlValue,
@@ -92,31 +90,7 @@ fn table_options(ct: &CreateTable) -> Result<WithOptions> {
 
 /// The storage type for an Arrow type produced by a query (CREATE TABLE AS).
 fn type_of_arrow(t: &ArrowType, column: &str) -> Result<DataType> {
-    let scalar = |t: &ArrowType| -> Option<ScalarType> {
-        Some(match t {
-            ArrowType::Boolean => ScalarType::Bool,
-            ArrowType::Int8 | ArrowType::Int16 | ArrowType::UInt8 => ScalarType::Int16,
-            ArrowType::Int32 | ArrowType::UInt16 => ScalarType::Int32,
-            ArrowType::Int64 | ArrowType::UInt32 | ArrowType::UInt64 => ScalarType::Int64,
-            ArrowType::Float16 | ArrowType::Float32 => ScalarType::Float32,
-            ArrowType::Float64 | ArrowType::Decimal128(..) | ArrowType::Decimal256(..) => {
-                ScalarType::Float64
-            }
-            ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => ScalarType::Text,
-            ArrowType::Binary | ArrowType::LargeBinary | ArrowType::BinaryView => ScalarType::Bytes,
-            ArrowType::Date32 | ArrowType::Date64 => ScalarType::Date,
-            ArrowType::Timestamp(_, None) => ScalarType::Timestamp,
-            ArrowType::Timestamp(_, Some(_)) => ScalarType::TimestampTz,
-            _ => return None,
-        })
-    };
-    match t {
-        ArrowType::List(f) | ArrowType::LargeList(f) | ArrowType::FixedSizeList(f, _) => {
-            scalar(f.data_type()).map(DataType::List)
-        }
-        other => scalar(other).map(DataType::Scalar),
-    }
-    .ok_or_else(|| {
+    crate::types::storage_type_of_arrow(t).ok_or_else(|| {
         SqlError::unsupported(format!(
             "column \"{column}\" has type {t}, which cannot be stored"
         ))

@@ -121,7 +121,7 @@ pub(super) fn session_config(options: &EngineOptions) -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG, SCHEMA)
         .with_create_default_catalog_and_schema(false)
-        .with_information_schema(true)
+        .with_information_schema(false)
         .with_target_partitions(options.target_partitions.max(1));
     let o = config.options_mut();
     o.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;

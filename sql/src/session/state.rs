@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -15,6 +15,7 @@ use hindsight_storage::WriteBatch;
 
 use super::engine::{Engine, session_config};
 use crate::error::{ErrorKind, Result, SqlError};
+use crate::pg::information_schema::{INFORMATION_SCHEMA, InformationSchema};
 use crate::plan::catalog::CATALOG;
 use crate::plan::context::StatementContext;
 use crate::plan::relation::HsRelationPlanner;
@@ -71,10 +72,13 @@ impl Session {
             )))
             .build_arc()?;
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
-        catalogs.register_catalog(
-            CATALOG.to_string(),
-            Arc::new(engine.catalog.for_session(stmt.clone())),
-        );
+        let catalog = engine.catalog.for_session(stmt.clone());
+        let list: Arc<dyn CatalogProviderList> = catalogs.clone();
+        catalog.register_schema(
+            INFORMATION_SCHEMA,
+            Arc::new(InformationSchema::new(list, engine.db.clone())),
+        )?;
+        catalogs.register_catalog(CATALOG.to_string(), Arc::new(catalog));
         let state = SessionStateBuilder::new_from_existing(engine.template.clone())
             .with_catalog_list(catalogs)
             .with_config(config)
