@@ -9,7 +9,7 @@ running Hindsight server, called the way their users call them:
   own), Core insert and an UPDATE
   that sets every column (the key to its own value, as the ORM does), ORM session
   add/update, reflection (get_table_names, get_columns, get_schema_names,
-  get_view_names, has_table, get_pk_constraint, get_indexes over pg8000),
+  get_view_names, has_table, get_pk_constraint, get_indexes),
   pandas to_sql / read_sql.
 
 Every value is checked exactly. Usage: python3 classic_drivers.py PORT
@@ -141,9 +141,8 @@ def sqlalchemy_session(url, suffix):
     assert insp.has_table(name) and not insp.has_table("nope")
     pk = insp.get_pk_constraint(name)
     assert (pk["name"], pk["constrained_columns"]) == (f"{name}_pkey", ["id"]), pk
-    if suffix == "pg8000":  # psycopg and psycopg2 read pg_index.indoption as int2vector text
-        ixs = [(i["name"], i["column_names"], i["unique"]) for i in insp.get_indexes(name)]
-        assert ixs == [(f"{name}_by_id", ["id"], False)], ixs
+    ixs = [(i["name"], i["column_names"], i["unique"]) for i in insp.get_indexes(name)]
+    assert ixs == [(f"{name}_by_id", ["id"], False)], ixs
     if suffix != "psycopg2":  # see the closing note: a DataFusion naming bug on this path
         cols = [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(name)]
         assert cols == [("id", "BIGINT", False), ("v", "DOUBLE PRECISION", True), ("label", "TEXT", True)], cols

@@ -11,7 +11,7 @@ use pgwire::messages::data::{FieldDescription, RowDescription};
 
 use crate::codec::{Codes, RowWriter, begin_row, finish_row};
 use crate::sqlstate::ProtocolError;
-use crate::types::{encode_cell, encode_value, pg_type};
+use crate::types::{encode_cell, encode_value, encode_vector_cell, is_vector, pg_type_of_field};
 
 /// Flush rows to the socket once this many bytes are buffered.
 pub(super) const ROW_FLUSH_BYTES: usize = 256 << 10;
@@ -42,7 +42,7 @@ pub(crate) fn row_description(schema: &SchemaRef, binary: &Formats) -> RowDescri
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let t = pg_type(f.data_type());
+                let t = pg_type_of_field(f);
                 FieldDescription::new(
                     f.name().clone(),
                     0,
@@ -121,12 +121,18 @@ pub(super) fn encode_rows(
     binary: &Formats,
 ) -> usize {
     let columns = batch.columns();
+    let schema = batch.schema();
+    let vectors: Vec<bool> = schema.fields().iter().map(|f| is_vector(f)).collect();
     let end = rows.end.min(batch.num_rows());
     let mut row = rows.start;
     while row < end {
         out.begin(columns.len() as i16);
         for (c, col) in columns.iter().enumerate() {
-            encode_cell(col.as_ref(), row, binary.binary(c), &mut out.buf);
+            if vectors.get(c).copied().unwrap_or(false) {
+                encode_vector_cell(col.as_ref(), row, binary.binary(c), &mut out.buf);
+            } else {
+                encode_cell(col.as_ref(), row, binary.binary(c), &mut out.buf);
+            }
         }
         out.finish();
         row += 1;

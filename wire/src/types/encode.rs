@@ -29,6 +29,27 @@ pub fn encode_cell(array: &dyn Array, i: usize, binary: bool, buf: &mut BytesMut
     });
 }
 
+/// Append row `i` of list `array` as a vector type's DataRow field: in text its
+/// elements separated by spaces (`1 2`); in binary as the array it is.
+pub fn encode_vector_cell(array: &dyn Array, i: usize, binary: bool, buf: &mut BytesMut) {
+    let Some(list) = array
+        .as_list_opt::<i32>()
+        .filter(|_| !binary && !array.is_null(i))
+    else {
+        encode_cell(array, i, binary, buf);
+        return;
+    };
+    let items = list.value(i);
+    with_length(buf, |buf| {
+        for j in 0..items.len() {
+            if j > 0 {
+                buf.put_u8(b' ');
+            }
+            encode_text(items.as_ref(), j, buf);
+        }
+    });
+}
+
 /// Append one storage value of a point lookup's row as a DataRow field: `ty` is the
 /// column's storage type and `arrow` the Arrow type it is described as (its
 /// canonical one). Byte for byte what [`encode_cell`] writes for the same value in

@@ -10,8 +10,8 @@ mod encode;
 mod oids;
 mod params;
 
-pub use encode::{encode_cell, encode_value};
-pub use oids::{PgType, arrow_type_of_oid, oid, pg_type, type_name};
+pub use encode::{encode_cell, encode_value, encode_vector_cell};
+pub use oids::{PgType, arrow_type_of_oid, is_vector, oid, pg_type, pg_type_of_field, type_name};
 pub use params::{decode_param, decode_text};
 
 #[cfg(test)]
@@ -35,6 +35,26 @@ mod tests {
         let mut b = BytesMut::new();
         encode_cell(array, 0, binary, &mut b);
         b[4..].to_vec()
+    }
+
+    /// `int2vector` / `oidvector` columns (catalog metadata) are sent as those types,
+    /// in text as space-separated elements, in binary as the array they are.
+    #[test]
+    fn vector_columns_are_described_and_written_as_postgresql_vectors() {
+        use datafusion::arrow::datatypes::Int16Type;
+        let list =
+            ListArray::from_iter_primitive::<Int16Type, _, _>(vec![Some(vec![Some(1), Some(3)])]);
+        let field = Field::new("indkey", list.data_type().clone(), true).with_metadata(
+            std::collections::HashMap::from([("pg.type".to_string(), "int2vector".to_string())]),
+        );
+        assert!(is_vector(&field));
+        assert_eq!(pg_type_of_field(&field).oid, oid::INT2VECTOR);
+        let mut b = BytesMut::new();
+        encode_vector_cell(&list, 0, false, &mut b);
+        assert_eq!(&b[4..], b"1 3");
+        let mut binary = BytesMut::new();
+        encode_vector_cell(&list, 0, true, &mut binary);
+        assert_eq!(&binary[4..], &cell(&list, true)[..]);
     }
 
     /// The online path (storage values) writes exactly the bytes of the Arrow path

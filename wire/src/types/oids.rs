@@ -16,6 +16,8 @@ pub mod oid {
     pub const INT4: u32 = 23;
     pub const TEXT: u32 = 25;
     pub const OID: u32 = 26;
+    pub const INT2VECTOR: u32 = 22;
+    pub const OIDVECTOR: u32 = 30;
     pub const FLOAT4: u32 = 700;
     pub const FLOAT8: u32 = 701;
     pub const UNKNOWN: u32 = 705;
@@ -82,6 +84,29 @@ pub fn pg_type(dt: &DataType) -> PgType {
             t(array_oid(pg_type(f.data_type()).oid), -1)
         }
         _ => t(oid::TEXT, -1),
+    }
+}
+
+/// The field metadata key naming a PostgreSQL type an Arrow list stands for
+/// (`int2vector`, `oidvector`: catalog columns such as `pg_index.indkey`).
+pub const PG_TYPE_KEY: &str = "pg.type";
+
+/// True if the column is a PostgreSQL vector type (`int2vector`, `oidvector`): a
+/// list sent as that type, whose text form is its elements separated by spaces.
+pub fn is_vector(f: &Field) -> bool {
+    matches!(
+        f.metadata().get(PG_TYPE_KEY).map(String::as_str),
+        Some("int2vector" | "oidvector")
+    )
+}
+
+/// The PostgreSQL type a result column is sent as: [`pg_type`] of its Arrow type,
+/// or the vector type its metadata names.
+pub fn pg_type_of_field(f: &Field) -> PgType {
+    match f.metadata().get(PG_TYPE_KEY).map(String::as_str) {
+        Some("int2vector") => t(oid::INT2VECTOR, -1),
+        Some("oidvector") => t(oid::OIDVECTOR, -1),
+        _ => pg_type(f.data_type()),
     }
 }
 

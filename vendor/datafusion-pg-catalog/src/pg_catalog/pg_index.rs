@@ -63,6 +63,12 @@ fn oid_list(name: &str) -> Field {
     )
 }
 
+/// Marks a list column as PostgreSQL's `int2vector` / `oidvector` (field metadata
+/// `pg.type`; sent as that type, text form `1 2`).
+fn vector(field: Field, pg_type: &str) -> Field {
+    field.with_metadata(HashMap::from([("pg.type".to_string(), pg_type.to_string())]))
+}
+
 /// One list of `len(columns)` zeros per row (default collation, opclass, options).
 fn zero_lists<T: ArrowPrimitiveType>(rows: &[Row]) -> ArrayRef
 where
@@ -101,10 +107,10 @@ fn index_schema() -> SchemaRef {
     ] {
         fields.push(b(n));
     }
-    fields.push(int2_list("indkey"));
-    fields.push(oid_list("indcollation"));
-    fields.push(oid_list("indclass"));
-    fields.push(int2_list("indoption"));
+    fields.push(vector(int2_list("indkey"), "int2vector"));
+    fields.push(vector(oid_list("indcollation"), "oidvector"));
+    fields.push(vector(oid_list("indclass"), "oidvector"));
+    fields.push(vector(int2_list("indoption"), "int2vector"));
     for n in ["indexprs", "indpred"] {
         fields.push(Field::new(n, DataType::Utf8, true));
     }
