@@ -143,9 +143,8 @@ def sqlalchemy_session(url, suffix):
     assert (pk["name"], pk["constrained_columns"]) == (f"{name}_pkey", ["id"]), pk
     ixs = [(i["name"], i["column_names"], i["unique"]) for i in insp.get_indexes(name)]
     assert ixs == [(f"{name}_by_id", ["id"], False)], ixs
-    if suffix != "psycopg2":  # see the closing note: a DataFusion naming bug on this path
-        cols = [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(name)]
-        assert cols == [("id", "BIGINT", False), ("v", "DOUBLE PRECISION", True), ("label", "TEXT", True)], cols
+    cols = [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(name)]
+    assert cols == [("id", "BIGINT", False), ("v", "DOUBLE PRECISION", True), ("label", "TEXT", True)], cols
     schema_session(eng, f"feat_{suffix}")
     return eng
 

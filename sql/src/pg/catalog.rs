@@ -142,10 +142,109 @@ impl VisitorMut for AggregateScalarSubqueries {
         let aggregated = matches!(item, Expr::Function(f)
             if f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i|
                 AGGREGATES.contains(&i.value.to_ascii_lowercase().as_str())));
-        if !aggregated {
-            *item = crate::plan::rewrite::func("max", vec![item.clone()]);
+        if aggregated {
+            return ControlFlow::Continue(());
+        }
+        let local = local_qualifiers(&select.from);
+        let mut outer = OuterRefs {
+            local: &local,
+            found: false,
+        };
+        let _ = sqlparser::ast::Visit::visit(&*item, &mut outer);
+        *item = if outer.found {
+            aggregate_locals(item.clone(), &local)
+        } else {
+            crate::plan::rewrite::func("max", vec![item.clone()])
+        };
+        ControlFlow::Continue(())
+    }
+}
+
+/// The names a subquery's FROM items go by (alias, else the table's last name part).
+fn local_qualifiers(from: &[sqlparser::ast::TableWithJoins]) -> Vec<String> {
+    use sqlparser::ast::TableFactor;
+    let name = |f: &TableFactor| match f {
+        TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
+            Some(a.name.value.to_ascii_lowercase())
+        }
+        TableFactor::Table { name, .. } => name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    from.iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
+        .filter_map(name)
+        .collect()
+}
+
+/// Whether a column reference names one of the subquery's own relations (an
+/// unqualified name is taken for its own, as SQL resolves it first).
+fn is_local(parts: &[Ident], local: &[String]) -> bool {
+    match parts {
+        [.., q, _] => local.contains(&q.value.to_ascii_lowercase()),
+        _ => true,
+    }
+}
+
+/// Finds a column reference to a relation outside the subquery.
+struct OuterRefs<'a> {
+    local: &'a [String],
+    found: bool,
+}
+
+impl sqlparser::ast::Visitor for OuterRefs<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if let Expr::CompoundIdentifier(parts) = e
+            && !is_local(parts, self.local)
+        {
+            self.found = true;
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// A projected value that also reads outer columns, made an aggregate without
+/// putting outer references inside an aggregate function (DataFusion cannot name
+/// those): each of the subquery's own columns is wrapped in `max()`, and no row at
+/// all gives NULL, as the scalar subquery would: `CASE WHEN count(*) = 0 THEN NULL
+/// ELSE <value with max(own column)> END`.
+fn aggregate_locals(mut item: Expr, local: &[String]) -> Expr {
+    struct WrapLocals<'a>(&'a [String]);
+    impl VisitorMut for WrapLocals<'_> {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            let own = match e {
+                Expr::Identifier(_) => true,
+                Expr::CompoundIdentifier(parts) => is_local(parts, self.0),
+                _ => false,
+            };
+            if own {
+                *e = crate::plan::rewrite::func("max", vec![e.clone()]);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = item.visit(&mut WrapLocals(local));
+    let count =
+        crate::plan::rewrite::func("count", vec![Expr::value(Value::Number("1".into(), false))]);
+    Expr::Case {
+        case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: vec![sqlparser::ast::CaseWhen {
+            condition: Expr::BinaryOp {
+                left: Box::new(count),
+                op: BinaryOperator::Eq,
+                right: Box::new(Expr::value(Value::Number("0".into(), false))),
+            },
+            result: Expr::value(Value::Null),
+        }],
+        else_result: Some(Box::new(item)),
     }
 }
 
@@ -393,6 +492,25 @@ impl CatalogInfo for DeclaredSchemas {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scalar_subqueries_over_outer_columns_aggregate_only_their_own() {
+        let c = ClientCompat::new();
+        let sql = "SELECT (SELECT json_build_object('a', a.attidentity = 'a', 's', s.seqstart) \
+                   FROM pg_sequence s WHERE s.seqrelid = a.attrelid) FROM pg_attribute a";
+        let text = c.parse(sql).expect("a catalog query")[0].to_string();
+        assert!(
+            text.contains(
+                "CASE WHEN count(1) = 0 THEN NULL ELSE json_build_object('a', a.attidentity = 'a', 's', max(s.seqstart)) END"
+            ),
+            "{text}"
+        );
+        let plain = c
+            .parse("SELECT (SELECT s.seqstart FROM pg_sequence s WHERE s.seqrelid = a.attrelid) FROM pg_attribute a")
+            .expect("a catalog query")[0]
+            .to_string();
+        assert!(plain.contains("SELECT max(s.seqstart) FROM"), "{plain}");
+    }
 
     #[test]
     fn only_catalog_queries_take_the_compatibility_parser() {
