@@ -1,7 +1,7 @@
 //! End-to-end: real drivers against the real server, each driven by a session script
 //! in `tests/clients/`: psycopg 3 with pandas and SQLAlchemy (Python), the bulk and
 //! Arrow paths of asyncpg, psycopg, ADBC and polars (Python), psycopg2, pg8000 and
-//! SQLAlchemy over each (Python), a dbt-postgres project
+//! SQLAlchemy over each (Python), the README's Python block verbatim, a dbt-postgres project
 //! (`dbt run` and `dbt test`), pgjdbc (the Debian
 //! package, Java) and node-postgres (npm `pg`). A missing client is skipped
 //! with a message, or fails the test under `HINDSIGHT_REQUIRE_CLIENTS=1` (`.ci/run`
@@ -123,5 +123,42 @@ fn node_postgres_queries_prepared_pool() {
             .env("NODE_PATH", &node_path)
             .arg(format!("{CLIENTS}/node_pg_session.js")),
         "node-postgres session ok",
+    );
+}
+
+/// The README's "Use it from Python" block, run verbatim (only the port changed).
+#[test]
+fn readme_python_block_runs_as_written() {
+    if !client_available(
+        "python3 with asyncpg, psycopg, pandas, sqlalchemy, adbc_driver_postgresql, pyarrow, polars and connectorx",
+        Command::new("python3").args([
+            "-c",
+            "import asyncpg, psycopg, pandas, sqlalchemy, adbc_driver_postgresql, pyarrow, polars, connectorx",
+        ]),
+    ) {
+        return;
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## Use it from Python")
+        .nth(1)
+        .expect("the README has a Python section");
+    let block = section
+        .split("```python\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the Python section has a python block");
+    let server = TestServer::start(&[]);
+    let script = format!(
+        "{}\nprint(\"readme python ok\")\n",
+        block.replace("127.0.0.1:5433", &format!("127.0.0.1:{}", server.port))
+    );
+    let path = server.dir.path().join("readme_block.py");
+    std::fs::write(&path, script).unwrap();
+    run_client_session(
+        &server,
+        Command::new("python3").arg(&path),
+        "readme python ok",
     );
 }
