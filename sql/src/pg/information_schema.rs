@@ -65,26 +65,27 @@ struct TypeInfo {
     /// `data_type` (`ARRAY` for arrays).
     data_type: String,
     /// `udt_name`: the `pg_type` name (`int8`, `_float4`).
-    udt_name: &'static str,
+    udt_name: String,
     /// (precision, radix, scale) of numbers.
     numeric: Option<(i32, i32, Option<i32>)>,
     datetime_precision: Option<i32>,
     octet_length: Option<i32>,
 }
 
-fn scalar_info(s: ScalarType) -> (&'static str, &'static str) {
+/// `pg_type.typname` of a scalar type (its array type is `_` + this).
+fn udt_name(s: ScalarType) -> &'static str {
     match s {
-        ScalarType::Bool => ("boolean", "bool"),
-        ScalarType::Int16 => ("smallint", "int2"),
-        ScalarType::Int32 => ("integer", "int4"),
-        ScalarType::Int64 => ("bigint", "int8"),
-        ScalarType::Float32 => ("real", "float4"),
-        ScalarType::Float64 => ("double precision", "float8"),
-        ScalarType::Text => ("text", "text"),
-        ScalarType::Bytes => ("bytea", "bytea"),
-        ScalarType::Date => ("date", "date"),
-        ScalarType::Timestamp => ("timestamp without time zone", "timestamp"),
-        ScalarType::TimestampTz => ("timestamp with time zone", "timestamptz"),
+        ScalarType::Bool => "bool",
+        ScalarType::Int16 => "int2",
+        ScalarType::Int32 => "int4",
+        ScalarType::Int64 => "int8",
+        ScalarType::Float32 => "float4",
+        ScalarType::Float64 => "float8",
+        ScalarType::Text => "text",
+        ScalarType::Bytes => "bytea",
+        ScalarType::Date => "date",
+        ScalarType::Timestamp => "timestamp",
+        ScalarType::TimestampTz => "timestamptz",
     }
 }
 
@@ -93,24 +94,10 @@ fn type_info(t: &DataType) -> TypeInfo {
         DataType::Scalar(s) => (*s, false),
         DataType::List(s) => (*s, true),
     };
-    let (name, udt) = scalar_info(scalar);
     if list {
-        let udt = match scalar {
-            ScalarType::Bool => "_bool",
-            ScalarType::Int16 => "_int2",
-            ScalarType::Int32 => "_int4",
-            ScalarType::Int64 => "_int8",
-            ScalarType::Float32 => "_float4",
-            ScalarType::Float64 => "_float8",
-            ScalarType::Text => "_text",
-            ScalarType::Bytes => "_bytea",
-            ScalarType::Date => "_date",
-            ScalarType::Timestamp => "_timestamp",
-            ScalarType::TimestampTz => "_timestamptz",
-        };
         return TypeInfo {
             data_type: "ARRAY".into(),
-            udt_name: udt,
+            udt_name: format!("_{}", udt_name(scalar)),
             numeric: None,
             datetime_precision: None,
             octet_length: None,
@@ -130,8 +117,8 @@ fn type_info(t: &DataType) -> TypeInfo {
         _ => None,
     };
     TypeInfo {
-        data_type: name.into(),
-        udt_name: udt,
+        data_type: crate::types::pg_type_name(*t),
+        udt_name: udt_name(scalar).to_string(),
         numeric,
         datetime_precision,
         octet_length: (scalar == ScalarType::Text).then_some(1_073_741_824),
@@ -251,7 +238,13 @@ fn columns_view(db: Db) -> ComputedView {
             s(&|_| None),
             s(&|_| Some(CATALOG.to_string())),
             s(&|_| Some("pg_catalog".to_string())),
-            s(&|r| Some(r.info.as_ref().map_or("text", |t| t.udt_name).to_string())),
+            s(&|r| {
+                Some(
+                    r.info
+                        .as_ref()
+                        .map_or("text".into(), |t| t.udt_name.clone()),
+                )
+            }),
             s(&|_| Some("NO".to_string())),
             s(&|_| Some("NEVER".to_string())),
             s(&|_| Some("YES".to_string())),
