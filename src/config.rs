@@ -69,6 +69,12 @@ pub struct Cli {
     #[arg(long, env = "HINDSIGHT_RAFT_LISTEN", value_name = "ADDR")]
     pub raft_listen: Option<String>,
 
+    /// Bytes of Raft log a cluster member keeps behind its newest snapshot: a
+    /// member away for less than this catches up from the log, one away longer by
+    /// a snapshot of the data files [default: 1GiB].
+    #[arg(long, env = "HINDSIGHT_RAFT_LOG_KEEP", value_name = "BYTES")]
+    pub raft_log_keep: Option<String>,
+
     /// Maximum concurrent client connections; more are refused with SQLSTATE 53300
     /// [default: 100].
     #[arg(long, env = "HINDSIGHT_MAX_CONNECTIONS", value_name = "N")]
@@ -199,6 +205,7 @@ struct ClusterFile {
     heartbeat: Option<String>,
     election_timeout: Option<String>,
     commit_timeout: Option<String>,
+    raft_log_keep: Option<String>,
 }
 
 /// A replicated node's settings (`--node-id`, `--peers`, `[cluster]`).
@@ -210,6 +217,7 @@ pub struct ClusterSettings {
     pub heartbeat: Duration,
     pub election_timeout: (Duration, Duration),
     pub commit_timeout: Duration,
+    pub raft_log_keep: u64,
 }
 
 #[derive(Deserialize, Debug)]
@@ -319,6 +327,10 @@ fn resolve_cluster(cli: &Cli, file: ClusterFile) -> Result<Option<ClusterSetting
         heartbeat,
         election_timeout: (election_min, election_min * 2),
         commit_timeout: duration(file.commit_timeout, Duration::from_secs(10))?,
+        raft_log_keep: match cli.raft_log_keep.clone().or(file.raft_log_keep) {
+            Some(s) => parse_bytes(&s)? as u64,
+            None => 1 << 30,
+        },
     }))
 }
 
@@ -545,13 +557,14 @@ mod tests {
         let cl = c.cluster.as_ref().unwrap();
         assert_eq!((cl.node_id, cl.peers.len()), (2, 3));
         assert_eq!(cl.election_timeout.1, Duration::from_millis(1200));
+        assert_eq!(cl.raft_log_keep, 1 << 30);
         assert!(c.check_safety().is_ok());
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.toml");
         std::fs::write(
             &path,
-            "http_listen = \"off\"\nfsync = \"never\"\n[cluster]\nnode_id = 1\npeers = \"1=h:1,2=h:2,3=h:3\"\ncommit_timeout = \"5s\"\n",
+            "http_listen = \"off\"\nfsync = \"never\"\n[cluster]\nnode_id = 1\npeers = \"1=h:1,2=h:2,3=h:3\"\ncommit_timeout = \"5s\"\nraft_log_keep = \"64MiB\"\n",
         )
         .unwrap();
         let c = Config::resolve(Cli {
@@ -563,6 +576,7 @@ mod tests {
             c.cluster.as_ref().unwrap().commit_timeout,
             Duration::from_secs(5)
         );
+        assert_eq!(c.cluster.as_ref().unwrap().raft_log_keep, 64 << 20);
         assert!(c.http_listen.is_none());
         assert!(
             c.check_safety().is_err(),

@@ -183,6 +183,16 @@ fn render_raft(out: &mut String, f: &Figures) {
             "The last Raft index applied to the engine here.",
             f.applied_index.unwrap_or(0),
         ),
+        (
+            "snapshot_index",
+            "The last Raft index the newest snapshot (a checkpoint of the flushed files) covers.",
+            f.snapshot_index.unwrap_or(0),
+        ),
+        (
+            "purged_index",
+            "The last Raft index purged from this node's log; a member behind it catches up by snapshot.",
+            f.purged_index.unwrap_or(0),
+        ),
     ];
     for (name, help, v) in gauges {
         write_metric(

@@ -73,6 +73,10 @@ pub struct Figures {
     pub leader: Option<u64>,
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
+    /// The last index the newest snapshot covers.
+    pub snapshot_index: Option<u64>,
+    /// The last index purged from the Raft log (entries up to it are gone).
+    pub purged_index: Option<u64>,
     pub leader_changes: u64,
     pub commits: u64,
     pub commit_seconds_sum: f64,

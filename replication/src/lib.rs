@@ -3,7 +3,8 @@
 //! The storage engine's commit groups are the Raft entries; in replicated mode the
 //! Raft log (`hindsight_storage::raftlog`) is each node's only durable log. This
 //! crate adapts openraft to that log ([`logstore`]) and to the engine
-//! ([`statemachine`]), carries Raft over TCP ([`transport`]), admits and proposes
+//! ([`statemachine`]), keeps its snapshots as engine checkpoints ([`snapshot`]),
+//! carries Raft over TCP ([`transport`]), admits and proposes
 //! commits as the engine's write hook ([`proposer`]), and starts a member
 //! ([`node`]).
 //!
@@ -19,6 +20,7 @@ pub mod figures;
 pub mod logstore;
 pub mod node;
 pub mod proposer;
+pub mod snapshot;
 pub mod statemachine;
 pub mod transport;
 pub mod types;

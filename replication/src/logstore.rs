@@ -45,6 +45,12 @@ impl LogStore {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Where to purge up to `upto` keeping `keep` bytes of log after it
+    /// (`RaftLog::purge_point`).
+    pub fn purge_point(&self, upto: u64, keep: u64) -> Option<u64> {
+        self.lock().purge_point(upto, keep)
+    }
+
     /// The index of the last held entry.
     pub fn last_index(&self) -> Option<u64> {
         self.lock().last_log_id().map(|l| l.index)

@@ -25,6 +25,7 @@ use tokio::sync::{Notify, watch};
 use crate::error::{ReplError, ReplResult};
 use crate::logstore::LogStore;
 use crate::proposer::Proposer;
+use crate::snapshot::SnapshotStore;
 use crate::statemachine::StateMachine;
 use crate::transport::{self, Call, Identity, Network, Peer};
 use crate::types::{NodeId, Raft};
@@ -44,6 +45,9 @@ pub struct ClusterConfig {
     pub election_timeout_max: Duration,
     /// How long a COMMIT waits for a majority before answering 40003.
     pub commit_timeout: Duration,
+    /// Bytes of Raft log kept behind the newest snapshot, so members down for a
+    /// while catch up from the log rather than by a whole snapshot.
+    pub raft_log_keep: u64,
 }
 
 impl ClusterConfig {
@@ -58,6 +62,7 @@ impl ClusterConfig {
             election_timeout_min: Duration::from_millis(600),
             election_timeout_max: Duration::from_millis(1200),
             commit_timeout: Duration::from_secs(10),
+            raft_log_keep: 1 << 30,
         }
     }
 }
@@ -211,9 +216,11 @@ impl Cluster {
             .map_err(|e| ReplError::Raft(e.to_string()))?
             .map_err(|e| ReplError::io("binding the raft listener", e))?;
         let config = raft_config(&cfg)?;
+        let snapshots = SnapshotStore::open(db.path())?;
+        let logs = LogStore::new(log);
         let (store, sm, net) = (
-            LogStore::new(log),
-            StateMachine::new(db.clone()),
+            logs.clone(),
+            StateMachine::new(db.clone(), snapshots.clone()),
             Network::new(id.clone()),
         );
         let me = cfg.node_id;
@@ -238,9 +245,19 @@ impl Cluster {
         tracing::info!(node = me, addr = %listener.1, "raft listener ready");
         handle.spawn(transport::serve(
             listener.0,
-            id.clone(),
+            transport::Served {
+                id: id.clone(),
+                raft: raft.clone(),
+                status,
+                snapshots: snapshots.clone(),
+            },
+        ));
+        handle.spawn(compact_log(
             raft.clone(),
-            status,
+            db.clone(),
+            logs.clone(),
+            snapshots.clone(),
+            cfg.raft_log_keep,
         ));
         let leader_changed = Arc::new(tokio::sync::Notify::new());
         handle.spawn(poll_status(
@@ -337,7 +354,8 @@ fn raft_config(cfg: &ClusterConfig) -> ReplResult<Arc<Config>> {
         heartbeat_interval: ms(cfg.heartbeat),
         election_timeout_min: ms(cfg.election_timeout_min),
         election_timeout_max: ms(cfg.election_timeout_max),
-        // The log is never purged yet: members always catch up from it.
+        // Snapshots follow flushes and the log is purged by bytes (`compact_log`),
+        // never by openraft's own policies.
         snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: u64::MAX,
         max_payload_entries: 64,
@@ -348,6 +366,32 @@ fn raft_config(cfg: &ClusterConfig) -> ReplResult<Arc<Config>> {
             .validate()
             .map_err(|e| ReplError::Config(e.to_string()))?,
     ))
+}
+
+/// How often the snapshot and purge points are checked.
+const COMPACT_EVERY: Duration = Duration::from_secs(1);
+
+/// Keep the Raft log bounded: once the engine has flushed past the newest
+/// snapshot, build a new one (it links the flushed files); then purge the log up
+/// to that snapshot, keeping `keep` bytes of entries behind it for members that
+/// are briefly away. So `purged <= snapshot <= flushed` always holds, and a
+/// restart re-applies from the flushed point out of entries still held.
+async fn compact_log(raft: Raft, db: Db, logs: LogStore, snapshots: Arc<SnapshotStore>, keep: u64) {
+    let mut tick = tokio::time::interval(COMPACT_EVERY);
+    loop {
+        tick.tick().await;
+        let snapshot = snapshots.last_log_id().map(|l| l.index);
+        let flushed = db.durable_applied().map(|l| l.index);
+        if flushed > snapshot && raft.trigger().snapshot().await.is_err() {
+            return; // Raft stopped.
+        }
+        let Some(upto) = snapshot else { continue };
+        if let Some(point) = logs.purge_point(upto, keep)
+            && raft.trigger().purge_log(point).await.is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// Initialize the Raft group with `voters` unless, within `patience`, another

@@ -168,6 +168,8 @@ impl Proposer {
             leader: m.current_leader,
             last_log_index: last,
             applied_index: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
             peers,
             ..Figures::default()
         };

@@ -7,10 +7,14 @@
 //! (fields 0x08/0x09), which is what [`applied_state`] reports; openraft then
 //! re-applies the committed entries after it.
 //!
-//! Snapshots are not built or installed yet: the Raft log is never purged, so a
-//! member always catches up from the log (see DESIGN in ARCHITECTURE.md).
+//! A snapshot is the engine's flushed state as a checkpoint ([`SnapshotStore`]):
+//! building one links the flushed files (no apply waits for it); installing one
+//! (from the leader, when this member's log is behind the leader's purge point)
+//! replaces the engine's whole state with it.
 //!
 //! [`applied_state`]: RaftStateMachine::applied_state
+
+use std::sync::Arc;
 
 use hindsight_storage::{Db, Outcome};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -20,20 +24,22 @@ use openraft::{
 
 use crate::error::{ReplError, storage_error};
 use crate::logstore::blocking;
+use crate::snapshot::{SnapshotDir, SnapshotStore};
 use crate::types::{
-    NoSnapshot, NodeId, RaftEntry, RaftLogId, Response, Stored, TypeConfig, body_out, log_id_in,
-    log_id_out, stored_membership_in, stored_membership_out,
+    NodeId, RaftEntry, RaftLogId, Response, Stored, TypeConfig, body_out, log_id_in, log_id_out,
+    stored_membership_in, stored_membership_out,
 };
 
 /// The engine as openraft's state machine.
 #[derive(Clone)]
 pub struct StateMachine {
     db: Db,
+    snapshots: Arc<SnapshotStore>,
 }
 
 impl StateMachine {
-    pub fn new(db: Db) -> StateMachine {
-        StateMachine { db }
+    pub fn new(db: Db, snapshots: Arc<SnapshotStore>) -> StateMachine {
+        StateMachine { db, snapshots }
     }
 
     fn apply_one(&self, entry: &RaftEntry) -> Result<Response, ReplError> {
@@ -56,12 +62,6 @@ impl StateMachine {
 
 fn sm_error(e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
     storage_error(ErrorSubject::StateMachine, ErrorVerb::Write, e)
-}
-
-fn no_snapshots() -> StorageError<NodeId> {
-    sm_error(&ReplError::Raft(
-        "snapshots are not supported yet: members catch up from the log".into(),
-    ))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -99,27 +99,53 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<NoSnapshot>, StorageError<NodeId>> {
-        Err(no_snapshots())
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotDir>, StorageError<NodeId>> {
+        // Only openraft's chunked transfer calls this; ours stages files itself
+        // (transport) and hands a complete directory to `install_full_snapshot`.
+        Err(sm_error(&ReplError::Raft(
+            "snapshots arrive whole through the transport, not in openraft chunks".into(),
+        )))
     }
 
     async fn install_snapshot(
         &mut self,
-        _meta: &SnapshotMeta<NodeId, openraft::EmptyNode>,
-        _snapshot: Box<NoSnapshot>,
+        meta: &SnapshotMeta<NodeId, openraft::EmptyNode>,
+        snapshot: Box<SnapshotDir>,
     ) -> Result<(), StorageError<NodeId>> {
-        Err(no_snapshots())
+        let r = blocking(|| -> Result<(), ReplError> {
+            let info = self.db.install_checkpoint(&snapshot.dir)?;
+            self.snapshots.installed(meta, &snapshot)?;
+            tracing::info!(
+                snapshot = %meta.snapshot_id,
+                seq = info.last_seq,
+                bytes = info.bytes(),
+                "raft snapshot installed"
+            );
+            Ok(())
+        });
+        r.map_err(|e| {
+            tracing::error!(snapshot = %meta.snapshot_id, error = %e, "installing a snapshot failed; this node stops");
+            storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, &e)
+        })
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(None)
+        Ok(self.snapshots.current().map(|(meta, dir)| Snapshot {
+            meta,
+            snapshot: Box::new(dir),
+        }))
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        Err(no_snapshots())
+        let (meta, dir) = blocking(|| self.snapshots.build(&self.db))
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, &e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(dir),
+        })
     }
 }

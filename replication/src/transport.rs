@@ -10,6 +10,12 @@
 //! peer of another cluster (the hash of the initial voter ids) or a call meant for
 //! another node id, so a misaddressed `--peers` entry cannot join the wrong group.
 //! Any I/O error or timeout drops the connection; the next call reconnects.
+//!
+//! A snapshot (openraft's `full_snapshot`) travels on the snapshot connection as
+//! `SnapshotBegin` (id and file list), the files in order as `SnapshotChunk`s of
+//! [`CHUNK`] bytes (each frame checksummed), and `SnapshotInstall` with the vote
+//! and metadata; the receiver stages, verifies and installs it
+//! ([`crate::snapshot::SnapshotStore`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,10 +35,20 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::snapshot::SnapshotStore;
 use crate::types::{NodeId, Raft, RaftLogId, RaftVote, TypeConfig, entry_in, entry_out};
 
 /// The largest frame accepted (a 1 GiB COPY batch plus framing).
 const MAX_FRAME: usize = (1 << 30) + (1 << 20);
+
+/// Bytes of snapshot file per frame.
+const CHUNK: usize = 4 << 20;
+
+/// How long one snapshot chunk may take to be answered.
+const CHUNK_TTL: Duration = Duration::from_secs(30);
+
+/// How long the receiver may take to verify and install a snapshot.
+const INSTALL_TTL: Duration = Duration::from_secs(600);
 
 /// What a node asks a peer.
 #[derive(Debug, Serialize, Deserialize)]
@@ -57,6 +73,23 @@ pub(crate) enum Call {
     },
     /// Leadership transfer: campaign now (the target).
     Elect,
+    /// A snapshot transfer starts: its id and its files with their sizes.
+    SnapshotBegin {
+        id: String,
+        files: Vec<(String, u64)>,
+    },
+    /// The bytes at `offset` of one file of the snapshot follow as a blob.
+    SnapshotChunk {
+        id: String,
+        file: String,
+        offset: u64,
+    },
+    /// Every file is sent: verify and install.
+    SnapshotInstall {
+        vote: RaftVote,
+        meta: crate::snapshot::Meta,
+        files: Vec<(String, u64)>,
+    },
 }
 
 /// A peer's answer.
@@ -67,6 +100,7 @@ pub(crate) enum Answer {
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Status(Status),
     Done(Result<(), String>),
+    Snapshot(Result<SnapshotResponse<NodeId>, String>),
 }
 
 /// What a node reports about itself (polled by its peers).
@@ -169,13 +203,17 @@ pub struct Identity {
     pub peers: BTreeMap<NodeId, String>,
 }
 
+/// What a node's Raft server answers with.
+#[derive(Clone)]
+pub(crate) struct Served {
+    pub id: Arc<Identity>,
+    pub raft: Raft,
+    pub status: Arc<dyn Fn() -> Status + Send + Sync>,
+    pub snapshots: Arc<SnapshotStore>,
+}
+
 /// Serve peers' calls until the listener fails.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    id: Arc<Identity>,
-    raft: Raft,
-    status: Arc<dyn Fn() -> Status + Send + Sync>,
-) {
+pub(crate) async fn serve(listener: TcpListener, served: Served) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -186,9 +224,9 @@ pub(crate) async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (id, raft, status) = (id.clone(), raft.clone(), status.clone());
+        let served = served.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_conn(stream, &id, &raft, &*status).await
+            if let Err(e) = serve_conn(stream, &served).await
                 && e.kind() != std::io::ErrorKind::UnexpectedEof
             {
                 tracing::debug!(%peer, error = %e, "raft connection closed");
@@ -197,12 +235,8 @@ pub(crate) async fn serve(
     }
 }
 
-async fn serve_conn(
-    stream: TcpStream,
-    id: &Identity,
-    raft: &Raft,
-    status: &(dyn Fn() -> Status + Send + Sync),
-) -> std::io::Result<()> {
+async fn serve_conn(stream: TcpStream, served: &Served) -> std::io::Result<()> {
+    let (id, raft) = (&served.id, &served.raft);
     let (r, w) = stream.into_split();
     let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
     let (hello, _) = receive::<_, Call>(&mut r).await?;
@@ -247,16 +281,62 @@ async fn serve_conn(
                 Answer::Append(raft.append_entries(req).await)
             }
             Call::Vote(req) => Answer::Vote(raft.vote(req).await),
-            Call::Status => Answer::Status(status()),
+            Call::Status => Answer::Status((served.status)()),
             Call::Hold { ms } => {
                 hold_elections(raft, Duration::from_millis(ms));
                 Answer::Done(Ok(()))
             }
             Call::Elect => Answer::Done(raft.trigger().elect().await.map_err(|e| e.to_string())),
+            Call::SnapshotBegin { id, files } => {
+                let store = served.snapshots.clone();
+                let r = blocking_io(move || store.begin_receive(&id, &files)).await;
+                Answer::Done(r)
+            }
+            Call::SnapshotChunk { id, file, offset } => {
+                let store = served.snapshots.clone();
+                let bytes = blobs.into_iter().next().unwrap_or_default();
+                let r = blocking_io(move || store.write_chunk(&id, &file, offset, &bytes)).await;
+                Answer::Done(r)
+            }
+            Call::SnapshotInstall { vote, meta, files } => {
+                Answer::Snapshot(receive_snapshot(served, vote, meta, files).await)
+            }
             Call::Hello { .. } => return Err(invalid("hello twice")),
         };
         send(&mut w, &answer, &[]).await?;
     }
+}
+
+/// Run snapshot file work off the runtime threads; errors become text.
+async fn blocking_io<T: Send + 'static>(
+    f: impl FnOnce() -> crate::ReplResult<T> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("snapshot task failed: {e}")),
+    }
+}
+
+/// Finish a received snapshot and hand it to openraft to install.
+async fn receive_snapshot(
+    served: &Served,
+    vote: RaftVote,
+    meta: crate::snapshot::Meta,
+    files: Vec<(String, u64)>,
+) -> Result<SnapshotResponse<NodeId>, String> {
+    let store = served.snapshots.clone();
+    let id = meta.snapshot_id.clone();
+    let dir = blocking_io(move || store.finish_receive(&id, &files)).await?;
+    tracing::info!(node = served.id.me, snapshot = %meta.snapshot_id, "snapshot received; installing");
+    let snapshot = Snapshot {
+        meta,
+        snapshot: Box::new(dir),
+    };
+    served
+        .raft
+        .install_full_snapshot(vote, snapshot)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Turn this node's election timer off for `span`, then on again.
@@ -421,14 +501,87 @@ impl RaftNetwork<TypeConfig> for Peer {
 
     async fn full_snapshot(
         &mut self,
-        _vote: RaftVote,
-        _snapshot: Snapshot<TypeConfig>,
-        _cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        vote: RaftVote,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
-        Err(StreamingError::Unreachable(Unreachable::new(&invalid(
-            "snapshot transfer is not supported yet: members catch up from the log",
-        ))))
+        let target = self.target;
+        tracing::info!(to = target, snapshot = %snapshot.meta.snapshot_id, "sending a snapshot");
+        tokio::select! {
+            r = self.send_snapshot(vote, snapshot) => r.map_err(|e| {
+                tracing::warn!(to = target, error = %e, "snapshot transfer failed");
+                StreamingError::Network(NetworkError::new(&e))
+            }),
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
+    }
+}
+
+impl Peer {
+    /// Ship a snapshot's files and ask the peer to install it.
+    async fn send_snapshot(
+        &mut self,
+        vote: RaftVote,
+        snapshot: Snapshot<TypeConfig>,
+    ) -> std::io::Result<SnapshotResponse<NodeId>> {
+        let dir = (*snapshot.snapshot).clone();
+        let listed = dir.clone();
+        let files = tokio::task::spawn_blocking(move || crate::snapshot::snapshot_files(&listed))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|e| invalid(e.to_string()))?;
+        // Open every file first: a newer snapshot replacing this one mid-transfer
+        // deletes the directory, not the open files.
+        let mut opened = Vec::with_capacity(files.len());
+        for (name, _) in &files {
+            opened.push(tokio::fs::File::open(dir.dir.join(name)).await?);
+        }
+        let id = snapshot.meta.snapshot_id.clone();
+        let begin = Call::SnapshotBegin {
+            id: id.clone(),
+            files: files.clone(),
+        };
+        self.expect_done(&begin, Vec::new()).await?;
+        for ((name, len), mut file) in files.iter().zip(opened) {
+            let mut offset = 0u64;
+            loop {
+                let mut buf = Vec::with_capacity(CHUNK.min(*len as usize));
+                (&mut file).take(CHUNK as u64).read_to_end(&mut buf).await?;
+                if buf.is_empty() && offset > 0 {
+                    break;
+                }
+                let n = buf.len() as u64;
+                let chunk = Call::SnapshotChunk {
+                    id: id.clone(),
+                    file: name.clone(),
+                    offset,
+                };
+                self.expect_done(&chunk, vec![buf]).await?;
+                offset += n;
+                if n == 0 || offset >= *len {
+                    break;
+                }
+            }
+        }
+        let install = Call::SnapshotInstall {
+            vote,
+            meta: snapshot.meta,
+            files,
+        };
+        match self.call(&install, &[], INSTALL_TTL).await? {
+            Answer::Snapshot(Ok(r)) => Ok(r),
+            Answer::Snapshot(Err(why)) => Err(invalid(why)),
+            _ => Err(invalid("expected a snapshot answer")),
+        }
+    }
+
+    async fn expect_done(&mut self, call: &Call, blobs: Vec<Vec<u8>>) -> std::io::Result<()> {
+        match self.call(call, &blobs, CHUNK_TTL).await? {
+            Answer::Done(Ok(())) => Ok(()),
+            Answer::Done(Err(why)) => Err(invalid(why)),
+            _ => Err(invalid("expected a done answer")),
+        }
     }
 }
 

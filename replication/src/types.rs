@@ -38,11 +38,6 @@ pub enum Response {
     None,
 }
 
-/// Snapshots are not shipped yet: the log is never purged, so a lagging or new
-/// member always catches up from the log. The type exists for openraft's API.
-#[derive(Debug, Default)]
-pub struct NoSnapshot;
-
 openraft::declare_raft_types!(
     /// Hindsight's Raft types.
     pub TypeConfig:
@@ -50,7 +45,7 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = NodeId,
         Node = EmptyNode,
-        SnapshotData = NoSnapshot,
+        SnapshotData = crate::snapshot::SnapshotDir,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

@@ -35,21 +35,28 @@ pub struct Cluster {
     pub members: Vec<Member>,
     /// The proxy of each directed link (from, to), when partitionable.
     links: BTreeMap<(u64, u64), super::proxy::Link>,
+    /// Flags every member is started with besides the contract's.
+    extra: Vec<String>,
     _root: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Start `n` members and wait until each serves SQL.
     pub fn start(n: u64) -> Cluster {
-        Cluster::build(n, false)
+        Cluster::build(n, false, &[])
+    }
+
+    /// Like [`Cluster::start`], every member also given `extra` flags.
+    pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
+        Cluster::build(n, false, extra)
     }
 
     /// Like [`Cluster::start`], with a proxy on every directed Raft link.
     pub fn start_partitionable(n: u64) -> Cluster {
-        Cluster::build(n, true)
+        Cluster::build(n, true, &[])
     }
 
-    fn build(n: u64, proxied: bool) -> Cluster {
+    fn build(n: u64, proxied: bool, extra: &[&str]) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let raft: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut links = BTreeMap::new();
@@ -86,6 +93,7 @@ impl Cluster {
         let mut c = Cluster {
             members,
             links,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             _root: root,
         };
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel()).unzip();
@@ -100,6 +108,7 @@ impl Cluster {
     }
 
     fn spawn(&mut self, i: usize, ready: mpsc::Sender<()>) {
+        let extra = self.extra.clone();
         let m = &mut self.members[i];
         let mut child = Command::new(env!("CARGO_BIN_EXE_hindsight"))
             .args(["--node-id", &m.id.to_string(), "--peers", &m.peers])
@@ -108,6 +117,7 @@ impl Cluster {
             .args(["--http-listen", &format!("127.0.0.1:{}", m.http)])
             .arg("--data-dir")
             .arg(&m.dir)
+            .args(&extra)
             .env("HINDSIGHT_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -242,6 +252,13 @@ impl Member {
     /// The status code of `GET path` on the HTTP endpoint (None if unreachable).
     pub fn http_status(&self, path: &str) -> Option<u16> {
         self.http_get(path).map(|(status, _)| status)
+    }
+
+    /// The value of one unlabelled figure on `/metrics` (None if absent).
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        let (_, body) = self.http_get("/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     /// Status code and body of `GET path` (None if unreachable).

@@ -28,11 +28,15 @@ use crate::view::View;
 use crate::wal::segment_name;
 
 impl Db {
-    /// Seal the memtable and wait until every sealed memtable is flushed to level 0.
+    /// Seal the memtable and wait until every sealed memtable is flushed to level 0
+    /// (in replicated mode the manifest then records the applied point).
     pub fn flush(&self) -> Result<()> {
         {
             let mut w = lock(&self.engine.commit);
-            if !self.engine.view.load().mem.is_empty() {
+            let mem = self.engine.view.load().mem.clone();
+            // A replicated engine also seals an empty memtable when entries without
+            // rows moved the applied point, so the manifest records it.
+            if !mem.is_empty() || mem.start_applied.log != w.applied.log {
                 self.engine.switch_memtable(&mut w)?;
             }
         }
@@ -183,11 +187,20 @@ impl Engine {
         if book.manifest.size() < 64 << 20 {
             return Ok(());
         }
-        let view = self.view.load_full();
-        // The recovery point is the start of the oldest memtable not yet on disk.
-        let oldest = view.imm.last().unwrap_or(&view.mem);
         let number = book.next_file;
         book.next_file += 1;
+        let state = self.durable_state(book)?;
+        let old = book.manifest.number;
+        book.manifest = Manifest::create(&self.dir, number, &state)?;
+        remove_if_exists(&self.dir.join(manifest_name(old)))
+    }
+
+    /// The state the manifest describes now (called with `book` held): the
+    /// published files, and as recovery point the start of the oldest memtable not
+    /// yet on disk.
+    pub(super) fn durable_state(&self, book: &FileBook) -> Result<ManifestState> {
+        let view = self.view.load_full();
+        let oldest = view.imm.last().unwrap_or(&view.mem);
         let mut state = ManifestState {
             next_file: book.next_file,
             last_seq: oldest.start_seq,
@@ -205,9 +218,7 @@ impl Engine {
         for f in view.files.all_files() {
             state.files.insert(f.meta.number, f.meta.clone());
         }
-        let old = book.manifest.number;
-        book.manifest = Manifest::create(&self.dir, number, &state)?;
-        remove_if_exists(&self.dir.join(manifest_name(old)))
+        Ok(state)
     }
 
     /// Wait up to `ms` for background progress (or shutdown).

@@ -7,6 +7,8 @@
 //! - [`commit`]: the group-commit write path and backpressure.
 //! - [`background`]: memtable flush, compaction execution, manifest rotation.
 //! - [`recovery`]: rebuilding the engine from the manifest, the SSTs and the WAL.
+//! - [`checkpoint`]: the flushed state as a directory of its own, and installing
+//!   one (a cluster member's Raft snapshot).
 //!
 //! The read API lives in [`crate::snapshot`].
 //!
@@ -23,6 +25,7 @@
 //! later write is refused until restart, while reads go on.
 
 mod background;
+mod checkpoint;
 mod commit;
 mod options;
 mod recovery;
@@ -49,6 +52,7 @@ use crate::snapshot::Snapshot;
 use crate::types::{ColumnDef, IndexDef, TableDef, TableId, TableOptions, Value};
 use crate::view::{Projection, ReadAt, Row, View};
 
+pub use checkpoint::{CheckpointInfo, read_checkpoint};
 pub use commit::CommitInfo;
 pub use options::{Clock, Options, SyncPolicy};
 pub use replica::{Member, Outcome, Replicate, Role, RoleKind, Stamp};

@@ -107,7 +107,7 @@ pub(super) fn recover(dir: &Path, opts: &Options, mode: Mode) -> Result<Recovere
         })?,
         None => Catalog::default(),
     };
-    let files = open_ssts(dir, &state)?;
+    let files = open_ssts(dir, &state, false)?;
     let replayed = match mode {
         Mode::Single => replay_wal(dir, &listing, manifest_number, &state, catalog)?,
         Mode::Replicated => Replayed {
@@ -158,8 +158,9 @@ fn load_manifest(dir: &Path, listing: &DirListing) -> Result<(u64, ManifestState
     Ok((0, ManifestState::default()))
 }
 
-/// Phase 2: open every SST the manifest names.
-fn open_ssts(dir: &Path, state: &ManifestState) -> Result<FileSet> {
+/// Phase 2: open every SST the manifest names (with `verify`, reading every block
+/// to check its checksum).
+pub(super) fn open_ssts(dir: &Path, state: &ManifestState, verify: bool) -> Result<FileSet> {
     let mut opened = Vec::new();
     for meta in state.files.values() {
         let path = dir.join(sst_name(meta.number));
@@ -174,6 +175,9 @@ fn open_ssts(dir: &Path, state: &ManifestState) -> Result<FileSet> {
             ));
         }
         let reader = SstReader::open(&path)?;
+        if verify {
+            reader.verify_all()?;
+        }
         if reader.meta.table != meta.table || reader.meta.rows != meta.rows {
             return Err(Error::corruption(
                 &path,

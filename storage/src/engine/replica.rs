@@ -507,6 +507,87 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_installs_on_another_member_and_survives_its_restart() {
+        let (a, b, snaps) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let (leader, _hook) = open(a.path(), 1);
+        leader.create_table(id_value_table("t")).unwrap();
+        for i in 0..50 {
+            put(&leader, i, i * 10).unwrap();
+        }
+        leader.flush().unwrap();
+        put(&leader, 50, 500).unwrap(); // in the memtable: not in the checkpoint
+        let cp = snaps.path().join("1-1-52");
+        let info = leader.checkpoint(&cp).unwrap();
+        assert_eq!(info.applied.log.map(|l| l.index), Some(51));
+        assert!(info.files.iter().any(|(n, _)| n == "CURRENT"), "{info:?}");
+        assert!(
+            leader.checkpoint(&cp).is_err(),
+            "a checkpoint is never overwritten"
+        );
+
+        // A member with other data installs it: its state becomes the checkpoint's.
+        let (member, _h) = open(b.path(), 1);
+        member.create_table(id_value_table("other")).unwrap();
+        member.flush().unwrap();
+        let reader = member.snapshot();
+        assert_eq!(member.install_checkpoint(&cp).unwrap(), info);
+        assert_eq!(member.applied().log, info.applied.log);
+        assert_eq!(member.visible_seq(), info.last_seq);
+        assert_eq!(get(&member, 49), Some(Value::Int64(490)));
+        assert_eq!(get(&member, 50), None);
+        assert!(member.table("other").is_err());
+        assert!(
+            reader.catalog().table("other").is_some(),
+            "old readers keep their view"
+        );
+        drop((reader, _h, member));
+        let member = Db::open_replicated(b.path(), Options::default()).unwrap();
+        assert_eq!(get(&member, 49), Some(Value::Int64(490)));
+        assert_eq!(member.applied().log, info.applied.log);
+        assert!(
+            cp.join("CURRENT").exists(),
+            "the checkpoint stays as it was"
+        );
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_is_refused_and_changes_nothing() {
+        let (a, b, snaps) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let (leader, _hook) = open(a.path(), 1);
+        leader.create_table(id_value_table("t")).unwrap();
+        put(&leader, 1, 10).unwrap();
+        leader.flush().unwrap();
+        let cp = snaps.path().join("cp");
+        let info = leader.checkpoint(&cp).unwrap();
+        let (sst, len) = info
+            .files
+            .iter()
+            .find(|(n, _)| n.ends_with(".sst"))
+            .unwrap();
+        // Flip a byte inside the first data block (a fresh copy: the leader's file
+        // is the same inode).
+        let path = cp.join(sst);
+        let mut bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        bytes[12] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(bytes.len() as u64, *len);
+        let (member, _h) = open(b.path(), 1);
+        let err = member.install_checkpoint(&cp).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+        assert_eq!(member.visible_seq(), 0);
+        member.health().unwrap();
+    }
+
+    #[test]
     fn modes_do_not_open_each_others_directories() {
         let a = tempfile::tempdir().unwrap();
         drop(Db::open_replicated(a.path(), Options::default()).unwrap());

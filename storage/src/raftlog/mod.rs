@@ -437,6 +437,24 @@ impl RaftLog {
         self.remove_purged_segments()
     }
 
+    /// Where to purge so that at least `keep_bytes` of entries stay held after the
+    /// purged point, never past `upto` (the snapshot's index): the highest such
+    /// index above the current purge point, if any.
+    pub fn purge_point(&self, upto: u64, keep_bytes: u64) -> Option<u64> {
+        let mut kept = 0u64;
+        let mut candidate = None;
+        for l in self.locs.iter().rev() {
+            if kept >= keep_bytes {
+                candidate = Some(l.id.index);
+                break;
+            }
+            kept += l.frame_end() - l.offset;
+        }
+        let point = candidate?.min(upto);
+        let purged = self.state.purged.map_or(0, |p| p.index);
+        (point > purged && self.loc(point).is_some()).then_some(point)
+    }
+
     /// Make `vote` durable.
     pub fn save_vote(&mut self, vote: Vote) -> Result<()> {
         self.state.vote = Some(vote);

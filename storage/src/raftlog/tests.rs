@@ -258,3 +258,23 @@ fn a_gap_between_segments_on_disk_is_corruption() {
     std::fs::remove_file(d.path().join(&files[1])).unwrap();
     assert!(RaftLog::open(d.path(), SMALL).unwrap_err().is_corruption());
 }
+
+#[test]
+fn purge_point_keeps_the_requested_bytes_and_never_passes_the_snapshot() {
+    let d = tempfile::tempdir().unwrap();
+    let mut log = RaftLog::open(d.path(), SMALL).unwrap();
+    append_each(&mut log, &entries(1, 1..21));
+    let size = |i: u64| log.loc(i).map(|l| l.frame_end() - l.offset).unwrap();
+    // Keeping nothing: purge up to the snapshot.
+    assert_eq!(log.purge_point(12, 0), Some(12));
+    // Keeping three entries' bytes: entries 18..=20 stay.
+    let three = size(18) + size(19) + size(20);
+    assert_eq!(log.purge_point(20, three), Some(17));
+    assert_eq!(log.purge_point(20, three + 1), Some(16));
+    // The snapshot bounds it; more than the log holds keeps everything.
+    assert_eq!(log.purge_point(5, three), Some(5));
+    assert_eq!(log.purge_point(20, u64::MAX), None);
+    log.purge(log.log_id(10).unwrap()).unwrap();
+    assert_eq!(log.purge_point(9, 0), None, "already purged");
+    assert_eq!(log.purge_point(20, three), Some(17));
+}

@@ -253,6 +253,12 @@ impl SstReader {
         Ok(n.checked_sub(1).and_then(|i| t.get(i)).map(|&(s, _)| s))
     }
 
+    /// Verify every block's checksum now (a file received from another node is
+    /// checked whole before it is installed).
+    pub(crate) fn verify_all(&self) -> Result<()> {
+        (0..self.index.len()).try_for_each(|b| self.block(b).map(|_| ()))
+    }
+
     /// Parse block `b`, verifying its checksum on first use.
     pub(crate) fn block(&self, b: usize) -> Result<BlockView<'_>> {
         let h = self
