@@ -49,9 +49,17 @@ pub struct Cli {
     pub http_listen: Option<String>,
 
     /// This node's id in a replicated cluster (a positive integer, one of --peers).
-    /// Needs --peers.
-    #[arg(long, env = "HINDSIGHT_NODE_ID", value_name = "N", requires = "peers")]
+    /// Needs --peers, or --join.
+    #[arg(long, env = "HINDSIGHT_NODE_ID", value_name = "N")]
     pub node_id: Option<u64>,
+
+    /// Join a running cluster as a new node: form nothing, wait until the leader
+    /// runs hindsight_add_learner(N, 'this node's --raft-listen'), catch up by
+    /// snapshot and log, then hindsight_promote(N) makes it a voter. Needs
+    /// --node-id (an id the cluster has never used) and --raft-listen; --peers is
+    /// optional (the membership tells it the others' addresses).
+    #[arg(long, env = "HINDSIGHT_JOIN", requires = "node_id")]
+    pub join: bool,
 
     /// Run replicated: every voter's Raft address by node id, the same list on every
     /// node, e.g. 1=10.0.0.1:7101,2=10.0.0.2:7101,3=10.0.0.3:7101. On first start the
@@ -212,6 +220,8 @@ struct ClusterFile {
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
     pub node_id: u64,
+    /// `--join`: a new node waiting to be added by the leader.
+    pub join: bool,
     pub peers: BTreeMap<u64, String>,
     pub raft_listen: Option<String>,
     pub heartbeat: Duration,
@@ -294,13 +304,23 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 fn resolve_cluster(cli: &Cli, file: ClusterFile) -> Result<Option<ClusterSettings>> {
     let node_id = cli.node_id.or(file.node_id);
     let peers = cli.peers.clone().or(file.peers);
-    let (node_id, peers) = match (node_id, peers) {
+    let raft_listen = cli.raft_listen.clone().or(file.raft_listen);
+    let (node_id, mut peers) = match (node_id, peers) {
         (None, None) => return Ok(None),
-        (Some(n), Some(p)) => (n, p),
+        (Some(n), Some(p)) => (
+            n,
+            hindsight_replication::parse_peers(&p).map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        (Some(n), None) if cli.join => (n, BTreeMap::new()),
         (None, Some(_)) => bail!("--peers needs --node-id (this node's id among the peers)"),
         (Some(_), None) => bail!("--node-id needs --peers (every voter's Raft address)"),
     };
-    let peers = hindsight_replication::parse_peers(&peers).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if cli.join && !peers.contains_key(&node_id) {
+        let Some(addr) = &raft_listen else {
+            bail!("--join needs --raft-listen (the address the leader will reach this node at)");
+        };
+        peers.insert(node_id, addr.clone());
+    }
     if !peers.contains_key(&node_id) {
         bail!(
             "--node-id {node_id} is not among --peers ({})",
@@ -323,7 +343,8 @@ fn resolve_cluster(cli: &Cli, file: ClusterFile) -> Result<Option<ClusterSetting
     Ok(Some(ClusterSettings {
         node_id,
         peers,
-        raft_listen: cli.raft_listen.clone().or(file.raft_listen),
+        raft_listen,
+        join: cli.join,
         heartbeat,
         election_timeout: (election_min, election_min * 2),
         commit_timeout: duration(file.commit_timeout, Duration::from_secs(10))?,
@@ -544,6 +565,27 @@ mod tests {
         assert_eq!(c.users, vec![("a".to_string(), "b".to_string())]);
         assert!(matches!(c.sync, hindsight_storage::SyncPolicy::Never));
         assert_eq!(c.worker_threads, 3);
+    }
+
+    #[test]
+    fn a_joining_node_needs_its_raft_address_and_no_peers() {
+        let cli = Cli {
+            node_id: Some(4),
+            join: true,
+            raft_listen: Some("127.0.0.1:7104".into()),
+            ..Cli::default()
+        };
+        let c = Config::resolve(cli).unwrap();
+        let cl = c.cluster.as_ref().unwrap();
+        assert!(cl.join);
+        assert_eq!(cl.peers.get(&4).map(String::as_str), Some("127.0.0.1:7104"));
+        let err = Config::resolve(Cli {
+            node_id: Some(4),
+            join: true,
+            ..Cli::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("--raft-listen"), "{err}");
     }
 
     #[test]

@@ -140,6 +140,7 @@ async fn open_engine(config: &Config, pg: SocketAddr) -> Result<(Db, Option<Clus
     (cfg.election_timeout_min, cfg.election_timeout_max) = c.election_timeout;
     cfg.commit_timeout = c.commit_timeout;
     cfg.raft_log_keep = c.raft_log_keep;
+    cfg.join = c.join;
     let cluster = Cluster::start(db.clone(), cfg, Duration::from_secs(60))
         .await
         .with_context(|| format!("starting node {} of the cluster", c.node_id))?;

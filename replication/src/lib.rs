@@ -17,7 +17,9 @@
 
 pub mod error;
 pub mod figures;
+pub mod identity;
 pub mod logstore;
+pub mod membership;
 pub mod node;
 pub mod proposer;
 pub mod snapshot;

@@ -12,7 +12,6 @@
 //! runtime never delays heartbeats.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -23,11 +22,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::error::{ReplError, ReplResult};
+use crate::identity::{Identity, cluster_id, read_cluster_file, write_cluster_file};
 use crate::logstore::LogStore;
 use crate::proposer::Proposer;
 use crate::snapshot::SnapshotStore;
 use crate::statemachine::StateMachine;
-use crate::transport::{self, Call, Identity, Network, Peer};
+use crate::transport::{self, Call, Network, Peer};
 use crate::types::{NodeId, Raft};
 
 /// How a member is started (the `--node-id`, `--peers` contract and `[cluster]`).
@@ -45,6 +45,9 @@ pub struct ClusterConfig {
     pub election_timeout_max: Duration,
     /// How long a COMMIT waits for a majority before answering 40003.
     pub commit_timeout: Duration,
+    /// Started with `--join`: never forms a cluster; waits to be added by the
+    /// leader (`hindsight_add_learner`) and adopts that cluster's id.
+    pub join: bool,
     /// Bytes of Raft log kept behind the newest snapshot, so members down for a
     /// while catch up from the log rather than by a whole snapshot.
     pub raft_log_keep: u64,
@@ -63,6 +66,7 @@ impl ClusterConfig {
             election_timeout_max: Duration::from_millis(1200),
             commit_timeout: Duration::from_secs(10),
             raft_log_keep: 1 << 30,
+            join: false,
         }
     }
 }
@@ -96,64 +100,6 @@ pub fn parse_peers(s: &str) -> ReplResult<BTreeMap<NodeId, String>> {
     Ok(peers)
 }
 
-/// The cluster id: a hash of the initial voter ids, checked on every connection.
-fn cluster_id(voters: &BTreeMap<NodeId, String>) -> u64 {
-    let ids: Vec<String> = voters.keys().map(u64::to_string).collect();
-    let text = format!("hindsight-cluster:{}", ids.join(","));
-    let a = u64::from(crc32fast::hash(text.as_bytes()));
-    let b = u64::from(crc32fast::hash(format!("{text}#").as_bytes()));
-    (a << 32) | b
-}
-
-/// `raft/CLUSTER`: this data dir's node id and cluster id, written on first start.
-fn check_cluster_file(raft_dir: &Path, me: NodeId, cluster: u64) -> ReplResult<u64> {
-    let path = raft_dir.join("CLUSTER");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let field = |name: &str| {
-                text.lines()
-                    .filter_map(|l| l.split_once('='))
-                    .find(|(k, _)| k.trim() == name)
-                    .map(|(_, v)| v.trim().to_string())
-                    .ok_or_else(|| ReplError::Corrupt(format!("{} has no {name}", path.display())))
-            };
-            let node: NodeId = field("node_id")?
-                .parse()
-                .map_err(|_| ReplError::Corrupt(format!("{}: bad node_id", path.display())))?;
-            let stored = u64::from_str_radix(&field("cluster_id")?, 16)
-                .map_err(|_| ReplError::Corrupt(format!("{}: bad cluster_id", path.display())))?;
-            if node != me {
-                return Err(ReplError::Config(format!(
-                    "{} belongs to node {node}, not node {me}: a data directory keeps its node id",
-                    raft_dir.display()
-                )));
-            }
-            if stored != cluster {
-                tracing::warn!(
-                    "--peers names other voters than when this cluster was formed; \
-                     the committed membership wins"
-                );
-            }
-            Ok(stored)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let tmp = raft_dir.join("CLUSTER.tmp");
-            let text = format!("node_id = {me}\ncluster_id = {cluster:016x}\n");
-            let io = |e| ReplError::io(format!("writing {}", path.display()), e);
-            std::fs::write(&tmp, text).map_err(io)?;
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(io)?;
-            std::fs::rename(&tmp, &path).map_err(io)?;
-            std::fs::File::open(raft_dir)
-                .and_then(|f| f.sync_all())
-                .map_err(io)?;
-            Ok(cluster)
-        }
-        Err(e) => Err(ReplError::io(format!("reading {}", path.display()), e)),
-    }
-}
-
 /// A running cluster member.
 pub struct Cluster {
     runtime: Option<tokio::runtime::Runtime>,
@@ -185,15 +131,33 @@ impl Cluster {
         let raft_dir = db.path().join("raft");
         std::fs::create_dir_all(&raft_dir)
             .map_err(|e| ReplError::io(format!("creating {}", raft_dir.display()), e))?;
-        let cluster = check_cluster_file(&raft_dir, cfg.node_id, cluster_id(&cfg.peers))?;
+        let stored = read_cluster_file(&raft_dir, cfg.node_id)?;
+        let cluster = match (stored, cfg.join) {
+            (Some(c), _) => {
+                if !cfg.join && c != cluster_id(&cfg.peers) {
+                    tracing::warn!(
+                        "--peers names other voters than when this cluster was formed; \
+                         the committed membership wins"
+                    );
+                }
+                Some(c)
+            }
+            (None, true) => None,
+            (None, false) => {
+                let c = cluster_id(&cfg.peers);
+                write_cluster_file(&raft_dir, cfg.node_id, c)?;
+                Some(c)
+            }
+        };
         let log = RaftLog::open(&raft_dir, RaftLogOptions::default())?;
         let empty = log.state().vote.is_none() && log.last_log_id().is_none();
         let committed = log.state().committed.map(|c| c.index);
-        let id = Arc::new(Identity {
-            me: cfg.node_id,
+        let id = Arc::new(Identity::new(
+            cfg.node_id,
             cluster,
-            peers: cfg.peers.clone(),
-        });
+            &raft_dir,
+            cfg.peers.clone(),
+        ));
         let listen = cfg
             .raft_listen
             .clone()
@@ -268,11 +232,12 @@ impl Cluster {
         let (roles_tx, roles) = watch::channel(proposer.role());
         handle.spawn(watch_roles(
             raft.clone(),
+            id.clone(),
             Arc::downgrade(&proposer),
             roles_tx,
             leader_changed,
         ));
-        if empty {
+        if empty && !cfg.join {
             let voters: BTreeSet<NodeId> = cfg.peers.keys().copied().collect();
             let first = voters.first().copied() == Some(me);
             // The lowest id forms the cluster at once; the others give it a few
@@ -418,12 +383,7 @@ async fn form_cluster(raft: Raft, me: NodeId, voters: BTreeSet<NodeId>, patience
 /// leader changes: how followers learn the leader's Postgres address, and what
 /// `hindsight_cluster` shows.
 async fn poll_status(id: Arc<Identity>, proposer: Weak<Proposer>, leader_changed: Arc<Notify>) {
-    let mut clients: Vec<Peer> = id
-        .peers
-        .keys()
-        .filter(|&&n| n != id.me)
-        .map(|&n| Peer::new(id.clone(), n))
-        .collect();
+    let mut clients: BTreeMap<NodeId, Peer> = BTreeMap::new();
     let mut tick = tokio::time::interval(STATUS_EVERY);
     loop {
         tokio::select! {
@@ -431,7 +391,8 @@ async fn poll_status(id: Arc<Identity>, proposer: Weak<Proposer>, leader_changed
             _ = leader_changed.notified() => {}
         }
         let Some(p) = proposer.upgrade() else { return };
-        for c in &mut clients {
+        for n in id.known().into_iter().filter(|&n| n != id.me) {
+            let c = clients.entry(n).or_insert_with(|| Peer::new(id.clone(), n));
             if let Ok(transport::Answer::Status(s)) = c.call(&Call::Status, &[], STATUS_EVERY).await
             {
                 p.peers.record(s);
@@ -443,6 +404,7 @@ async fn poll_status(id: Arc<Identity>, proposer: Weak<Proposer>, leader_changed
 /// Log every change of role, leader or term at info level and publish it.
 async fn watch_roles(
     raft: Raft,
+    id: Arc<Identity>,
     proposer: Weak<Proposer>,
     roles: watch::Sender<Role>,
     leader_changed: Arc<Notify>,
@@ -452,6 +414,7 @@ async fn watch_roles(
     loop {
         let now = {
             let m = rx.borrow_and_update();
+            id.learn(m.membership_config.nodes());
             (m.state, m.current_leader, m.current_term)
         };
         if last != Some(now) {
@@ -489,24 +452,5 @@ mod tests {
         for bad in ["", "1", "x=h:1", "0=h:1", "1=h", "1=h:1,1=h:2"] {
             assert!(parse_peers(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn cluster_file_keeps_the_node_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = check_cluster_file(dir.path(), 2, 77).unwrap();
-        assert_eq!(c, 77);
-        assert_eq!(check_cluster_file(dir.path(), 2, 99).unwrap(), 77);
-        let err = check_cluster_file(dir.path(), 3, 77).unwrap_err();
-        assert!(err.to_string().contains("belongs to node 2"), "{err}");
-    }
-
-    #[test]
-    fn cluster_id_depends_on_voter_ids_only() {
-        let a = parse_peers("1=a:1,2=b:2").unwrap();
-        let b = parse_peers("1=c:3,2=d:4").unwrap();
-        let c = parse_peers("1=a:1,3=b:2").unwrap();
-        assert_eq!(cluster_id(&a), cluster_id(&b));
-        assert_ne!(cluster_id(&a), cluster_id(&c));
     }
 }

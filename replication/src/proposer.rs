@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hindsight_storage::{Db, Error, Member, Outcome, Replicate, Role, RoleKind, Stamp};
+use hindsight_storage::{
+    Db, Error, Member, MemberChange, Outcome, Replicate, Role, RoleKind, Stamp,
+};
 use openraft::ServerState;
 use openraft::error::{ClientWriteError, RaftError};
 
@@ -121,23 +123,23 @@ impl Proposer {
         let unacked = m
             .millis_since_quorum_ack
             .is_some_and(|ms| ms > self.lease.as_millis() as u64);
-        unacked && !self.quorum_follows(m.current_term)
+        unacked && !self.quorum_follows(m)
     }
 
     /// Whether a majority of voters (this node included) answered a status poll
     /// within the lease naming this node as leader of `term`.
-    fn quorum_follows(&self, term: u64) -> bool {
-        let following = self
-            .id
-            .peers
-            .keys()
+    fn quorum_follows(&self, m: &Metrics) -> bool {
+        let term = m.current_term;
+        let voters = voters(m);
+        let following = voters
+            .iter()
             .filter(|&&n| n != self.id.me)
             .filter_map(|&n| self.peers.get(n))
             .filter(|(s, at)| {
                 s.leader == Some(self.id.me) && s.term == term && at.elapsed() <= self.lease
             })
             .count();
-        following + 1 > self.id.peers.len() / 2
+        following + 1 > voters.len() / 2
     }
 
     /// The figures `/metrics` shows.
@@ -235,6 +237,11 @@ impl Proposer {
     }
 }
 
+/// The voter ids of the membership in effect (both halves of a joint one).
+pub(crate) fn voters(m: &Metrics) -> std::collections::BTreeSet<NodeId> {
+    m.membership_config.membership().voter_ids().collect()
+}
+
 fn role_kind(state: ServerState) -> RoleKind {
     match state {
         ServerState::Leader => RoleKind::Leader,
@@ -270,7 +277,8 @@ async fn hand_over(
         .map_err(|_| format!("node {to} did not catch up within {TRANSFER_TIMEOUT:?}"))?
         .map_err(|e| e.to_string())?;
     let hold = lease * 2 + Duration::from_millis(500);
-    for &voter in id.peers.keys().filter(|&&n| n != to && n != id.me) {
+    let others = voters(&raft.metrics().borrow());
+    for &voter in others.iter().filter(|&&n| n != to && n != id.me) {
         let mut peer = Peer::new(id.clone(), voter);
         let ms = hold.as_millis() as u64;
         if let Err(e) = peer.call(&Call::Hold { ms }, &[], lease).await {
@@ -328,11 +336,15 @@ impl Replicate for Proposer {
     fn members(&self) -> Vec<Member> {
         let me = self.status();
         let now = Instant::now();
-        let matched = self.metrics().replication;
-        self.id
-            .peers
-            .iter()
-            .map(|(&node, raft_addr)| {
+        let m = self.metrics();
+        let matched = m.replication;
+        let mut ids: Vec<NodeId> = m.membership_config.nodes().map(|(n, _)| *n).collect();
+        if ids.is_empty() {
+            ids = self.id.known(); // not yet initialized: the configured peers
+        }
+        ids.into_iter()
+            .map(|node| {
+                let raft_addr = self.id.addr(node).unwrap_or_default();
                 let seen = if node == self.id.me {
                     Some((me.clone(), now))
                 } else {
@@ -406,10 +418,10 @@ impl Replicate for Proposer {
     }
 
     fn transfer_leader(&self, to: u64) -> hindsight_storage::Result<String> {
-        if !self.id.peers.contains_key(&to) {
+        let voters = voters(&self.metrics());
+        if !voters.contains(&to) {
             return Err(Error::InvalidArgument(format!(
-                "node {to} is not a voter of this cluster (voters: {:?})",
-                self.id.peers.keys().collect::<Vec<_>>()
+                "node {to} is not a voter of this cluster (voters: {voters:?})"
             )));
         }
         let role = self.role();
@@ -461,6 +473,32 @@ impl Replicate for Proposer {
                 )))
             }
         }
+    }
+
+    fn change_members(&self, change: MemberChange) -> hindsight_storage::Result<String> {
+        let role = self.role();
+        if role.kind != RoleKind::Leader {
+            return Err(Error::ReadOnlyReplica(format!(
+                "{}; change members on the leader",
+                role.standby_reason()
+            )));
+        }
+        if self.transfer_to.load(Ordering::SeqCst) != 0 {
+            return Err(Error::ClusterState(
+                "a leadership transfer is running; change members after it".into(),
+            ));
+        }
+        tracing::info!(node = self.id.me, ?change, "membership change requested");
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (raft, id) = (self.raft.clone(), self.id.clone());
+        self.runtime.spawn(async move {
+            let _ = tx.send(crate::membership::change(&raft, &id, change).await);
+        });
+        rx.recv().unwrap_or_else(|_| {
+            Err(Error::OutcomeUnknown(
+                "the raft runtime stopped during the membership change".into(),
+            ))
+        })
     }
 
     fn replicate(

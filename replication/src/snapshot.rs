@@ -31,7 +31,7 @@ pub struct SnapshotDir {
     pub dir: PathBuf,
 }
 
-pub type Meta = SnapshotMeta<NodeId, openraft::EmptyNode>;
+pub type Meta = SnapshotMeta<NodeId, crate::types::NodeInfo>;
 
 /// The snapshot this node holds now.
 #[derive(Clone, Debug)]

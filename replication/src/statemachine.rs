@@ -109,7 +109,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, openraft::EmptyNode>,
+        meta: &SnapshotMeta<NodeId, crate::types::NodeInfo>,
         snapshot: Box<SnapshotDir>,
     ) -> Result<(), StorageError<NodeId>> {
         let r = blocking(|| -> Result<(), ReplError> {

@@ -8,7 +8,8 @@
 //!
 //! A connection starts with `Hello { cluster, from, to }`; the server refuses a
 //! peer of another cluster (the hash of the initial voter ids) or a call meant for
-//! another node id, so a misaddressed `--peers` entry cannot join the wrong group.
+//! another node id, so a misaddressed `--peers` entry cannot join the wrong group
+//! (a `--join` node adopts the first cluster that calls it: [`Identity`]).
 //! Any I/O error or timeout drops the connection; the next call reconnects.
 //!
 //! A snapshot (openraft's `full_snapshot`) travels on the snapshot connection as
@@ -17,7 +18,6 @@
 //! and metadata; the receiver stages, verifies and installs it
 //! ([`crate::snapshot::SnapshotStore`]).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,13 +30,14 @@ use openraft::network::RPCOption;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{EmptyNode, OptionalSend, RaftNetwork, RaftNetworkFactory, Snapshot};
+use openraft::{OptionalSend, RaftNetwork, RaftNetworkFactory, Snapshot};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 
+pub use crate::identity::Identity;
 use crate::snapshot::SnapshotStore;
-use crate::types::{NodeId, Raft, RaftLogId, RaftVote, TypeConfig, entry_in, entry_out};
+use crate::types::{NodeId, NodeInfo, Raft, RaftLogId, RaftVote, TypeConfig, entry_in, entry_out};
 
 /// The largest frame accepted (a 1 GiB COPY batch plus framing).
 const MAX_FRAME: usize = (1 << 30) + (1 << 20);
@@ -194,15 +195,6 @@ async fn receive<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
     Ok((msg, blobs))
 }
 
-/// Who this node is on the Raft network.
-#[derive(Clone, Debug)]
-pub struct Identity {
-    pub me: NodeId,
-    pub cluster: u64,
-    /// Raft addresses by node id (`--peers`).
-    pub peers: BTreeMap<NodeId, String>,
-}
-
 /// What a node's Raft server answers with.
 #[derive(Clone)]
 pub(crate) struct Served {
@@ -241,14 +233,10 @@ async fn serve_conn(stream: TcpStream, served: &Served) -> std::io::Result<()> {
     let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
     let (hello, _) = receive::<_, Call>(&mut r).await?;
     let verdict = match hello {
-        Call::Hello { cluster, to, .. } if cluster != id.cluster => Err(format!(
-            "node {to} belongs to cluster {:016x}, not {cluster:016x}",
-            id.cluster
-        )),
         Call::Hello { to, .. } if to != id.me => {
             Err(format!("this is node {}, not node {to}", id.me))
         }
-        Call::Hello { .. } => Ok(()),
+        Call::Hello { cluster, .. } => id.accept_cluster(cluster),
         _ => Err("expected hello".to_string()),
     };
     let ok = verdict.is_ok();
@@ -369,7 +357,8 @@ impl Network {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
-    async fn new_client(&mut self, target: NodeId, _node: &EmptyNode) -> Peer {
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Peer {
+        self.id.learn(std::iter::once((&target, node)));
         Peer::new(self.id.clone(), target)
     }
 }
@@ -381,7 +370,7 @@ pub struct Peer {
     conn: Option<Conn>,
 }
 
-type RpcError = RPCError<NodeId, EmptyNode, RaftError<NodeId>>;
+type RpcError = RPCError<NodeId, NodeInfo, RaftError<NodeId>>;
 
 impl Peer {
     pub fn new(id: Arc<Identity>, target: NodeId) -> Peer {
@@ -395,15 +384,14 @@ impl Peer {
     async fn connect(&self) -> std::io::Result<Conn> {
         let addr = self
             .id
-            .peers
-            .get(&self.target)
+            .addr(self.target)
             .ok_or_else(|| invalid(format!("no address for node {}", self.target)))?;
         let stream = TcpStream::connect(addr.as_str()).await?;
         stream.set_nodelay(true)?;
         let (r, w) = stream.into_split();
         let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
         let hello = Call::Hello {
-            cluster: self.id.cluster,
+            cluster: self.id.cluster(),
             from: self.id.me,
             to: self.target,
         };

@@ -7,7 +7,7 @@
 //! that does not parse (a corrupt log).
 
 use hindsight_storage::raftlog;
-use openraft::{CommittedLeaderId, EmptyNode, EntryPayload, StoredMembership};
+use openraft::{CommittedLeaderId, EntryPayload, StoredMembership};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ReplError, ReplResult};
@@ -38,13 +38,23 @@ pub enum Response {
     None,
 }
 
+/// What the membership records about a node: its Raft address, when it joined
+/// by `hindsight_add_learner` (the voters that formed the cluster have none
+/// until a membership change fills theirs in from the leader's `--peers`). A
+/// node's own `--peers` entry always wins over this.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_addr: Option<String>,
+}
+
 openraft::declare_raft_types!(
     /// Hindsight's Raft types.
     pub TypeConfig:
         D = Request,
         R = Response,
         NodeId = NodeId,
-        Node = EmptyNode,
+        Node = NodeInfo,
         SnapshotData = crate::snapshot::SnapshotDir,
 );
 
@@ -52,9 +62,9 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type RaftEntry = openraft::Entry<TypeConfig>;
 pub type RaftLogId = openraft::LogId<NodeId>;
 pub type RaftVote = openraft::Vote<NodeId>;
-pub type Membership = openraft::Membership<NodeId, EmptyNode>;
-pub type Stored = StoredMembership<NodeId, EmptyNode>;
-pub type Metrics = openraft::RaftMetrics<NodeId, EmptyNode>;
+pub type Membership = openraft::Membership<NodeId, NodeInfo>;
+pub type Stored = StoredMembership<NodeId, NodeInfo>;
+pub type Metrics = openraft::RaftMetrics<NodeId, NodeInfo>;
 
 pub fn log_id_out(id: &RaftLogId) -> raftlog::LogId {
     raftlog::LogId {
@@ -170,6 +180,16 @@ mod tests {
             assert_eq!(back.log_id, e.log_id);
             assert_eq!(format!("{:?}", back.payload), format!("{:?}", e.payload));
         }
+    }
+
+    #[test]
+    fn memberships_written_with_empty_nodes_still_read() {
+        // Logs and manifests of clusters formed before nodes carried addresses.
+        let old = br#"{"log_id":null,"membership":{"configs":[[1,2]],"nodes":{"1":{},"2":{}}}}"#;
+        let m = stored_membership_in(old).unwrap();
+        assert_eq!(m.membership().nodes().count(), 2);
+        let back = stored_membership_out(&m).unwrap();
+        assert_eq!(stored_membership_in(&back).unwrap(), m);
     }
 
     #[test]

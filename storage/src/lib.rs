@@ -62,8 +62,8 @@ pub use arrowutil::value_array;
 pub use batch::{WriteBatch, encode_batch_keys};
 pub use catalog::{Catalog, CatalogOp, PUBLIC_SCHEMA, SchemaDef, relation_key, split_relation_key};
 pub use engine::{
-    CheckpointInfo, Clock, CommitInfo, Db, LevelStats, Member, Options, Outcome, Replicate, Role,
-    RoleKind, Stamp, Stats, SyncPolicy, read_checkpoint,
+    CheckpointInfo, Clock, CommitInfo, Db, LevelStats, Member, MemberChange, Options, Outcome,
+    Replicate, Role, RoleKind, Stamp, Stats, SyncPolicy, read_checkpoint,
 };
 pub use error::{Error, Result};
 pub use keycodec::{

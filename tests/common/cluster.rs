@@ -27,7 +27,9 @@ pub struct Member {
     /// This member's `--peers` (its links to the others may be proxies).
     peers: String,
     /// Its real Raft port (`--raft-listen`).
-    raft: u16,
+    pub raft: u16,
+    /// Started with `--join` (no `--peers`): added by the leader at run time.
+    join: bool,
     child: Option<Child>,
 }
 
@@ -87,6 +89,7 @@ impl Cluster {
                 dir: root.path().join(format!("node{id}")),
                 peers: peers_of(id),
                 raft: raft[(id - 1) as usize],
+                join: false,
                 child: None,
             })
             .collect();
@@ -110,8 +113,13 @@ impl Cluster {
     fn spawn(&mut self, i: usize, ready: mpsc::Sender<()>) {
         let extra = self.extra.clone();
         let m = &mut self.members[i];
+        let membership = match m.join {
+            true => vec!["--join".to_string()],
+            false => vec!["--peers".to_string(), m.peers.clone()],
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_hindsight"))
-            .args(["--node-id", &m.id.to_string(), "--peers", &m.peers])
+            .args(["--node-id", &m.id.to_string()])
+            .args(&membership)
             .args(["--raft-listen", &format!("127.0.0.1:{}", m.raft)])
             .args(["--listen", &format!("127.0.0.1:{}", m.pg)])
             .args(["--http-listen", &format!("127.0.0.1:{}", m.http)])
@@ -136,6 +144,25 @@ impl Cluster {
             }
         });
         m.child = Some(child);
+    }
+
+    /// Start a new member with `--join` under the next free id (it serves SQL
+    /// at once; the leader still has to add it); returns its id.
+    pub fn start_joining(&mut self) -> u64 {
+        let id = self.members.iter().map(|m| m.id).max().unwrap_or(0) + 1;
+        let dir = self.members[0].dir.with_file_name(format!("node{id}"));
+        self.members.push(Member {
+            id,
+            pg: free_port(),
+            http: free_port(),
+            dir,
+            peers: String::new(),
+            raft: free_port(),
+            join: true,
+            child: None,
+        });
+        self.restart(id);
+        id
     }
 
     pub fn member(&self, id: u64) -> &Member {

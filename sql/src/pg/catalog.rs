@@ -350,7 +350,9 @@ pub(crate) fn install(state: SessionState, db: &Db) -> Result<SessionState> {
     for f in crate::pg::functions::functions(static_tables.pg_type.data(), db) {
         ctx.register_udf(f);
     }
-    ctx.register_udf(crate::plan::system::transfer_leader_udf(db.clone()));
+    for udf in crate::plan::system::admin_udfs(db) {
+        ctx.register_udf(udf);
+    }
     let provider = PgCatalogSchemaProvider::try_new(declared, static_tables, EmptyContextProvider)?;
     ctx.register_udf(crate::pg::visibility::TableIsVisible::udf(
         db.clone(),

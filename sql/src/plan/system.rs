@@ -1,5 +1,6 @@
-//! The cluster's SQL surface: `hindsight_transfer_leader(n)` (planned switchover,
-//! on the leader) and system views computed from the engine's live state at each scan:
+//! The cluster's SQL surface: the admin functions (`hindsight_transfer_leader`,
+//! `hindsight_add_learner`, `hindsight_promote`, `hindsight_remove_node`, run on
+//! the leader) and system views computed from the engine's live state at each scan:
 //! `hindsight_cluster` (every member of a replicated group, as this node knows it)
 //! and `pg_catalog.pg_stat_replication` (on the leader, a row per reachable
 //! follower, with PostgreSQL 16's column names).
@@ -22,10 +23,10 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::catalog::{MemTable, Session as DfSession, TableProvider};
 use datafusion::common::ScalarValue;
-use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{ColumnarValue, Expr, ScalarUDF, TableType, Volatility, create_udf};
 use datafusion::physical_plan::ExecutionPlan;
-use hindsight_storage::{Db, Member, RoleKind};
+use hindsight_storage::{Db, Member, MemberChange, RoleKind};
 
 use crate::error::{ErrorKind, SqlError};
 
@@ -34,45 +35,92 @@ pub const CLUSTER_VIEW: &str = "hindsight_cluster";
 /// The replication view's name (schema `pg_catalog`, and unqualified).
 pub const STAT_REPLICATION_VIEW: &str = "pg_stat_replication";
 
-/// `hindsight_transfer_leader(n)`: hand leadership to voter `n` and answer who
-/// leads now. Blocks the statement for the transfer (about two election
-/// timeouts); writes pause meanwhile. Errors: 22023 on a single node or for a
-/// node that is not a voter, 25006 on a follower (naming the leader), 55000 when
-/// the target did not catch up or take over (the old leader leads on).
-pub(crate) fn transfer_leader_udf(db: Db) -> ScalarUDF {
-    create_udf(
-        "hindsight_transfer_leader",
-        vec![ArrowType::Int64],
-        ArrowType::Utf8,
-        Volatility::Volatile,
+/// The cluster's admin functions, each run on the leader and blocking the
+/// statement until done; each answers a line of text saying what happened.
+/// Errors: 22023 on a single node or for a bad node id or address, 25006 on a
+/// follower (naming the leader), 55000 when the cluster refuses (a target not
+/// caught up, removing the leader), 40003 when a change may or may not have
+/// committed.
+///
+/// - `hindsight_transfer_leader(n)`: hand leadership to voter `n` (about two
+///   election timeouts; writes pause meanwhile).
+/// - `hindsight_add_learner(n, 'host:port')`: replicate to node `n` (started with
+///   `--join`) at that Raft address; it catches up by snapshot and log.
+/// - `hindsight_promote(n)`: make caught-up learner `n` a voter.
+/// - `hindsight_remove_node(n)`: take voter or learner `n` out of the cluster.
+pub(crate) fn admin_udfs(db: &Db) -> Vec<ScalarUDF> {
+    let with_db = |f: fn(&Db, &[ColumnarValue]) -> Result<String, SqlError>| {
+        let db = db.clone();
         Arc::new(move |args: &[ColumnarValue]| {
-            let to = match args.first() {
-                Some(ColumnarValue::Scalar(ScalarValue::Int64(Some(n)))) => *n,
-                Some(ColumnarValue::Array(a)) if a.len() == 1 => match a
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .filter(|a| a.is_valid(0))
-                {
-                    Some(a) => a.value(0),
-                    None => return Err(bad_node()),
-                },
-                _ => return Err(bad_node()),
-            };
-            let to = u64::try_from(to).map_err(|_| bad_node())?;
-            let answer = db
-                .transfer_leader(to)
-                .map_err(|e| SqlError::from(e).into_datafusion())?;
+            let answer = f(&db, args).map_err(SqlError::into_datafusion)?;
             Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(answer))))
+        })
+    };
+    let udf = |name: &str, args: Vec<ArrowType>, f| {
+        create_udf(
+            name,
+            args,
+            ArrowType::Utf8,
+            Volatility::Volatile,
+            with_db(f),
+        )
+    };
+    vec![
+        udf(
+            "hindsight_transfer_leader",
+            vec![ArrowType::Int64],
+            |db, a| Ok(db.transfer_leader(node_arg(a, "hindsight_transfer_leader")?)?),
+        ),
+        udf(
+            "hindsight_add_learner",
+            vec![ArrowType::Int64, ArrowType::Utf8],
+            |db, a| {
+                let node = node_arg(a, "hindsight_add_learner")?;
+                let raft_addr = text_arg(a, 1).ok_or_else(|| {
+                    SqlError::new(
+                        ErrorKind::InvalidParameterValue,
+                        "hindsight_add_learner takes a node id and its Raft address ('host:port')",
+                    )
+                })?;
+                Ok(db.change_members(MemberChange::AddLearner { node, raft_addr })?)
+            },
+        ),
+        udf("hindsight_promote", vec![ArrowType::Int64], |db, a| {
+            let node = node_arg(a, "hindsight_promote")?;
+            Ok(db.change_members(MemberChange::Promote { node })?)
         }),
-    )
+        udf("hindsight_remove_node", vec![ArrowType::Int64], |db, a| {
+            let node = node_arg(a, "hindsight_remove_node")?;
+            Ok(db.change_members(MemberChange::Remove { node })?)
+        }),
+    ]
 }
 
-fn bad_node() -> DataFusionError {
-    SqlError::new(
-        ErrorKind::InvalidParameterValue,
-        "hindsight_transfer_leader takes one node id (a positive integer)",
-    )
-    .into_datafusion()
+/// The one value of argument `i` (a literal, or a one-row array).
+fn scalar_arg(args: &[ColumnarValue], i: usize) -> Option<ScalarValue> {
+    match args.get(i)? {
+        ColumnarValue::Scalar(v) => Some(v.clone()),
+        ColumnarValue::Array(a) if a.len() == 1 => ScalarValue::try_from_array(a, 0).ok(),
+        ColumnarValue::Array(_) => None,
+    }
+}
+
+/// The node id in the first argument (a positive integer).
+fn node_arg(args: &[ColumnarValue], function: &str) -> Result<u64, SqlError> {
+    match scalar_arg(args, 0) {
+        Some(ScalarValue::Int64(Some(n))) if n > 0 => Ok(n as u64),
+        _ => Err(SqlError::new(
+            ErrorKind::InvalidParameterValue,
+            format!("{function} takes a node id (a positive integer)"),
+        )),
+    }
+}
+
+fn text_arg(args: &[ColumnarValue], i: usize) -> Option<String> {
+    match scalar_arg(args, i)? {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => Some(s),
+        _ => None,
+    }
 }
 
 /// The live view called `name`, if it is one.

@@ -55,7 +55,7 @@ use crate::view::{Projection, ReadAt, Row, View};
 pub use checkpoint::{CheckpointInfo, read_checkpoint};
 pub use commit::CommitInfo;
 pub use options::{Clock, Options, SyncPolicy};
-pub use replica::{Member, Outcome, Replicate, Role, RoleKind, Stamp};
+pub use replica::{Member, MemberChange, Outcome, Replicate, Role, RoleKind, Stamp};
 pub use stats::{LevelStats, Stats};
 
 use commit::{CommitState, Queue};

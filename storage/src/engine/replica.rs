@@ -131,6 +131,18 @@ pub struct Member {
     pub is_self: bool,
 }
 
+/// A change of the cluster's members, run on the leader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    /// `hindsight_add_learner(n, 'host:port')`: replicate to a new node (a
+    /// snapshot, then the log); it serves reads but does not vote.
+    AddLearner { node: u64, raft_addr: String },
+    /// `hindsight_promote(n)`: make a caught-up learner a voter.
+    Promote { node: u64 },
+    /// `hindsight_remove_node(n)`: take a voter or learner out of the cluster.
+    Remove { node: u64 },
+}
+
 /// The consensus layer, as the engine's write path sees it.
 pub trait Replicate: Send + Sync {
     /// This node's current role.
@@ -152,6 +164,10 @@ pub trait Replicate: Send + Sync {
     /// Planned switchover: hand leadership to voter `to` (blocking, a few seconds);
     /// returns a line saying who leads now.
     fn transfer_leader(&self, to: u64) -> Result<String>;
+
+    /// Change the members (blocking until the change is committed); returns a
+    /// line saying what the membership is now.
+    fn change_members(&self, change: MemberChange) -> Result<String>;
 }
 
 /// The hook slot of a replicated engine (absent on a single node).
@@ -213,6 +229,18 @@ impl Db {
                 "this server is a single node: there is no leadership to transfer".into(),
             )),
             Some(Ok(h)) => h.transfer_leader(to),
+            Some(Err(e)) => Err(e),
+        }
+    }
+
+    /// Add, promote or remove a member (only on the leader of a cluster).
+    pub fn change_members(&self, change: MemberChange) -> Result<String> {
+        match self.engine.replica.as_ref().map(ReplicaSlot::get) {
+            None => Err(Error::InvalidArgument(
+                "this server is a single node: start it with --node-id and --peers to form a cluster"
+                    .into(),
+            )),
+            Some(Ok(h)) => h.change_members(change),
             Some(Err(e)) => Err(e),
         }
     }
@@ -369,6 +397,9 @@ mod tests {
             })
         }
         fn transfer_leader(&self, _to: u64) -> Result<String> {
+            Err(Error::ClusterState("a loopback hook has one member".into()))
+        }
+        fn change_members(&self, _change: MemberChange) -> Result<String> {
             Err(Error::ClusterState("a loopback hook has one member".into()))
         }
 
