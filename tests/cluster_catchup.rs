@@ -10,19 +10,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::cluster::{Cluster, insert_facts};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn insert_range(c: &tokio_postgres::Client, ids: std::ops::Range<i64>) {
-    let values: Vec<String> = ids.map(|i| format!("({i}, {})", i * 3)).collect();
-    c.batch_execute(&format!(
-        "INSERT INTO facts (id, v) VALUES {}",
-        values.join(",")
-    ))
-    .await
-    .unwrap();
-}
 
 /// The rows `node` serves (empty while it does not know the table yet).
 async fn rows_on(c: &Cluster, node: u64) -> BTreeSet<(i64, i64)> {
@@ -76,12 +66,7 @@ fn wait_metric(c: &Cluster, node: u64, name: &str, at_least: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_behind_the_purged_log_catches_up_by_snapshot() {
     let mut c = Cluster::start_with(3, &["--raft-log-keep", "0"]);
-    let leader = c.leader(WAIT);
-    let lead = c.member(leader).connect().await;
-    lead.batch_execute("CREATE TABLE facts (id BIGINT NOT NULL, v BIGINT, PRIMARY KEY (id))")
-        .await
-        .unwrap();
-    insert_range(&lead, 0..100).await;
+    let (leader, lead) = c.with_facts(100).await;
     let lagging = (1..=3).find(|&n| n != leader).unwrap();
     let behind = c
         .member(lagging)
@@ -91,7 +76,7 @@ async fn a_member_behind_the_purged_log_catches_up_by_snapshot() {
 
     // While it is down: more rows, one UPDATE-style overwrite, a flush on the leader.
     for k in 1..5 {
-        insert_range(&lead, k * 100..(k + 1) * 100).await;
+        insert_facts(&lead, k * 100..(k + 1) * 100).await;
     }
     lead.batch_execute("INSERT INTO facts (id, v) VALUES (7, -7)")
         .await
@@ -118,7 +103,7 @@ async fn a_member_behind_the_purged_log_catches_up_by_snapshot() {
 
     // Back up: the log it needs is gone, so it gets the snapshot, then the log.
     c.restart(lagging);
-    insert_range(&lead, 500..600).await;
+    insert_facts(&lead, 500..600).await;
     let want = rows_on(&c, leader).await;
     assert_eq!(want.len(), 600);
     assert!(want.contains(&(7, -7)));
@@ -134,7 +119,7 @@ async fn a_member_behind_the_purged_log_catches_up_by_snapshot() {
 
     // The installed state is durable: a restart keeps it and the log continues.
     c.kill(lagging);
-    insert_range(&lead, 600..650).await;
+    insert_facts(&lead, 600..650).await;
     c.restart(lagging);
     let want = rows_on(&c, leader).await;
     for n in 1..=3 {

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::cluster::{Cluster, insert_facts};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -48,25 +48,10 @@ async fn wait_count(c: &Cluster, node: u64, want: i64) {
     }
 }
 
-async fn insert(c: &tokio_postgres::Client, ids: std::ops::Range<i64>) {
-    let values: Vec<String> = ids.map(|i| format!("({i}, {i})")).collect();
-    c.batch_execute(&format!(
-        "INSERT INTO facts (id, v) VALUES {}",
-        values.join(",")
-    ))
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joined_node_catches_up_is_promoted_and_counts_in_the_majority() {
     let mut c = Cluster::start_with(3, &["--raft-log-keep", "0"]);
-    let leader = c.leader(WAIT);
-    let lead = c.member(leader).connect().await;
-    lead.batch_execute("CREATE TABLE facts (id BIGINT NOT NULL, v BIGINT, PRIMARY KEY (id))")
-        .await
-        .unwrap();
-    insert(&lead, 0..200).await;
+    let (leader, lead) = c.with_facts(200).await;
     lead.batch_execute("VACUUM").await.unwrap();
     let deadline = Instant::now() + WAIT;
     while c
@@ -143,7 +128,7 @@ async fn a_joined_node_catches_up_is_promoted_and_counts_in_the_majority() {
     assert!(said.contains("no longer a member"), "{said}");
     c.kill(others[0]);
     c.kill(others[1]);
-    insert(&lead, 200..300).await;
+    insert_facts(&lead, 200..300).await;
     wait_count(&c, new, 300).await;
     let rows = lead
         .query(

@@ -165,6 +165,18 @@ impl Cluster {
         id
     }
 
+    /// Create table `facts (id, v)` on the leader and insert ids `0..rows` (v =
+    /// id * 3); returns the leader's id and a session on it.
+    pub async fn with_facts(&self, rows: i64) -> (u64, tokio_postgres::Client) {
+        let leader = self.leader(Duration::from_secs(60));
+        let lead = self.member(leader).connect().await;
+        lead.batch_execute("CREATE TABLE facts (id BIGINT NOT NULL, v BIGINT, PRIMARY KEY (id))")
+            .await
+            .unwrap();
+        insert_facts(&lead, 0..rows).await;
+        (leader, lead)
+    }
+
     pub fn member(&self, id: u64) -> &Member {
         self.members.iter().find(|m| m.id == id).unwrap()
     }
@@ -265,6 +277,17 @@ impl Cluster {
             "postgresql://test@{hosts}/hindsight?target_session_attrs={attrs}&connect_timeout=2"
         )
     }
+}
+
+/// Insert rows `(id, id * 3)` into `facts` in one statement.
+pub async fn insert_facts(c: &tokio_postgres::Client, ids: std::ops::Range<i64>) {
+    let values: Vec<String> = ids.map(|i| format!("({i}, {})", i * 3)).collect();
+    c.batch_execute(&format!(
+        "INSERT INTO facts (id, v) VALUES {}",
+        values.join(",")
+    ))
+    .await
+    .unwrap();
 }
 
 impl Member {

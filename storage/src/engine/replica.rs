@@ -537,6 +537,17 @@ mod tests {
         assert_eq!(get(&db, 1), Some(Value::Int64(10)));
     }
 
+    /// A member with table `t` holding ids `0..rows` (value id * 10), flushed.
+    fn flushed_member(dir: &std::path::Path, rows: i64) -> (Db, Arc<Loopback>) {
+        let (db, hook) = open(dir, 1);
+        db.create_table(id_value_table("t")).unwrap();
+        for i in 0..rows {
+            put(&db, i, i * 10).unwrap();
+        }
+        db.flush().unwrap();
+        (db, hook)
+    }
+
     #[test]
     fn a_checkpoint_installs_on_another_member_and_survives_its_restart() {
         let (a, b, snaps) = (
@@ -544,12 +555,7 @@ mod tests {
             tempfile::tempdir().unwrap(),
             tempfile::tempdir().unwrap(),
         );
-        let (leader, _hook) = open(a.path(), 1);
-        leader.create_table(id_value_table("t")).unwrap();
-        for i in 0..50 {
-            put(&leader, i, i * 10).unwrap();
-        }
-        leader.flush().unwrap();
+        let (leader, _hook) = flushed_member(a.path(), 50);
         put(&leader, 50, 500).unwrap(); // in the memtable: not in the checkpoint
         let cp = snaps.path().join("1-1-52");
         let info = leader.checkpoint(&cp).unwrap();
@@ -592,10 +598,7 @@ mod tests {
             tempfile::tempdir().unwrap(),
             tempfile::tempdir().unwrap(),
         );
-        let (leader, _hook) = open(a.path(), 1);
-        leader.create_table(id_value_table("t")).unwrap();
-        put(&leader, 1, 10).unwrap();
-        leader.flush().unwrap();
+        let (leader, _hook) = flushed_member(a.path(), 2);
         let cp = snaps.path().join("cp");
         let info = leader.checkpoint(&cp).unwrap();
         let (sst, len) = info
