@@ -235,6 +235,52 @@ async fn transfer(c: &Cluster) {
     assert_eq!(code(&ended.expect_err("ended without an error")), "57P01");
 }
 
+/// Read-your-writes on standbys: commit on the leader, take `pg_current_wal_lsn()`
+/// there, `WAIT FOR LSN` on a follower, and the follower's read sees the commit.
+/// Standbys refuse `pg_current_wal_lsn()` (55000) and report what they replayed.
+async fn read_your_writes(
+    c: &Cluster,
+    lead: &tokio_postgres::Client,
+    leader: u64,
+    acked: &mut BTreeSet<i64>,
+) {
+    let mut followers = Vec::new();
+    for m in c.members.iter().filter(|m| m.id != leader) {
+        followers.push(m.connect().await);
+    }
+    for i in 0..100i64 {
+        let id = 5000 + i;
+        lead.execute("INSERT INTO acked (id, v) VALUES ($1, $2)", &[&id, &i])
+            .await
+            .unwrap();
+        acked.insert(id);
+        let lsn = text(lead, "SELECT pg_current_wal_lsn()").await;
+        let f = &followers[i as usize % followers.len()];
+        let status = text(f, &format!("WAIT FOR LSN '{lsn}' WITH (TIMEOUT '10s')")).await;
+        assert_eq!(status, "success", "WAIT FOR LSN '{lsn}'");
+        let row = f
+            .query_opt("SELECT v FROM acked WHERE id = $1", &[&id])
+            .await
+            .unwrap();
+        assert_eq!(
+            row.map(|r| r.get::<_, i64>(0)),
+            Some(i),
+            "id {id} after {lsn}"
+        );
+        let replayed = text(f, "SELECT pg_last_wal_replay_lsn()").await;
+        let seq = |l: &str| {
+            let (hi, lo) = l.split_once('/').unwrap();
+            (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+        };
+        assert!(seq(&replayed) >= seq(&lsn), "{replayed} < {lsn}");
+    }
+    let err = followers[0]
+        .simple_query("SELECT pg_current_wal_lsn()")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "55000", "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_are_one_database_with_hot_standbys() {
     let mut c = Cluster::start(3);
@@ -295,6 +341,7 @@ async fn three_servers_are_one_database_with_hot_standbys() {
     assert_eq!(c.member(leader).http_status("/replica"), Some(503));
     converge(&c, &[1, 2, 3], &acked).await;
     views_and_figures(&c, leader).await;
+    read_your_writes(&c, &lead, leader, &mut acked).await;
     big_copy(&lead, &c).await;
 
     // Multi-host read-write finds the leader.

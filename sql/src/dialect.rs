@@ -12,6 +12,7 @@ use sqlparser::ast::Statement;
 use sqlparser::dialect::{Dialect, PostgreSqlDialect, Precedence};
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Token;
 
 use crate::error::Result;
 
@@ -34,6 +35,18 @@ impl Dialect for HindsightDialect {
 
     fn supports_table_versioning(&self) -> bool {
         true
+    }
+
+    /// `WAIT FOR LSN 'x' [WITH (TIMEOUT 't', NO_THROW)]` (PostgreSQL 19) becomes
+    /// `CALL hindsight_wait_for_lsn('x', 't' | NULL, true | false)`.
+    fn parse_statement(&self, parser: &mut Parser) -> Option<Result<Statement, ParserError>> {
+        let words = parser.peek_tokens::<3>();
+        let is =
+            |t: &Token, w: &str| matches!(t, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
+        if !(is(&words[0], "WAIT") && is(&words[1], "FOR") && is(&words[2], "LSN")) {
+            return None;
+        }
+        Some(parse_wait_for_lsn(parser))
     }
 
     fn get_next_precedence(&self, parser: &Parser) -> Option<Result<u8, ParserError>> {
@@ -79,6 +92,58 @@ impl Dialect for HindsightDialect {
         supports_xml_expressions() -> bool;
         supports_comment_optimizer_hint() -> bool;
     }
+}
+
+/// The rest of `WAIT FOR LSN` (its three words not yet consumed).
+fn parse_wait_for_lsn(parser: &mut Parser) -> Result<Statement, ParserError> {
+    for _ in 0..3 {
+        parser.next_token();
+    }
+    let lsn = parser.parse_literal_string()?;
+    let (mut timeout, mut no_throw) = ("NULL".to_string(), false);
+    if parser.parse_keyword(Keyword::WITH) {
+        parser.expect_token(&Token::LParen)?;
+        loop {
+            let option = parser.parse_identifier()?.value.to_ascii_uppercase();
+            match option.as_str() {
+                "TIMEOUT" => {
+                    timeout = match parser.next_token().token {
+                        Token::SingleQuotedString(s) => quote(&s),
+                        Token::Number(n, _) => quote(&format!("{n}ms")),
+                        other => {
+                            return Err(ParserError::ParserError(format!(
+                                "TIMEOUT takes a duration such as '1s', found {other}"
+                            )));
+                        }
+                    }
+                }
+                "NO_THROW" => no_throw = true,
+                other => {
+                    return Err(ParserError::ParserError(format!(
+                        "unrecognized WAIT FOR option \"{other}\" (TIMEOUT and NO_THROW are supported)"
+                    )));
+                }
+            }
+            if !parser.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        parser.expect_token(&Token::RParen)?;
+    }
+    let call = format!(
+        "CALL {}({}, {timeout}, {no_throw})",
+        crate::session::WAIT_FUNCTION,
+        quote(&lsn)
+    );
+    let mut stmts = Parser::parse_sql(&HindsightDialect::default(), &call)?;
+    stmts
+        .pop()
+        .ok_or_else(|| ParserError::ParserError("WAIT FOR LSN did not parse".into()))
+}
+
+/// A SQL string literal of `s`.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// Parse a string of `;`-separated statements.
@@ -129,5 +194,22 @@ mod tests {
         parse("SELECT * FROM as_of(t, now(), known_at => now())").unwrap();
         parse("SELECT s.*, f.x FROM s ASOF JOIN f MATCH_CONDITION (s.ts >= f.ts) ON s.id = f.id")
             .unwrap();
+    }
+
+    #[test]
+    fn wait_for_lsn_becomes_a_call() {
+        let s = parse("wait for lsn '0/1F4' WITH (TIMEOUT '1s', NO_THROW); SELECT 1").unwrap();
+        assert_eq!(
+            s[0].to_string(),
+            "CALL hindsight_wait_for_lsn('0/1F4', '1s', true)"
+        );
+        let s = parse("WAIT FOR LSN '0/1'").unwrap();
+        assert_eq!(
+            s[0].to_string(),
+            "CALL hindsight_wait_for_lsn('0/1', NULL, false)"
+        );
+        assert!(parse("WAIT FOR LSN '0/1' WITH (MODE 'x')").is_err());
+        // "wait" stays an ordinary name elsewhere.
+        parse("SELECT wait FROM t").unwrap();
     }
 }

@@ -350,7 +350,8 @@ pub(crate) fn install(state: SessionState, db: &Db) -> Result<SessionState> {
     for f in crate::pg::functions::functions(static_tables.pg_type.data(), db) {
         ctx.register_udf(f);
     }
-    for udf in crate::plan::system::admin_udfs(db) {
+    let system = crate::plan::system::admin_udfs(db);
+    for udf in system.into_iter().chain(crate::plan::system::wal_udfs(db)) {
         ctx.register_udf(udf);
     }
     let provider = PgCatalogSchemaProvider::try_new(declared, static_tables, EmptyContextProvider)?;

@@ -96,6 +96,60 @@ pub(crate) fn admin_udfs(db: &Db) -> Vec<ScalarUDF> {
     ]
 }
 
+/// PostgreSQL's WAL position functions, answered with applied sequences as
+/// `pg_lsn` text (the same number on every replica):
+/// - `pg_current_wal_lsn()`: on the leader (or a single node) the last applied
+///   commit; on a standby 55000 "recovery is in progress", as PostgreSQL.
+/// - `pg_last_wal_receive_lsn()`, `pg_last_wal_replay_lsn()`: on a standby what
+///   it has applied; NULL elsewhere.
+/// - `pg_last_xact_replay_timestamp()`: on a standby the commit time of the last
+///   applied commit; NULL elsewhere.
+pub(crate) fn wal_udfs(db: &Db) -> Vec<ScalarUDF> {
+    let standby = |db: &Db| !db.role().takes_writes();
+    let text_udf = |name: &'static str, f: fn(&Db) -> Result<Option<String>, SqlError>| {
+        let db = db.clone();
+        create_udf(
+            name,
+            vec![],
+            ArrowType::Utf8,
+            Volatility::Volatile,
+            Arc::new(move |_: &[ColumnarValue]| {
+                let v = f(&db).map_err(SqlError::into_datafusion)?;
+                Ok(ColumnarValue::Scalar(ScalarValue::Utf8(v)))
+            }),
+        )
+    };
+    let replayed = |db: &Db| Ok((!db.role().takes_writes()).then(|| lsn(db.visible_seq())));
+    let db2 = db.clone();
+    vec![
+        text_udf("pg_current_wal_lsn", |db| {
+            if !db.role().takes_writes() {
+                return Err(SqlError::new(
+                    ErrorKind::NotInPrerequisiteState,
+                    "recovery is in progress",
+                )
+                .with_hint("WAL control functions cannot be executed during recovery."));
+            }
+            Ok(Some(lsn(db.visible_seq())))
+        }),
+        text_udf("pg_last_wal_receive_lsn", replayed),
+        text_udf("pg_last_wal_replay_lsn", replayed),
+        create_udf(
+            "pg_last_xact_replay_timestamp",
+            vec![],
+            ArrowType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            Volatility::Volatile,
+            Arc::new(move |_: &[ColumnarValue]| {
+                let at = standby(&db2).then(|| db2.last_commit_micros());
+                Ok(ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(
+                    at,
+                    Some("+00:00".into()),
+                )))
+            }),
+        ),
+    ]
+}
+
 /// The one value of argument `i` (a literal, or a one-row array).
 fn scalar_arg(args: &[ColumnarValue], i: usize) -> Option<ScalarValue> {
     match args.get(i)? {

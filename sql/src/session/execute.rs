@@ -112,6 +112,7 @@ impl Session {
             Statement::Drop { .. } => self.drop(stmt),
             Statement::AlterTable(at) => self.alter_table(at),
             Statement::Vacuum(v) => self.vacuum(v).await,
+            Statement::Call(f) if super::lsn::is_wait(&f) => self.wait_for_lsn(&f).await,
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(&variable).await,
             Statement::Reset(r) => Ok(self.reset(r.reset)),

@@ -27,6 +27,7 @@ mod dml;
 mod engine;
 mod execute;
 mod index;
+mod lsn;
 mod prepared;
 mod schema;
 mod set;
@@ -37,6 +38,7 @@ mod view;
 
 pub use copy::CopyIn;
 pub use engine::{Engine, EngineOptions};
+pub use lsn::WAIT_FUNCTION;
 pub use prepared::Prepared;
 pub use state::Session;
 pub use transaction::TransactionStatus;

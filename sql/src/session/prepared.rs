@@ -194,6 +194,7 @@ impl Session {
                     false,
                 )]))),
                 Statement::Fetch { name, .. } => self.cursor_schema(name),
+                Statement::Call(f) if super::lsn::is_wait(f) => Some(super::lsn::wait_schema()),
                 _ => None,
             };
             return Ok(Prepared::unplanned(Some(stmt), declared, schema));
