@@ -28,6 +28,9 @@ fn kills(var: &str, default: usize) -> usize {
 
 const WRITERS: usize = 4;
 const LEADER_WAIT: Duration = Duration::from_secs(30);
+/// How long a writer waits for one write before calling it unknown and moving on
+/// (a paused leader never answers; its socket stays open).
+const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
 // ---- the checker on known histories ---------------------------------------------
 
@@ -166,14 +169,18 @@ async fn writer(c: Arc<String>, rec: Arc<Record>, w: usize) {
     let mut n = w;
     while !rec.stop.load(Ordering::SeqCst) {
         let Some(cl) = &client else {
-            match tokio_postgres::connect(&c, tokio_postgres::NoTls).await {
-                Ok((cl, conn)) => {
+            // A paused server accepts the TCP connection but never answers the
+            // startup (libpq's connect_timeout covers only the socket): bound it,
+            // and try the hosts in random order so a paused first host is skipped.
+            let connect = tokio_postgres::connect(&c, tokio_postgres::NoTls);
+            match tokio::time::timeout(Duration::from_secs(3), connect).await {
+                Ok(Ok((cl, conn))) => {
                     tokio::spawn(async move {
                         let _ = conn.await;
                     });
                     client = Some(cl);
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
             continue;
         };
@@ -184,7 +191,7 @@ async fn writer(c: Arc<String>, rec: Arc<Record>, w: usize) {
         let values: Vec<String> = ids.iter().map(|id| format!("({id}, {w})")).collect();
         let sql = format!("INSERT INTO reg (id, w) VALUES {}", values.join(", "));
         let invoked = rec.now();
-        let result = tokio::time::timeout(Duration::from_secs(15), cl.execute(&sql, &[])).await;
+        let result = tokio::time::timeout(OP_TIMEOUT, cl.execute(&sql, &[])).await;
         let outcome = match &result {
             Ok(Ok(_)) => Outcome::Ok,
             Ok(Err(e)) => classify(e),
@@ -252,7 +259,10 @@ impl Workload {
             ops: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
-        let url = Arc::new(c.multi_host("read-write"));
+        let url = Arc::new(format!(
+            "{}&load_balance_hosts=random",
+            c.multi_host("read-write")
+        ));
         let writers = (0..WRITERS)
             .map(|w| tokio::spawn(writer(url.clone(), rec.clone(), w)))
             .collect();
@@ -341,11 +351,14 @@ async fn no_acknowledged_write_is_lost_across_leader_kills() {
 }
 
 /// Followers killed and restarted under load (REPLICATION.md A4): writes go on at
-/// the leader, and each follower catches up when it is back.
+/// the leader, and each follower catches up when it is back. The leader flushes
+/// every second and keeps no log behind its snapshot, so a follower that was
+/// down usually comes back by installing a snapshot under load, not by the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_write_is_lost_across_follower_kills() {
-    let mut c = Cluster::start(3);
+    let mut c = Cluster::start_with(3, &["--raft-log-keep", "0"]);
     let work = Workload::start(&c).await;
+    let flusher = tokio::spawn(vacuum_every_second(c.multi_host("read-write")));
     let mut waits = Vec::new();
     for round in 0..kills("HINDSIGHT_CLUSTER_FOLLOWER_KILLS", 10) {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -355,15 +368,54 @@ async fn no_acknowledged_write_is_lost_across_follower_kills() {
         c.kill(follower);
         let what = format!("round {round}: follower {follower} killed");
         waits.push(work.next_ack_after(at, &what).await);
+        if round % 2 == 1 {
+            // Down past a snapshot and purge: it comes back by snapshot install.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+        }
         tokio::task::block_in_place(|| c.restart(follower));
     }
+    flusher.abort();
     work.finish(&c, "follower kills", waits).await;
+}
+
+/// VACUUM (flush and compact) on the leader once a second: snapshots follow.
+async fn vacuum_every_second(url: String) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            let _ = client.batch_execute("VACUUM").await;
+        }
+    }
+}
+
+/// A leader paused with SIGSTOP (REPLICATION.md A2: 3-8 s; here 3 s): the
+/// majority elects another and goes on; when the old one wakes it steps down and
+/// nothing it had in flight is acknowledged unless committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_write_is_lost_across_leader_pauses() {
+    let c = Cluster::start(3);
+    let work = Workload::start(&c).await;
+    let mut waits = Vec::new();
+    for round in 0..kills("HINDSIGHT_CLUSTER_PAUSES", 3) {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let leader = tokio::task::block_in_place(|| c.leader(LEADER_WAIT));
+        let at = work.now();
+        c.signal(leader, "-STOP");
+        let what = format!("round {round}: leader {leader} paused");
+        let took = work.next_ack_after(at, &what).await;
+        eprintln!("{what}; next acknowledged write after {took:?}");
+        waits.push(took);
+        tokio::time::sleep(Duration::from_millis(3000).saturating_sub(took)).await;
+        c.signal(leader, "-CONT");
+    }
+    work.finish(&c, "leader pauses", waits).await;
 }
 
 /// The partition cases of REPLICATION.md A2 through per-link proxies: an isolated
 /// leader (the majority elects another and goes on; the old one acknowledges
-/// nothing it cannot commit), an isolated follower, and a bridge (the leader and
-/// one follower cannot talk; the third node sees both).
+/// nothing it cannot commit), an isolated follower, a bridge (the leader and one
+/// follower cannot talk; the third node sees both), a one-way cut, and flapping.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_write_is_lost_across_partitions() {
     let c = Cluster::start_partitionable(3);
@@ -403,6 +455,33 @@ async fn no_acknowledged_write_is_lost_across_partitions() {
         let took = work.next_ack_after(at, &what).await;
         eprintln!("{what}; next acknowledged write after {took:?}");
         c.heal();
+
+        // One way: the leader's calls to a follower fail, the follower's calls to
+        // the leader go through (it campaigns; the cluster must settle).
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let leader = leader_now();
+        let follower = (1..=3).find(|&n| n != leader).unwrap();
+        c.cut_one_way(leader, follower);
+        let at = work.now();
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let what = format!("round {round}: {leader} cannot reach {follower}");
+        waits.push(work.next_ack_after(at, &what).await);
+        c.heal();
+
+        // Flapping: the leader isolated and healed every 300 ms for 3 s.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let leader = leader_now();
+        for flip in 0..10 {
+            match flip % 2 {
+                0 => c.isolate(leader),
+                _ => c.heal(),
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        c.heal();
+        let at = work.now();
+        let what = format!("round {round}: after flapping around {leader}");
+        waits.push(work.next_ack_after(at, &what).await);
     }
     work.finish(&c, "partitions", waits).await;
 }

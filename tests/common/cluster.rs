@@ -251,6 +251,15 @@ impl Cluster {
         }
     }
 
+    /// Cut only the connections `from` opens to `to` (its calls to `to` fail;
+    /// `to` still reaches `from`).
+    pub fn cut_one_way(&self, from: u64, to: u64) {
+        self.links
+            .get(&(from, to))
+            .expect("a partitionable cluster")
+            .set_cut(true);
+    }
+
     /// Cut every link of `id`: it is alone, the others still see each other.
     pub fn isolate(&self, id: u64) {
         for m in self.members.iter().filter(|m| m.id != id) {
