@@ -1,7 +1,8 @@
 //! The `hindsight` server: configuration, logging, the storage engine, the Postgres
 //! protocol listener, the metrics endpoint and an orderly shutdown.
 //!
-//! Shutdown (SIGTERM or SIGINT): stop accepting, tell idle sessions 57P01, let running
+//! Shutdown (SIGTERM or SIGINT): a cluster leader first hands leadership to its
+//! most caught-up follower; then stop accepting, tell idle sessions 57P01, let running
 //! statements finish within the grace period (`--shutdown-grace`; after it they end
 //! with 57P01), then make the WAL durable and release the data directory; the
 //! process exits 0. A second signal exits at once.
@@ -236,7 +237,12 @@ async fn run(config: Config, query_runtime: tokio::runtime::Handle) -> Result<()
         users = config.users.len(),
         "hindsight is ready to accept connections"
     );
-    server.serve(listener, shutdown_signal()).await?;
+    let leaving = db.clone();
+    let stop = async move {
+        shutdown_signal().await;
+        hand_off_leadership(&leaving).await;
+    };
+    server.serve(listener, stop).await?;
     if let Some(c) = cluster {
         tracing::info!("connections drained; leaving the cluster");
         c.shutdown().await;
@@ -248,6 +254,33 @@ async fn run(config: Config, query_runtime: tokio::runtime::Handle) -> Result<()
         .context("closing the database")?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// On a cluster leader that is told to stop: hand leadership to the most
+/// caught-up follower first, so writes move over in about two election timeouts
+/// (the sessions here end with 57P01 and reconnect) rather than waiting for an
+/// election after this node is gone. Nothing happens elsewhere, or if no follower
+/// is reachable (the node then just stops; the others elect a leader).
+async fn hand_off_leadership(db: &Db) {
+    if db.role().kind != RoleKind::Leader {
+        return;
+    }
+    let target = db
+        .members()
+        .into_iter()
+        .filter(|m| !m.is_self && m.role == "follower")
+        .max_by_key(|m| m.matched_index);
+    let Some(target) = target else {
+        tracing::warn!("stopping the leader with no reachable follower to hand leadership to");
+        return;
+    };
+    let db = db.clone();
+    let to = target.node;
+    match tokio::task::spawn_blocking(move || db.transfer_leader(to)).await {
+        Ok(Ok(said)) => tracing::info!(to, "leadership handed over before stopping: {said}"),
+        Ok(Err(e)) => tracing::warn!(to, "could not hand leadership over before stopping: {e}"),
+        Err(e) => tracing::warn!(to, "leadership hand-over task failed: {e}"),
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits immediately.

@@ -2,7 +2,8 @@
 //! files and purges its log (here keeping no log behind the snapshot), so a member
 //! that was down past the purge point catches up by receiving the snapshot
 //! (checkpoint files over the Raft transport), then by the log; it keeps the
-//! installed state across a restart, and every replica ends equal.
+//! installed state across a restart, and every replica ends equal. A leader
+//! stopped with SIGTERM hands leadership over first.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -133,4 +134,17 @@ async fn a_member_behind_the_purged_log_catches_up_by_snapshot() {
         .unwrap()
         .get(0);
     assert_eq!(n, 649);
+
+    // SIGTERM on the leader hands leadership over before it stops; it exits 0
+    // and the others take writes at once.
+    let leader = c.leader(WAIT);
+    assert_eq!(c.stop(leader), Some(0));
+    let said = c.member(leader).leadership_log.lock().unwrap().join("\n");
+    assert!(
+        said.contains("leadership handed over before stopping"),
+        "{said}"
+    );
+    let next = c.leader(WAIT);
+    assert_ne!(next, leader);
+    insert_facts(&c.member(next).connect().await, 650..660).await;
 }

@@ -30,6 +30,8 @@ pub struct Member {
     pub raft: u16,
     /// Started with `--join` (no `--peers`): added by the leader at run time.
     join: bool,
+    /// Log lines about leadership this member printed (all its runs).
+    pub leadership_log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     child: Option<Child>,
 }
 
@@ -90,6 +92,7 @@ impl Cluster {
                 peers: peers_of(id),
                 raft: raft[(id - 1) as usize],
                 join: false,
+                leadership_log: Default::default(),
                 child: None,
             })
             .collect();
@@ -133,10 +136,14 @@ impl Cluster {
             .expect("start hindsight");
         let stderr = child.stderr.take().unwrap();
         let id = m.id;
+        let leadership = m.leadership_log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("ready to accept connections") {
                     let _ = ready.send(());
+                }
+                if line.contains("leadership") {
+                    leadership.lock().unwrap().push(line.clone());
                 }
                 if std::env::var_os("HINDSIGHT_TEST_LOG").is_some() {
                     eprintln!("[node {id}] {line}");
@@ -159,6 +166,7 @@ impl Cluster {
             peers: String::new(),
             raft: free_port(),
             join: true,
+            leadership_log: Default::default(),
             child: None,
         });
         self.restart(id);
@@ -220,6 +228,24 @@ impl Cluster {
         if let Some(mut c) = m.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM a member and wait (up to 60 s) for it to exit; its exit code.
+    pub fn stop(&mut self, id: u64) -> Option<i32> {
+        self.signal(id, "-TERM");
+        let m = self.members.iter_mut().find(|m| m.id == id).unwrap();
+        let mut child = m.child.take()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
