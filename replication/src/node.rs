@@ -180,7 +180,7 @@ impl Cluster {
             .map_err(|e| ReplError::Raft(e.to_string()))?
             .map_err(|e| ReplError::io("binding the raft listener", e))?;
         let config = raft_config(&cfg)?;
-        let snapshots = SnapshotStore::open(db.path())?;
+        let snapshots = SnapshotStore::open(db.path(), db.applied().log.map(|l| l.index))?;
         let logs = LogStore::new(log);
         let (store, sm, net) = (
             logs.clone(),

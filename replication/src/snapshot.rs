@@ -110,8 +110,11 @@ fn sync_dir(path: &Path) -> ReplResult<()> {
 
 impl SnapshotStore {
     /// Open `<data_dir>/snapshots/`: drop staging left by a crash, keep the newest
-    /// complete snapshot.
-    pub fn open(data_dir: &Path) -> ReplResult<Arc<SnapshotStore>> {
+    /// complete snapshot the engine has reached (`applied`: its applied index). A
+    /// received snapshot newer than that was not installed before a crash; it is
+    /// dropped, so openraft asks the leader for it again rather than believing it
+    /// already holds it.
+    pub fn open(data_dir: &Path, applied: Option<u64>) -> ReplResult<Arc<SnapshotStore>> {
         let root = data_dir.join("snapshots");
         std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
         let store = SnapshotStore {
@@ -125,6 +128,10 @@ impl SnapshotStore {
                 continue;
             }
             match read_checkpoint(&path).map_err(ReplError::from) {
+                Ok(info) if info.applied.log.map(|l| l.index) > applied => {
+                    tracing::info!(dir = %path.display(), "removing a snapshot received but not installed");
+                    remove_dir(&path)?;
+                }
                 Ok(info) => found.push(Current {
                     meta: meta_of(name, &info)?,
                     dir: path,
@@ -309,10 +316,43 @@ mod tests {
         }
     }
 
+    /// A data dir whose engine applied up to index 5 and holds a checkpoint of it
+    /// in `snapshots/1-1-5`.
+    fn dir_with_snapshot_at_5() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let db = Db::open_replicated(d.path(), hindsight_storage::Options::default()).unwrap();
+        let id = LogId {
+            term: 1,
+            node: 1,
+            index: 5,
+        };
+        db.apply_entry(id, &hindsight_storage::raftlog::EntryBody::Blank)
+            .unwrap();
+        db.flush().unwrap();
+        std::fs::create_dir_all(d.path().join("snapshots")).unwrap();
+        db.checkpoint(&d.path().join("snapshots/1-1-5")).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_snapshot_the_engine_has_not_reached_is_dropped_at_open() {
+        let d = dir_with_snapshot_at_5();
+        let store = SnapshotStore::open(d.path(), Some(5)).unwrap();
+        let (meta, dir) = store.current().unwrap();
+        assert_eq!(meta.last_log_id.map(|l| l.index), Some(5));
+        assert_eq!(meta.snapshot_id, "1-1-5");
+        assert!(dir.dir.exists());
+        drop(store);
+        // Received but not installed before a crash: the engine is at 3.
+        let store = SnapshotStore::open(d.path(), Some(3)).unwrap();
+        assert!(store.current().is_none());
+        assert!(!d.path().join("snapshots/1-1-5").exists());
+    }
+
     #[test]
     fn staging_checks_offsets_and_sizes_and_renames_when_complete() {
         let d = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::open(d.path()).unwrap();
+        let store = SnapshotStore::open(d.path(), None).unwrap();
         let files = vec![("a.sst".to_string(), 6u64), ("CURRENT".to_string(), 0)];
         store.begin_receive("1-1-9", &files).unwrap();
         store.write_chunk("1-1-9", "a.sst", 0, b"abc").unwrap();
@@ -325,7 +365,7 @@ mod tests {
         assert!(!d.path().join("snapshots/recv-1-1-9.tmp").exists());
         // Not a checkpoint: a restart removes it rather than offering it.
         drop(store);
-        let store = SnapshotStore::open(d.path()).unwrap();
+        let store = SnapshotStore::open(d.path(), None).unwrap();
         assert!(store.current().is_none());
         assert!(!dir.dir.exists());
         assert!(store.begin_receive("1-1-9", &[("../x".into(), 1)]).is_err());
