@@ -1015,6 +1015,24 @@ async fn temporary_tables_belong_to_their_session_and_go_with_it() {
     // another session neither sees it nor collides with its name
     let e = b.query("SELECT * FROM scratch", &[]).await.unwrap_err();
     assert_eq!(e.code(), Some(&SqlState::UNDEFINED_TABLE));
+    // not even by its schema's full name
+    let a_schema: String = a
+        .query_one(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'scratch'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(a_schema.starts_with("pg_temp_"), "{a_schema}");
+    for sql in [
+        format!("SELECT * FROM {a_schema}.scratch"),
+        format!("INSERT INTO {a_schema}.scratch VALUES (2, 'theirs')"),
+        format!("DELETE FROM {a_schema}.scratch"),
+    ] {
+        let e = b.execute(sql.as_str(), &[]).await.unwrap_err();
+        assert_eq!(e.code(), Some(&SqlState::UNDEFINED_TABLE), "{sql}: {e}");
+    }
     b.batch_execute("CREATE TEMP TABLE scratch (id BIGINT PRIMARY KEY)")
         .await
         .unwrap();

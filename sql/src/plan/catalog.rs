@@ -75,6 +75,12 @@ impl CatalogProvider for HsCatalog {
         if name == SCHEMA {
             return Some(self.schema.clone() as Arc<dyn SchemaProvider>);
         }
+        let session_temp = self.schema.stmt.as_ref().map(|s| s.temp_schema());
+        if let Some(mine) = &session_temp
+            && crate::plan::names::foreign_temp(name, mine.as_deref())
+        {
+            return None; // another session's temporary tables are not ours to read
+        }
         if self.schema.catalog().schema(name).is_some() {
             return Some(Arc::new(HsSchema {
                 db: self.schema.db.clone(),

@@ -88,6 +88,15 @@ pub(crate) fn written(parts: &[String]) -> String {
     parts.join(".")
 }
 
+/// Every session's temporary schema is `pg_temp_N`.
+pub(crate) const TEMP_PREFIX: &str = "pg_temp_";
+
+/// Whether `schema` is another session's temporary schema (`mine` is this
+/// session's): its tables are invisible here, as in PostgreSQL.
+pub(crate) fn foreign_temp(schema: &str, mine: Option<&str>) -> bool {
+    schema.starts_with(TEMP_PREFIX) && Some(schema) != mine
+}
+
 fn undefined_table(parts: &[String]) -> SqlError {
     SqlError::new(
         ErrorKind::UndefinedTable,
@@ -130,7 +139,8 @@ impl Names {
         self.catalog.table(&key).cloned()
     }
 
-    /// The table the name refers to, or 42P01.
+    /// The table the name refers to, or 42P01 (also for another session's
+    /// temporary table: it does not exist for this session).
     pub(crate) fn table(&self, parts: &[String]) -> Result<Arc<TableDef>> {
         self.find_table(parts).ok_or_else(|| undefined_table(parts))
     }
@@ -150,6 +160,7 @@ impl Names {
                 .filter(|s| self.catalog.schema_exists(s))
                 .map(|s| relation_key(s, n))
                 .find(|k| exists(k)),
+            [s, _] if foreign_temp(s, self.temp.as_deref()) => None,
             [s, n] => Some(relation_key(self.schema_alias(s), n)).filter(|k| exists(k)),
             _ => key_of(parts).filter(|k| exists(k)),
         }

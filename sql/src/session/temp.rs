@@ -18,9 +18,7 @@ use hindsight_storage::{Catalog, CatalogOp, Db, SchemaDef, WriteBatch, split_rel
 use super::state::Session;
 use crate::error::Result;
 use crate::offload;
-
-/// The prefix of every session's temporary schema.
-const TEMP_PREFIX: &str = "pg_temp_";
+use crate::plan::names::TEMP_PREFIX;
 
 /// The numbers of temporary schemas (one per session that makes temporary tables).
 #[derive(Debug, Default)]
