@@ -118,6 +118,12 @@ CREATE INDEX scores_by_id ON feat.scores (id);
 \di *.*
 \echo == dt feat
 \dt feat.*
+INSERT INTO feat.scores SELECT x, x FROM generate_series(1, 1000) AS g(x);
+VACUUM;
+\echo == dt+
+\dt+ feat.*
+\echo == di+
+\di+ feat.*
 \echo == indexes
 \pset tuples_only off
 \d feat.scores
@@ -180,6 +186,24 @@ CREATE INDEX scores_by_id ON feat.scores (id);
     assert_eq!(
         section("dt feat"),
         ["feat|scores|table|postgres"],
+        "{stdout}"
+    );
+    // Sizes: the table's flushed data files; indexes are its key order (0 bytes).
+    let dt_plus = section("dt+");
+    assert_eq!(dt_plus.len(), 1, "{stdout}");
+    let cols: Vec<&str> = dt_plus[0].split('|').collect();
+    assert_eq!(
+        &cols[..5],
+        ["feat", "scores", "table", "postgres", "permanent"],
+        "{stdout}"
+    );
+    assert!(
+        cols[6] != "0 bytes" && (cols[6].ends_with(" bytes") || cols[6].ends_with(" kB")),
+        "size {:?}: {stdout}",
+        cols[6]
+    );
+    assert!(
+        section("di+").iter().all(|l| l.contains("|0 bytes|")),
         "{stdout}"
     );
     let indexes = section("indexes");

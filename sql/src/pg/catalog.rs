@@ -359,6 +359,9 @@ pub(crate) fn install(state: SessionState, db: &Db) -> Result<SessionState> {
         db.clone(),
         provider.oid_cache(),
     ));
+    for udf in crate::pg::sizes::udfs(db, &provider.oid_cache()) {
+        ctx.register_udf(udf);
+    }
     for f in crate::pg::indexes::Definition::udfs(db, &provider.oid_cache()) {
         ctx.register_udf(f);
     }

@@ -1,8 +1,9 @@
 //! PostgreSQL functions clients call that DataFusion and `datafusion-pg-catalog` do
 //! not provide (or provide in a form drivers cannot parse): `version()`,
 //! `to_regtype(text)`, `pg_get_serial_sequence(table, column)`,
-//! `pg_collation_is_visible(oid)`, `pg_size_pretty(bigint)`, `pg_is_in_recovery()` and
-//! `json_build_object(k, v, ...)`.
+//! `pg_collation_is_visible(oid)`, `pg_size_pretty(bigint)`, `pg_is_in_recovery()`,
+//! `json_build_object(k, v, ...)` and the comment lookups (`obj_description` and
+//! siblings, always NULL).
 //!
 //! Invariant: each answers what PostgreSQL would for Hindsight's database (for example
 //! `pg_get_serial_sequence` is NULL because no column owns a sequence).
@@ -39,7 +40,47 @@ pub(crate) fn functions(pg_type: &[RecordBatch], db: &Db) -> Vec<ScalarUDF> {
         quote_literal_udf("quote_literal"),
         quote_literal_udf("quote_nullable"),
         super::like::like_escape_udf(),
+        ScalarUDF::from(NoDescription::new("obj_description")),
+        ScalarUDF::from(NoDescription::new("col_description")),
+        ScalarUDF::from(NoDescription::new("shobj_description")),
     ]
+}
+
+/// `obj_description(oid [, catalog])`, `col_description(oid, column)`,
+/// `shobj_description(oid, catalog)`: NULL, since Hindsight stores no comments
+/// (`COMMENT ON` is not supported); psql's `\dt+` and `\d+` show an empty
+/// Description column.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NoDescription {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl NoDescription {
+    fn new(name: &'static str) -> Self {
+        NoDescription {
+            name,
+            signature: Signature::variadic_any(Volatility::Stable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for NoDescription {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
 }
 
 /// `pg_typeof(any)`: the name of its argument's type, as PostgreSQL spells it.

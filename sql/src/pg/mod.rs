@@ -11,6 +11,7 @@ pub(crate) mod information_schema;
 pub(crate) mod introspection;
 pub(crate) mod like;
 pub mod literals;
+pub(crate) mod sizes;
 pub mod text;
 pub(crate) mod textcast;
 pub(crate) mod views;

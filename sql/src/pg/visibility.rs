@@ -65,23 +65,26 @@ impl TableIsVisible {
         })
     }
 
-    /// Relation (schema, name) by OID, as `pg_class` numbered them last. `None` if
-    /// the OIDs are being renumbered right now (then every relation counts as
-    /// visible, as for OIDs of rows Hindsight does not number).
     fn relations(&self) -> Option<HashMap<i32, (String, String)>> {
-        let cache = self.oids.try_read().ok()?;
-        Some(
-            cache
-                .iter()
-                .filter_map(|(k, oid)| match k {
-                    OidCacheKey::Table(_, schema, name) => {
-                        Some((*oid as i32, (schema.clone(), name.clone())))
-                    }
-                    _ => None,
-                })
-                .collect(),
-        )
+        relations_by_oid(&self.oids)
     }
+}
+
+/// Relation (schema, name) by OID, as `pg_class` numbered them last. `None` if the
+/// OIDs are being renumbered right now.
+pub(crate) fn relations_by_oid(oids: &OidCache) -> Option<HashMap<i32, (String, String)>> {
+    let cache = oids.try_read().ok()?;
+    Some(
+        cache
+            .iter()
+            .filter_map(|(k, oid)| match k {
+                OidCacheKey::Table(_, schema, name) => {
+                    Some((*oid as i32, (schema.clone(), name.clone())))
+                }
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// Whether relation `name` of `schema` is the first of its name on `path`.

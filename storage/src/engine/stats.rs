@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Db;
 use crate::fileset::NUM_LEVELS;
+use crate::types::TableId;
 
 /// Per-level totals across tables.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,6 +64,15 @@ pub(super) struct Counters {
 }
 
 impl Db {
+    /// Bytes of `table`'s data files on disk (what is not yet flushed is not
+    /// counted): `pg_table_size`.
+    pub fn table_bytes(&self, table: TableId) -> u64 {
+        let view = self.engine.view.load();
+        view.files
+            .table(table)
+            .map_or(0, |t| t.all().map(|f| f.meta.size).sum())
+    }
+
     /// A summary of files, bytes, amplification and stalls.
     pub fn stats(&self) -> Stats {
         let view = self.engine.view.load_full();
