@@ -48,6 +48,13 @@ pub struct Cli {
     )]
     pub http_listen: Option<String>,
 
+    /// Arrow Flight SQL listener (ADBC, pyarrow.flight, Flight SQL JDBC): query
+    /// results and bulk ingest as Arrow over gRPC, with the same users, TLS
+    /// certificate, limits and SQL as the Postgres listener. Off unless given
+    /// (e.g. 127.0.0.1:32010); "off" disables it.
+    #[arg(long, env = "HINDSIGHT_FLIGHT_LISTEN", value_name = "ADDR|off")]
+    pub flight_listen: Option<String>,
+
     /// This node's id in a replicated cluster (a positive integer, one of --peers).
     /// Needs --peers, or --join.
     #[arg(long, env = "HINDSIGHT_NODE_ID", value_name = "N")]
@@ -184,6 +191,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     #[serde(alias = "metrics_listen")]
     http_listen: Option<String>,
+    flight_listen: Option<String>,
     cluster: Option<ClusterFile>,
     max_connections: Option<usize>,
     query_memory_limit: Option<String>,
@@ -243,6 +251,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub http_listen: Option<SocketAddr>,
+    pub flight_listen: Option<SocketAddr>,
     pub cluster: Option<ClusterSettings>,
     pub max_connections: usize,
     pub query_memory_limit: usize,
@@ -405,6 +414,14 @@ impl Config {
                     .with_context(|| format!("invalid HTTP address \"{http}\""))?,
             )
         };
+        let flight_listen = match cli.flight_listen.clone().or(file.flight_listen) {
+            Some(a) if a.eq_ignore_ascii_case("off") => None,
+            Some(a) => Some(
+                a.parse()
+                    .with_context(|| format!("invalid Flight address \"{a}\""))?,
+            ),
+            None => None,
+        };
         let cluster = resolve_cluster(&cli, file.cluster.unwrap_or_default())?;
         let mut users = Vec::new();
         for u in &cli.users {
@@ -450,6 +467,7 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("hindsight-data")),
             http_listen,
+            flight_listen,
             cluster,
             max_connections: cli.max_connections.or(file.max_connections).unwrap_or(100),
             query_memory_limit: match cli.query_memory_limit.or(file.query_memory_limit) {
@@ -495,12 +513,14 @@ impl Config {
                 "a cluster member makes every commit durable on a majority: only --fsync always is allowed with --peers"
             );
         }
-        if !self.listen.ip().is_loopback() && self.users.is_empty() && !self.insecure_trust_remote {
-            bail!(
-                "refusing to serve {} without authentication: add a user (--user NAME:PASSWORD) \
-                 or pass --insecure-trust-remote to allow anyone who can reach the port",
-                self.listen
-            );
+        let open = std::iter::once(self.listen).chain(self.flight_listen);
+        for addr in open {
+            if !addr.ip().is_loopback() && self.users.is_empty() && !self.insecure_trust_remote {
+                bail!(
+                    "refusing to serve {addr} without authentication: add a user (--user NAME:PASSWORD) \
+                     or pass --insecure-trust-remote to allow anyone who can reach the port"
+                );
+            }
         }
         Ok(())
     }

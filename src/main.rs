@@ -1,5 +1,6 @@
 //! The `hindsight` server: configuration, logging, the storage engine, the Postgres
-//! protocol listener, the metrics endpoint and an orderly shutdown.
+//! protocol listener, the Arrow Flight SQL listener, the metrics endpoint and an
+//! orderly shutdown.
 //!
 //! Shutdown (SIGTERM or SIGINT): a cluster leader first hands leadership to its
 //! most caught-up follower; then stop accepting, tell idle sessions 57P01, let running
@@ -207,6 +208,21 @@ async fn run(config: Config, query_runtime: tokio::runtime::Handle) -> Result<()
         Some((cert, key)) => Some(load_tls(cert, key)?),
         None => None,
     };
+    let (stopping, stop_rx) = tokio::sync::watch::channel(false);
+    let flight = match config.flight_listen {
+        Some(addr) => Some(
+            start_flight(
+                addr,
+                engine.clone(),
+                &config,
+                auth.clone(),
+                &query_runtime,
+                stop_rx,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let server = Server::new(
         engine,
         WireConfig {
@@ -240,9 +256,13 @@ async fn run(config: Config, query_runtime: tokio::runtime::Handle) -> Result<()
     let leaving = db.clone();
     let stop = async move {
         shutdown_signal().await;
+        let _ = stopping.send(true);
         hand_off_leadership(&leaving).await;
     };
     server.serve(listener, stop).await?;
+    if let Some(flight) = flight {
+        stop_flight(flight, config.shutdown_grace).await;
+    }
     if let Some(c) = cluster {
         tracing::info!("connections drained; leaving the cluster");
         c.shutdown().await;
@@ -254,6 +274,54 @@ async fn run(config: Config, query_runtime: tokio::runtime::Handle) -> Result<()
         .context("closing the database")?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Start the Arrow Flight SQL listener on `addr`; it stops accepting when `stop`
+/// turns true.
+async fn start_flight(
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    config: &Config,
+    auth: AuthConfig,
+    query_runtime: &tokio::runtime::Handle,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("Flight listener on {addr}"))?;
+    let local = listener.local_addr()?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some((
+            std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?,
+            std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+        )),
+        None => None,
+    };
+    let flight_config = hindsight_flight::FlightConfig {
+        auth,
+        tls,
+        max_streams: config.max_connections,
+        statement_timeout_ms: config.statement_timeout.as_millis() as u64,
+        query_runtime: Some(query_runtime.clone()),
+        ..hindsight_flight::FlightConfig::default()
+    };
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tracing::info!(addr = %local, tls = config.tls.is_some(), "Arrow Flight SQL endpoint");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = hindsight_flight::serve(engine, flight_config, listener, shutdown).await {
+            tracing::error!("Arrow Flight SQL listener stopped: {e}");
+        }
+    }))
+}
+
+/// Wait for the Flight listener's running calls to finish, at most `grace`.
+async fn stop_flight(mut flight: tokio::task::JoinHandle<()>, grace: Duration) {
+    if tokio::time::timeout(grace, &mut flight).await.is_err() {
+        tracing::warn!("Flight calls still running after the shutdown grace: ending them");
+        flight.abort();
+    }
 }
 
 /// On a cluster leader that is told to stop: hand leadership to the most

@@ -1,7 +1,8 @@
 //! End-to-end: real drivers against the real server, each driven by a session script
 //! in `tests/clients/`: psycopg 3 with pandas and SQLAlchemy (Python), the bulk and
 //! Arrow paths of asyncpg, psycopg, ADBC and polars (Python), psycopg2, pg8000 and
-//! SQLAlchemy over each (Python), the README's Python block verbatim, a dbt-postgres project
+//! SQLAlchemy over each (Python), Arrow Flight SQL through ADBC, pyarrow.flight, pandas
+//! and polars (Python, with TLS), the README's Python block verbatim, a dbt-postgres project
 //! (`dbt run` and `dbt test`), pgjdbc (the Debian
 //! package, Java) and node-postgres (npm `pg`). A missing client is skipped
 //! with a message, or fails the test under `HINDSIGHT_REQUIRE_CLIENTS=1` (`.ci/run`
@@ -50,6 +51,42 @@ fn bulk_and_arrow_paths_of_asyncpg_psycopg_adbc_polars() {
         &server,
         Command::new("python3").arg(format!("{CLIENTS}/bulk_drivers.py")),
         "bulk drivers ok",
+    );
+}
+
+#[test]
+fn flight_sql_through_adbc_pyarrow_pandas_polars_with_tls() {
+    if !client_available(
+        "python3 with adbc_driver_flightsql, pyarrow, pandas and polars, and openssl",
+        Command::new("sh").args([
+            "-c",
+            "openssl version && python3 -c 'import adbc_driver_flightsql, pyarrow.flight, pandas, polars'",
+        ]),
+    ) {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = common::self_signed_cert(certs.path());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let server = TestServer::start(&["--flight-listen", "127.0.0.1:0"]);
+    let secure = TestServer::start(&[
+        "--flight-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--no-loopback-trust",
+        "--user",
+        "alice:s3cret",
+    ]);
+    let port = |s: &TestServer| s.flight_port.unwrap().to_string();
+    run_client_session(
+        &server,
+        Command::new("python3")
+            .arg(format!("{CLIENTS}/flight_adbc.py"))
+            .args([port(&server), port(&secure), cert.to_string()]),
+        "flight clients ok",
     );
 }
 

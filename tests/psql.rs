@@ -241,30 +241,7 @@ fn psql_negotiates_tls_with_a_generated_certificate() {
         return;
     }
     let certs = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("run openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (cert, key) = common::self_signed_cert(certs.path());
     let server = TestServer::start(&[
         "--tls-cert",
         cert.to_str().expect("utf-8 path"),

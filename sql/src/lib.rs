@@ -34,10 +34,12 @@ pub use pg::literals::{parse_pg_array, parse_pg_bytea};
 pub use pg::text as pgtext;
 pub use plan::catalog::{CATALOG, SCHEMA};
 pub use plan::{asof, provider};
-pub use session::CopyIn;
+pub use session::{CopyIn, Ingest};
 pub use session::{Engine, EngineOptions, Prepared, Session, TransactionStatus};
 pub use settings::DEFAULT_SETTINGS;
-pub use types::{parse_interval_micros, pg_type_name, storage_type};
+pub use types::{
+    arrow_pg_type_name, parse_interval_micros, pg_type_name, storage_type, storage_type_of_arrow,
+};
 
 /// The SQL AST (sqlparser), for callers that parse with [`parse`].
 pub use sqlparser::ast;

@@ -26,6 +26,8 @@ pub struct TestServer {
     child: Child,
     pub port: u16,
     pub metrics_port: u16,
+    /// The Arrow Flight SQL port, when started with `--flight-listen`.
+    pub flight_port: Option<u16>,
     pub dir: tempfile::TempDir,
     args: Vec<String>,
 }
@@ -62,20 +64,27 @@ impl TestServer {
                 .and_then(|p| p.parse::<u16>().ok())
         };
         std::thread::spawn(move || {
-            let mut metrics = None;
+            let (mut metrics, mut flight) = (None, None);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("metrics endpoint") {
                     metrics = port_after(&line, "addr=");
                 }
+                if line.contains("Arrow Flight SQL endpoint") {
+                    flight = port_after(&line, "addr=");
+                }
                 if line.contains("ready to accept connections") {
-                    let _ = tx.send(port_after(&line, "listen=").zip(metrics));
+                    let _ = tx.send(
+                        port_after(&line, "listen=")
+                            .zip(metrics)
+                            .map(|p| (p, flight)),
+                    );
                 }
                 if std::env::var_os("HINDSIGHT_TEST_LOG").is_some() {
                     eprintln!("[server] {line}");
                 }
             }
         });
-        let (port, metrics_port) = rx
+        let ((port, metrics_port), flight_port) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("server did not become ready")
             .expect("ports in the startup lines");
@@ -83,6 +92,7 @@ impl TestServer {
             child,
             port,
             metrics_port,
+            flight_port,
             dir,
             args,
         }
@@ -202,4 +212,30 @@ pub fn run_client_session(server: &TestServer, cmd: &mut Command, marker: &str) 
 pub fn npm_prefix() -> std::path::PathBuf {
     let home = std::env::var_os("HOME").unwrap_or_default();
     std::path::PathBuf::from(home).join(".cache/hindsight/npm")
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 (as a subject
+/// alternative name, which gRPC and Go clients require), made by `openssl` in
+/// `dir`: the certificate and key paths.
+#[allow(dead_code)]
+pub fn self_signed_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (cert, key)
 }

@@ -68,6 +68,11 @@ impl AuthConfig {
         !self.users.is_empty()
     }
 
+    /// Whether `name` is a configured user.
+    pub fn has_user(&self, name: &str) -> bool {
+        self.users.contains_key(name)
+    }
+
     /// The method for a peer.
     pub fn method_for(&self, peer: IpAddr) -> Method {
         if self.trust_remote || (self.trust_loopback && peer.is_loopback()) {
@@ -80,6 +85,21 @@ impl AuthConfig {
         } else {
             Method::Scram
         }
+    }
+
+    /// Whether `password` is `user`'s (for protocols that send the password itself,
+    /// over TLS: Arrow Flight's basic authentication). Compared in constant time.
+    pub fn verify_password(&self, user: &str, password: &str) -> bool {
+        let Some((salt, salted)) = self.users.get(user) else {
+            return false;
+        };
+        let given = gen_salted_password(password, salt, SCRAM_ITERATIONS);
+        given.len() == salted.len()
+            && given
+                .iter()
+                .zip(salted)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 
     /// The verifier of a user, if the user exists.
@@ -129,5 +149,14 @@ mod tests {
         assert_eq!(a.method_for("10.0.0.1".parse().unwrap()), Method::Scram);
         assert!(a.secret("alice").is_some());
         assert!(a.secret("bob").is_none());
+    }
+
+    #[test]
+    fn passwords_are_verified() {
+        let mut a = AuthConfig::loopback_trust();
+        a.add_user("alice", "s3cret");
+        assert!(a.verify_password("alice", "s3cret"));
+        assert!(!a.verify_password("alice", "s3cre"));
+        assert!(!a.verify_password("bob", "s3cret"));
     }
 }

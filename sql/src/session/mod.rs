@@ -17,7 +17,8 @@
 //! `transaction` (blocks, savepoints, writes); `set` (settings); and the statement
 //! executors that write: `dml` (INSERT/UPDATE/DELETE), `ddl` (CREATE TABLE),
 //! `alter` (DROP, ALTER TABLE), `index`, `view` (CREATE VIEW), `schema` (CREATE/DROP
-//! SCHEMA), `temp` (temporary tables), `copy` (COPY FROM).
+//! SCHEMA), `temp` (temporary tables), `copy` (COPY FROM), `ingest` (Arrow batches,
+//! for Flight SQL's bulk ingest).
 
 mod alter;
 mod copy;
@@ -27,6 +28,7 @@ mod dml;
 mod engine;
 mod execute;
 mod index;
+mod ingest;
 mod lsn;
 mod prepared;
 mod schema;
@@ -38,6 +40,7 @@ mod view;
 
 pub use copy::CopyIn;
 pub use engine::{Engine, EngineOptions};
+pub use ingest::Ingest;
 pub use lsn::WAIT_FUNCTION;
 pub use prepared::Prepared;
 pub use state::Session;
