@@ -291,6 +291,31 @@ async fn prepared_statements_bind_parameters() {
     );
     let n = query(&mut c, "SELECT count(*) FROM drivers WHERE id >= 10").await;
     assert_eq!(int64s(&n, 0), vec![Some(2)]);
+
+    // A prepared command runs when its FlightInfo is asked for, as ADBC's DB-API
+    // `execute` relies on (it prepares, gets the info, and reads in the background):
+    // the table exists and the rows are there before any DoGet.
+    let mut ddl = c
+        .prepare("CREATE TABLE made_by_prepare (id BIGINT)".into(), None)
+        .await
+        .unwrap();
+    ddl.execute().await.unwrap();
+    let mut ins = c
+        .prepare("INSERT INTO made_by_prepare VALUES ($1)".into(), None)
+        .await
+        .unwrap();
+    ins.set_parameters(
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("$1", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let info = ins.execute().await.unwrap();
+    assert_eq!(info.total_records, 3, "the affected rows");
+    let n = query(&mut c, "SELECT count(*) FROM made_by_prepare").await;
+    assert_eq!(int64s(&n, 0), vec![Some(3)]);
 }
 
 #[tokio::test]

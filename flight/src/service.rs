@@ -5,8 +5,10 @@
 //! Statements: `GetFlightInfo` prepares the SQL in a fresh session. A query's info
 //! carries its schema and a ticket holding the SQL; `DoGet` runs it in a new session
 //! and streams the batches. A statement that returns no rows (DDL, DML: ADBC sends
-//! every `execute` as a query) runs right there in `GetFlightInfo`, and its ticket
-//! reads as an empty result. Updates by `DoPut` return their row counts.
+//! every `execute` as a query, prepared first) runs right there in `GetFlightInfo`,
+//! plain or prepared, so it has happened when the call returns (ADBC reads results in
+//! the background); its info's `total_records` is the affected-row count and its
+//! ticket reads as an empty result. Updates by `DoPut` return their row counts.
 //! Substrait plans, Flight transactions, savepoints, cross-reference and
 //! exported/imported keys (there are no foreign keys) are `UNIMPLEMENTED`.
 
@@ -85,6 +87,21 @@ impl HsFlightSql {
         Self::command_info(schema, command, request.into_inner())
     }
 
+    /// The `FlightInfo` of a command `GetFlightInfo` already ran: no columns, the
+    /// affected rows as `total_records`, a ticket that reads as an empty result.
+    fn ran_info(rows: i64, descriptor: FlightDescriptor) -> Result<Response<FlightInfo>, Status> {
+        let handle = TicketStatementQuery {
+            statement_handle: StatementTicket::Done.encode().into(),
+        };
+        let mut info = Self::info(
+            &Schema::empty(),
+            handle.as_any().encode_to_vec(),
+            descriptor,
+        )?;
+        info.get_mut().total_records = rows;
+        Ok(info)
+    }
+
     /// A `FlightInfo` whose ticket is the command itself.
     fn command_info(
         schema: &Schema,
@@ -125,24 +142,45 @@ fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
     Ok(bytes)
 }
 
+/// What `GetFlightInfo` learned of a statement: the schema of the rows a `DoGet`
+/// will stream, or the affected-row count of a command it already ran.
+enum Described {
+    Rows(SchemaRef),
+    Ran(i64),
+}
+
 /// Prepare `sql` in `session`: its result schema, or (a statement returning no
 /// rows) run it now.
 async fn describe_or_run(
     mut session: hindsight_sql::Session,
     sql: String,
-) -> Result<Option<SchemaRef>, Status> {
+) -> Result<Described, Status> {
     let prepared = session.prepare(&sql, &[]).await.map_err(status)?;
-    if prepared.schema.is_some() {
-        return Ok(prepared.schema);
+    if let Some(schema) = prepared.schema {
+        return Ok(Described::Rows(schema));
     }
-    session
+    let out = session
         .execute_prepared(&prepared, Vec::new())
         .await
-        .map_err(status)?
-        .collect()
-        .await
         .map_err(status)?;
-    Ok(None)
+    Ok(Described::Ran(affected(out)))
+}
+
+/// Execute a prepared statement once per bound parameter row; the total
+/// affected-row count.
+async fn execute_all(held: &mut Statement) -> Result<i64, Status> {
+    let mut total = 0i64;
+    for params in held.executions() {
+        let Statement {
+            session, prepared, ..
+        } = &mut *held;
+        let out = session
+            .execute_prepared(prepared, params)
+            .await
+            .map_err(status)?;
+        total += affected(out).max(0);
+    }
+    Ok(total)
 }
 
 /// Run `sql` (one statement), collecting its affected-row count.
@@ -209,22 +247,20 @@ impl FlightSqlService for HsFlightSql {
             return Err(unsupported("Flight SQL transactions are not supported"));
         }
         let sql = query.query.clone();
-        let schema = self
+        let described = self
             .runner
             .call(move |session| describe_or_run(session, sql))
             .await?;
-        let (schema, ticket) = match schema {
-            Some(s) => (s, StatementTicket::Query(query.query)),
-            None => (Arc::new(Schema::empty()), StatementTicket::Done),
-        };
-        let handle = TicketStatementQuery {
-            statement_handle: ticket.encode().into(),
-        };
-        Self::info(
-            &schema,
-            handle.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        let descriptor = request.into_inner();
+        match described {
+            Described::Rows(schema) => {
+                let handle = TicketStatementQuery {
+                    statement_handle: StatementTicket::Query(query.query).encode().into(),
+                };
+                Self::info(&schema, handle.as_any().encode_to_vec(), descriptor)
+            }
+            Described::Ran(rows) => Self::ran_info(rows, descriptor),
+        }
     }
 
     async fn do_get_statement(
@@ -350,8 +386,17 @@ impl FlightSqlService for HsFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.admit(&request)?;
         let statement = self.prepared.get(&caller, &cmd.prepared_statement_handle)?;
-        let schema = statement.lock().await.dataset_schema();
-        Self::command_info(&schema, cmd.as_any(), request.into_inner())
+        let rows = statement.lock().await.prepared.schema.clone();
+        if let Some(schema) = rows {
+            return Self::command_info(&schema, cmd.as_any(), request.into_inner());
+        }
+        // A command (ADBC prepares every DB-API `execute`): run it now, so it has
+        // happened when the call returns, as for an unprepared statement.
+        let rows = self
+            .runner
+            .call(move |_| async move { execute_all(&mut *statement.lock_owned().await).await })
+            .await?;
+        Self::ran_info(rows, request.into_inner())
     }
 
     async fn do_get_prepared_statement(
@@ -399,18 +444,7 @@ impl FlightSqlService for HsFlightSql {
                 if !batches.is_empty() {
                     held.bind(&batches)?;
                 }
-                let mut total = 0i64;
-                for params in held.executions() {
-                    let Statement {
-                        session, prepared, ..
-                    } = &mut *held;
-                    let out = session
-                        .execute_prepared(prepared, params)
-                        .await
-                        .map_err(status)?;
-                    total += affected(out).max(0);
-                }
-                Ok(total)
+                execute_all(&mut held).await
             })
             .await
     }

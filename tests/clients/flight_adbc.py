@@ -78,6 +78,15 @@ def adbc_session():
         cur.execute("SELECT id, rate FROM drivers WHERE id = $1", parameters=(1,))
         assert cur.fetchall() == [(1, 0.7)]
 
+        # DDL and DML through execute (prepared by the driver, results read in the
+        # background): done when execute returns, with the affected-row count.
+        for i in range(10):
+            cur.execute(f"CREATE TABLE events_{i} (id BIGINT)")
+            cur.execute(f"INSERT INTO events_{i} VALUES ($1), ($2)", (i, i + 1))
+            assert cur.rowcount == 2, cur.rowcount
+            cur.execute(f"SELECT count(*) FROM events_{i}")
+            assert cur.fetchone()[0] == 2
+
         spine = pa.table(
             {
                 "id": pa.array([1, 1, 3], pa.int64()),
