@@ -14,5 +14,6 @@ pub mod literals;
 pub(crate) mod sizes;
 pub mod text;
 pub(crate) mod textcast;
+pub(crate) mod untyped;
 pub(crate) mod views;
 pub(crate) mod visibility;

@@ -510,10 +510,34 @@ impl FastLookup {
                     _ => vec![],
                 },
             };
-            sets.push(scalars.iter().filter_map(|s| key_value(s, t)).collect());
+            let values = match arg {
+                // A literal that is no value of the key's type is the statement's
+                // error (22P02, as PostgreSQL types an untyped literal by its column).
+                KeyArg::Literals(_) => scalars
+                    .iter()
+                    .map(|s| key_value(s, t).ok_or_else(|| invalid_literal(s, t)))
+                    .collect::<Result<Vec<_>>>()?,
+                _ => scalars.iter().filter_map(|s| key_value(s, t)).collect(),
+            };
+            sets.push(values);
         }
         encode_combinations(&sets, key_types)
     }
+}
+
+/// The error for a literal key value that is not a value of the key's type.
+fn invalid_literal(v: &ScalarValue, t: ScalarType) -> crate::error::SqlError {
+    let text = match v {
+        ScalarValue::Utf8(Some(s)) => s.clone(),
+        other => other.to_string(),
+    };
+    crate::error::SqlError::new(
+        crate::error::ErrorKind::InvalidTextRepresentation,
+        format!(
+            "invalid input syntax for type {}: \"{text}\"",
+            crate::types::pg_type_name(hindsight_storage::DataType::Scalar(t))
+        ),
+    )
 }
 
 /// Encoded keys of every combination of the key columns' values (one set per key

@@ -77,7 +77,7 @@ impl Engine {
                 asof_rows_per_thread: options.asof_rows_per_thread,
             }))
             .with_optimizer_rules(optimizer_rules())
-            .with_analyzer_rule(Arc::new(crate::pg::textcast::PgTextCasts::new()))
+            .with_analyzer_rules(analyzer_rules())
             .build();
         base.catalog_list()
             .register_catalog(CATALOG.to_string(), catalog.clone());
@@ -113,6 +113,20 @@ impl Engine {
 fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let mut rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![Arc::new(PerRowSubqueries)];
     rules.extend(Optimizer::new().rules);
+    rules
+}
+
+/// DataFusion's analyzer rules, after Hindsight's [`UntypedLiterals`] (before type
+/// coercion, which would otherwise compare numbers as text) and followed by
+/// [`PgTextCasts`] (after it, so implicit casts to text are formatted too).
+///
+/// [`UntypedLiterals`]: crate::pg::untyped::UntypedLiterals
+/// [`PgTextCasts`]: crate::pg::textcast::PgTextCasts
+fn analyzer_rules() -> Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> {
+    let mut rules: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =
+        vec![Arc::new(crate::pg::untyped::UntypedLiterals)];
+    rules.extend(datafusion::optimizer::Analyzer::new().rules);
+    rules.push(Arc::new(crate::pg::textcast::PgTextCasts::new()));
     rules
 }
 
